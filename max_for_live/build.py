@@ -1,0 +1,306 @@
+"""Build `max_for_live/NOTONO Live.amxd` from text: this script is the device's patch source.
+
+The patch is declared here box by box (Max class, text, inlets, outlets, rectangles, Live
+parameter attributes) and wired with patchlines; the logic lives in `notono.js` (state, OSC, Live
+API) and the grid in `notono_grid.js` (jsui), which must sit next to the `.amxd`. The output is
+deterministic, so a test rebuilds it and compares it with the committed file byte for byte.
+
+    python max_for_live/build.py            # write the device
+    python max_for_live/build.py --check    # exit 1 if the committed device is stale
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import amxd  # noqa: E402  (sibling module; this folder is not a package)
+from notono_live.constants import (  # noqa: E402
+    DEFAULT_OSC_HOST, DEFAULT_OSC_PORT, DEFAULT_REPLY_PORT, FAMILIES, PITCH_MAX, PITCH_MIN,
+    BOTTOM_SHAPE, TOP_SHAPE,
+)
+
+DEVICE_PATH = HERE / "NOTONO Live.amxd"
+DEVICE_TYPE = "aaaa"            # an audio effect: it sits on the audio track that gets the clips
+DEVICE_WIDTH = 660.0
+DEVICE_HEIGHT = 169.0           # Live's device view height in pixels
+JS_INLETS, JS_OUTLETS = 2, 3    # must match `inlets` / `outlets` in notono.js (a test checks)
+
+# live.numbox / live.dial unit styles and parameter types, as Max numbers them.
+UNIT_INT, UNIT_FLOAT, UNIT_MIDI_NOTE = 0, 1, 8
+TYPE_FLOAT, TYPE_INT, TYPE_ENUM, TYPE_BLOB = 0, 1, 2, 4
+VISIBLE, STORED_ONLY, HIDDEN = 0, 1, 2   # parameter_invisible: automatable; saved with the set only; neither
+
+
+@dataclass
+class Patch:
+    """A patcher under construction: boxes with sequential ids, and patchlines between them.
+
+    Args:
+        boxes: box dictionaries in creation order.
+        lines: patchline dictionaries.
+    """
+
+    boxes: list[dict] = field(default_factory=list)
+    lines: list[dict] = field(default_factory=list)
+
+    def add(self, maxclass: str, rect: tuple[float, float, float, float], *, inlets: int, outlets: list[str],
+            text: str | None = None, presentation: tuple[float, float, float, float] | None = None,
+            **attributes) -> str:
+        box_id = f"obj-{len(self.boxes) + 1}"
+        box: dict = {"id": box_id, "maxclass": maxclass, "numinlets": inlets, "numoutlets": len(outlets)}
+        if outlets:
+            box["outlettype"] = list(outlets)
+        box["patching_rect"] = [float(v) for v in rect]
+        if text is not None:
+            box["text"] = text
+        if presentation is not None:
+            box["presentation"] = 1
+            box["presentation_rect"] = [float(v) for v in presentation]
+        box.update(attributes)
+        self.boxes.append({"box": dict(sorted(box.items()))})
+        return box_id
+
+    def obj(self, text: str, rect, *, inlets: int, outlets: list[str]) -> str:
+        return self.add("newobj", rect, inlets=inlets, outlets=outlets, text=text)
+
+    def connect(self, source: str, outlet: int, destination: str, inlet: int) -> None:
+        self.lines.append({"patchline": {"destination": [destination, inlet], "source": [source, outlet]}})
+
+
+def parameter(longname: str, shortname: str, ptype: int, *, mmin: float | None = None,
+              mmax: float | None = None, initial: float | None = None, enum: list[str] | None = None,
+              unitstyle: int | None = None, visibility: int = VISIBLE) -> dict:
+    """The attributes that make a live.* object a Live parameter recalled by its long name."""
+    valueof: dict = {"parameter_longname": longname, "parameter_shortname": shortname, "parameter_type": ptype}
+    if enum is not None:
+        valueof["parameter_enum"] = list(enum)
+        valueof["parameter_mmax"] = len(enum) - 1
+    if mmin is not None:
+        valueof["parameter_mmin"] = mmin
+    if mmax is not None:
+        valueof["parameter_mmax"] = mmax
+    if initial is not None:
+        valueof["parameter_initial_enable"] = 1
+        valueof["parameter_initial"] = [initial]
+    if unitstyle is not None:
+        valueof["parameter_unitstyle"] = unitstyle
+    if visibility:
+        valueof["parameter_invisible"] = visibility
+    return {"parameter_enable": 1, "varname": longname,
+            "saved_attribute_attributes": {"valueof": dict(sorted(valueof.items()))}}
+
+
+def device_patcher() -> dict:
+    """The whole patcher document of the device."""
+    p = Patch()
+
+    # Audio passes through untouched: the device only needs to live on an audio track.
+    plugin = p.obj("plugin~", (20, 20, 60, 22), inlets=2, outlets=["signal", "signal"])
+    plugout = p.obj("plugout~", (20, 80, 60, 22), inlets=2, outlets=["signal", "signal"])
+    p.connect(plugin, 0, plugout, 0)
+    p.connect(plugin, 1, plugout, 1)
+
+    # The brain, its OSC link, and the view router.
+    brain = p.obj("js notono.js", (400, 420, 240, 22), inlets=JS_INLETS, outlets=[""] * JS_OUTLETS)
+    receiver = p.obj(f"udpreceive {DEFAULT_REPLY_PORT} @defer 1", (660, 360, 150, 22), inlets=1, outlets=[""])
+    sender = p.obj(f"udpsend {DEFAULT_OSC_HOST} {DEFAULT_OSC_PORT}", (400, 480, 150, 22), inlets=1, outlets=[])
+    p.connect(receiver, 0, brain, 1)
+    p.connect(brain, 0, sender, 0)
+    p.connect(brain, 1, receiver, 0)
+    view_keys = ["status", "grid", "pitch", "family", "layer", "region_x", "region_y",
+                 "region_width", "region_height"]
+    router = p.obj("route " + " ".join(view_keys), (400, 520, 480, 22),
+                   inlets=len(view_keys) + 1, outlets=[""] * (len(view_keys) + 1))
+    p.connect(brain, 2, router, 0)
+
+    def from_view(key: str) -> int:
+        """The router outlet that carries the script's messages for `key`."""
+        return view_keys.index(key)
+
+    ready = p.obj("live.thisdevice", (400, 300, 100, 22), inlets=1, outlets=["bang", "int", "int"])
+    ready_message = p.add("message", (400, 340, 80, 22), inlets=2, outlets=[""], text="live_ready")
+    p.connect(ready, 0, ready_message, 0)
+    p.connect(ready_message, 0, brain, 0)
+
+    def to_brain(source: str, selector: str, x: float, y: float = 380) -> None:
+        # "prepend pitch" turns a control's value into the message notono.js handles.
+        prepend = p.obj(f"prepend {selector}", (x, y, 90, 22), inlets=1, outlets=[""])
+        p.connect(source, 0, prepend, 0)
+        p.connect(prepend, 0, brain, 0)
+
+    def label(text: str, presentation, x: float, y: float) -> None:
+        p.add("comment", (x, y, 90, 18), inlets=1, outlets=[], text=text, presentation=presentation,
+              fontsize=9.0)
+
+    # --- The grid: spectrogram under the codemap grid, click-and-drag region selection.
+    grid = p.add("jsui", (20, 600, 200, 136), inlets=1, outlets=[""], presentation=(4, 4, 200, 136),
+                 filename="notono_grid.js", parameter_enable=0, border=0)
+    p.connect(grid, 0, brain, 0)
+    p.connect(router, from_view("grid"), grid, 0)
+
+    # --- Mappable parameters (x of the patching rect just spreads them out).
+    controls_y = 220
+
+    layer = p.add("live.tab", (240, controls_y, 100, 18), inlets=1, outlets=["", "", "float"],
+                  presentation=(4, 146, 200, 17), num_lines_patching=1, num_lines_presentation=1,
+                  **parameter("Layer", "Layer", TYPE_ENUM, enum=["top", "bottom"], initial=0))
+    to_brain(layer, "layer", 240)
+    p.connect(router, from_view("layer"), layer, 0)
+
+    buttons = [  # long name, label, selector, presentation rect
+        ("Generate", "Generate", "generate", (212, 4, 64, 18)),
+        ("Inpaint", "Inpaint region", "inpaint", (280, 4, 84, 18)),
+        ("New Bottom", "New bottom", "new_bottom", (368, 4, 72, 18)),
+        ("Erase", "Erase", "erase", (444, 4, 46, 18)),
+        ("Randomise", "Randomise", "randomise", (494, 4, 62, 18)),
+        ("Undo", "Undo", "undo", (212, 26, 44, 18)),
+        ("Redo", "Redo", "redo", (260, 26, 44, 18)),
+    ]
+    for i, (longname, text, selector, rect) in enumerate(buttons):
+        x = 20 + i * 100
+        button = p.add("live.text", (x, 140, 80, 18), inlets=1, outlets=["", ""], presentation=rect,
+                       mode=0, text=text, texton=text,
+                       **parameter(longname, longname, TYPE_ENUM, enum=["off", "on"]))
+        to_brain(button, selector, x, y=170)
+
+    label("Variations", (310, 28, 52, 14), 360, controls_y - 20)
+    variations = p.add("live.numbox", (360, controls_y, 44, 18), inlets=1, outlets=["", "float"],
+                       presentation=(364, 26, 36, 18),
+                       **parameter("Variations", "Variations", TYPE_INT, mmin=1, mmax=16, initial=1,
+                                   unitstyle=UNIT_INT))
+    to_brain(variations, "variations", 360)
+
+    target = p.add("live.tab", (460, controls_y, 150, 18), inlets=1, outlets=["", "", "float"],
+                   presentation=(406, 26, 150, 18), num_lines_patching=1, num_lines_presentation=1,
+                   **parameter("Target", "Target", TYPE_ENUM, enum=["selected slot", "this track"], initial=0))
+    to_brain(target, "target", 460)
+
+    label("Pitch", (212, 50, 48, 14), 640, controls_y - 20)
+    pitch = p.add("live.numbox", (640, controls_y, 48, 18), inlets=1, outlets=["", "float"],
+                  presentation=(212, 64, 48, 18),
+                  **parameter("Pitch", "Pitch", TYPE_INT, mmin=PITCH_MIN, mmax=PITCH_MAX, initial=60,
+                              unitstyle=UNIT_MIDI_NOTE))
+    to_brain(pitch, "pitch", 640)
+    p.connect(router, from_view("pitch"), pitch, 0)
+
+    label("Family", (264, 50, 96, 14), 740, controls_y - 20)
+    family = p.add("live.menu", (740, controls_y, 100, 18), inlets=1, outlets=["", "", "float"],
+                   presentation=(264, 64, 100, 18),
+                   **parameter("Family", "Family", TYPE_ENUM, enum=[f.replace("_", " ") for f in FAMILIES],
+                               initial=FAMILIES.index("keyboard")))
+    to_brain(family, "family", 740)
+    p.connect(router, from_view("family"), family, 0)
+
+    temperature = p.add("live.dial", (860, controls_y, 48, 48), inlets=1, outlets=["", "float"],
+                        presentation=(372, 46, 52, 48),
+                        **parameter("Temperature", "Temp", TYPE_FLOAT, mmin=0.1, mmax=2.0, initial=1.0,
+                                    unitstyle=UNIT_FLOAT))
+    to_brain(temperature, "temperature", 860)
+
+    rows_max, cols_max = BOTTOM_SHAPE   # ranges cover both layers; notono.js clamps to the layer shown
+    region = [  # long name, label, selector, range, initial, presentation x
+        ("Region X", "X (time)", "region_x", (0, cols_max - 1), 0, 212),
+        ("Region Y", "Y (freq)", "region_y", (0, rows_max - 1), 0, 256),
+        ("Region Width", "Width", "region_width", (1, cols_max), 1, 300),
+        ("Region Height", "Height", "region_height", (1, rows_max), 1, 344),
+    ]
+    for i, (longname, text, selector, (low, high), initial, x) in enumerate(region):
+        px = 960 + i * 100
+        label(text, (x, 96, 44, 14), px, controls_y - 20)
+        box = p.add("live.numbox", (px, controls_y, 44, 18), inlets=1, outlets=["", "float"],
+                    presentation=(x, 110, 40, 18),
+                    **parameter(longname, longname.replace("Region ", ""), TYPE_INT, mmin=low, mmax=high,
+                                initial=initial, unitstyle=UNIT_INT))
+        to_brain(box, selector, px)
+        p.connect(router, from_view(selector), box, 0)
+    label(f"Region (top {TOP_SHAPE[0]}x{TOP_SHAPE[1]}, bottom {BOTTOM_SHAPE[0]}x{BOTTOM_SHAPE[1]})",
+          (212, 130, 200, 14), 960, controls_y + 30)
+
+    drop = p.add("live.drop", (1400, controls_y, 100, 60), inlets=1, outlets=["", ""],
+                  presentation=(562, 4, 94, 98), legend="Drop audio or a clip to encode",
+                  # Hidden, not stored: a recalled path would re-encode the file on every set load.
+                  **parameter("Drop File", "Drop", TYPE_BLOB, visibility=HIDDEN))
+    to_brain(drop, "drop", 1400)
+
+    label("Daemon port", (562, 106, 46, 14), 1520, controls_y - 20)
+    daemon_port = p.add("live.numbox", (1520, controls_y, 50, 18), inlets=1, outlets=["", "float"],
+                        presentation=(562, 120, 46, 16),
+                        **parameter("Daemon Port", "Daemon Port", TYPE_INT, mmin=1024, mmax=65535,
+                                    initial=DEFAULT_OSC_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY))
+    to_brain(daemon_port, "daemon_port", 1520)
+    label("Reply port", (610, 106, 46, 14), 1620, controls_y - 20)
+    reply_port = p.add("live.numbox", (1620, controls_y, 50, 18), inlets=1, outlets=["", "float"],
+                       presentation=(610, 120, 46, 16),
+                       **parameter("Reply Port", "Reply Port", TYPE_INT, mmin=1024, mmax=65535,
+                                   initial=DEFAULT_REPLY_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY))
+    to_brain(reply_port, "reply_port", 1620)
+
+    # --- Status line: connection (heartbeat) and the last error, in words.
+    status = p.add("comment", (400, 580, 440, 18), inlets=1, outlets=[], presentation=(212, 146, 444, 17),
+                   text="Waiting for Live...", fontsize=9.5, varname="status")
+    p.connect(router, from_view("status"), status, 0)
+
+    parameters = {b["box"]["id"]: [b["box"]["varname"], b["box"]["saved_attribute_attributes"]["valueof"]
+                                   ["parameter_shortname"], 0]
+                  for b in p.boxes if b["box"].get("parameter_enable") == 1}
+    parameters["inherited_shortname"] = 1
+    return {"patcher": {
+        "fileversion": 1,
+        "appversion": {"major": 8, "minor": 6, "revision": 0, "architecture": "x64", "modernui": 1},
+        "classnamespace": "box",
+        "rect": [80.0, 80.0, 1760.0, 640.0],
+        "openrect": [0.0, 0.0, DEVICE_WIDTH, DEVICE_HEIGHT],
+        "openinpresentation": 1,
+        "default_fontsize": 10.0,
+        "default_fontface": 0,
+        "default_fontname": "Arial Bold",
+        "gridonopen": 1,
+        "gridsize": [8.0, 8.0],
+        "devicewidth": DEVICE_WIDTH,
+        "description": "NOTONO Live: generate and inpaint instrument sounds; every render lands in a clip slot.",
+        "digest": "Talks to `notono-live serve` over OSC on 127.0.0.1",
+        "tags": "notono generative sampler",
+        "boxes": p.boxes,
+        "lines": p.lines,
+        "parameters": parameters,
+        "dependency_cache": [
+            {"name": "notono.js", "type": "TEXT", "implicit": 1},
+            {"name": "notono_grid.js", "type": "TEXT", "implicit": 1},
+        ],
+        "autosave": 0,
+    }}
+
+
+def build() -> bytes:
+    """The bytes of the device file."""
+    return amxd.pack(DEVICE_TYPE, device_patcher())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed device instead of writing")
+    parser.add_argument("--output", type=Path, default=DEVICE_PATH, help="where to write the device")
+    args = parser.parse_args(argv)
+    data = build()
+    if args.check:
+        current = args.output.read_bytes() if args.output.exists() else b""
+        if current != data:
+            print(f"{args.output} is stale: run `python max_for_live/build.py`", file=sys.stderr)
+            return 1
+        print(f"{args.output} is up to date ({len(data)} bytes)")
+        return 0
+    tmp = args.output.with_name(args.output.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(args.output)    # never leave a half-written device behind
+    print(f"wrote {args.output} ({len(data)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,649 @@
+// NOTONO Live: the device's brain (classic Max `js` object, ES5).
+//
+// It owns the device state (pitch, family, temperature, layer, region, current sound), speaks the
+// daemon's OSC protocol (docs/osc.md, notono_live/osc/protocol.py) through [udpsend] and
+// [udpreceive], keeps a heartbeat, and turns every rendered /notono/sound reply into an audio clip
+// through the Live API: ClipSlot.create_audio_clip(path) in the target slot, never over an
+// existing clip, then name, colour per family, warping off, looping off.
+//
+// Inlet 0: messages from the device view ("pitch 60", "generate 1", "region 0 3 2 4", "drop <path>",
+//          "live_ready" from [live.thisdevice]).
+// Inlet 1: OSC from [udpreceive]: the address is the message selector, the arguments follow.
+// Outlet 0: to [udpsend]: OSC messages, or "port N" / "host H" to re-aim it.
+// Outlet 1: to [udpreceive]: "port N" when the reply port changes.
+// Outlet 2: to the view, through [route status grid pitch family ...]: "status set <text>",
+//           "grid setlayer top", "pitch set 60", ...
+//
+// Live API rules kept here: no LiveAPI object in global code (wait for live_ready, sent by
+// [live.thisdevice]); the Live set is only changed from a deferred Task, never from inside a
+// notification callback or the high-priority thread.
+
+autowatch = 0;
+inlets = 2;
+outlets = 3;
+
+var OUT_OSC = 0;
+var OUT_RECEIVER = 1;
+var OUT_VIEW = 2;
+
+// --- Constants mirrored from notono_live (the tests check they agree) -----------------------
+var FAMILIES = ["bass", "brass", "flute", "guitar", "keyboard", "mallet",
+                "organ", "reed", "string", "synth_lead", "vocal"];
+var PITCH_MIN = 24;
+var PITCH_MAX = 84;
+var LAYERS = ["top", "bottom"];
+var LAYER_SHAPES = { top: [32, 4], bottom: [64, 8] };     // [rows, columns]
+var DEFAULT_DAEMON_HOST = "127.0.0.1";
+var DEFAULT_DAEMON_PORT = 7400;
+var DEFAULT_REPLY_PORT = 7401;
+
+// Clip colours, 0x00rrggbb; Live snaps each to the nearest colour of its palette.
+var FAMILY_COLOURS = {
+    bass: 0x3C5AF0, brass: 0xF0B400, flute: 0x7FD4F0, guitar: 0xC8782D,
+    keyboard: 0xB4B4E6, mallet: 0x00C8A0, organ: 0x9650DC, reed: 0x64B43C,
+    string: 0xDC3C3C, synth_lead: 0xFF50B4, vocal: 0xFFDC64
+};
+var UNKNOWN_FAMILY_COLOUR = 0x969696;
+
+// ClipSlot.create_audio_clip exists from Live 12.0.5 on.
+var MIN_LIVE_VERSION = [12, 0, 5];
+
+// Every address this device sends or understands, from notono_live/osc/protocol.py.
+var ADDRESS = {
+    hello: "/notono/hello",
+    bye: "/notono/bye",
+    ping: "/notono/ping",
+    pong: "/notono/pong",
+    generate: "/notono/generate",
+    encode: "/notono/encode",
+    inpaintRegion: "/notono/inpaint/region",
+    bottomRegenerate: "/notono/bottom/regenerate",
+    regionErase: "/notono/region/erase",
+    regionRandomize: "/notono/region/randomize",
+    undo: "/notono/sound/undo",
+    redo: "/notono/sound/redo",
+    progress: "/notono/progress",
+    sound: "/notono/sound",
+    done: "/notono/done",
+    error: "/notono/error"
+};
+var DAEMON_REQUEST_ID = -1;          // renders the daemon starts itself (MIDI controller)
+var CLIENT_NAME = "NOTONO Live device";
+var TOP_P = 0.8;                     // the paper's nucleus mass; not on the device view
+var ERASE_DB = 24.0;                 // the protocol's default level drop for /notono/region/erase
+var HEARTBEAT_MS = 2000;
+var MISSED_BEATS_FOR_LOSS = 3;
+
+// Requests whose /notono/sound replies are new renders that belong in a clip slot.
+// Undo and redo answer with versions that already have a clip, so they only update the view.
+var PLACES_CLIPS = { generate: true, encode: true, inpaint: true, bottom: true,
+                     erase: true, randomize: true };
+
+// --- State ---------------------------------------------------------------------------------
+var controls = {
+    pitch: 60, family: "keyboard", temperature: 1.0, variations: 1,
+    layer: "top", region: [0, 0, 1, 1], target: 0
+};
+var link = {
+    host: DEFAULT_DAEMON_HOST, daemonPort: DEFAULT_DAEMON_PORT, replyPort: DEFAULT_REPLY_PORT,
+    state: "idle",         // idle (before live_ready), connecting, connected, lost
+    awaitingBeat: false, missedBeats: 0, daemon: ""
+};
+var nextRequestId = 1;
+var pending = {};          // request id -> kind
+var current = { sound: 0, version: 0, png: "", wav: "" };
+var liveReady = false;
+var liveVersion = null;    // [major, minor, bugfix] once read
+var waitingForLive = [];   // renders that arrived before live_ready
+var placed = {};           // "sound:version" -> "track T slot S", so a version gets one clip
+var heartbeatTask = null;
+var lastStatus = "";
+
+// --- Small pure helpers --------------------------------------------------------------------
+var NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+
+// Note name as Live shows it: MIDI 60 is C3.
+function noteName(pitch) {
+    pitch = Math.round(pitch);
+    return NOTE_NAMES[((pitch % 12) + 12) % 12] + (Math.floor(pitch / 12) - 2);
+}
+
+// Fallback clip name when a reply carries no label: "organ C3 · v4".
+function clipName(family, pitch, version) {
+    return family.replace(/_/g, " ") + " " + noteName(pitch) + " \u00b7 v" + version;
+}
+
+function familyColour(family) {
+    return FAMILY_COLOURS.hasOwnProperty(family) ? FAMILY_COLOURS[family] : UNKNOWN_FAMILY_COLOUR;
+}
+
+// Folders that only exist on the startup disk: an HFS path into them names the boot volume.
+var BOOT_VOLUME_FOLDERS = /^\/(Users|Applications|Library|System|private|tmp|var|opt|usr|Volumes|Network|cores)(\/|$)/;
+
+// Max dialogs and drops on macOS give HFS-style paths ("Macintosh HD:/Users/me/a.wav"); Live
+// wants POSIX. The boot volume maps to "/", any other volume to "/Volumes/<name>". POSIX paths
+// and Windows paths ("C:/...", "C:\...") pass through unchanged.
+function hfsToPosix(path) {
+    path = String(path);
+    var match = /^([^:\/\\]+):(\/.*)?$/.exec(path);
+    if (!match) {
+        return path;
+    }
+    var volume = match[1];
+    var rest = match[2] || "/";
+    if (volume.length === 1) {
+        return path;                     // a Windows drive letter
+    }
+    if (BOOT_VOLUME_FOLDERS.test(rest)) {
+        return rest;
+    }
+    return "/Volumes/" + volume + rest;
+}
+
+function versionAtLeast(version, minimum) {
+    for (var i = 0; i < minimum.length; i++) {
+        var v = version[i] || 0;
+        if (v !== minimum[i]) {
+            return v > minimum[i];
+        }
+    }
+    return true;
+}
+
+function clampInt(value, low, high) {
+    value = Math.round(Number(value));
+    if (isNaN(value)) {
+        value = low;
+    }
+    return Math.max(low, Math.min(high, value));
+}
+
+// Keep [col, row, width, height] inside a layer's grid.
+function clampRegion(region, layerName) {
+    var shape = LAYER_SHAPES[layerName];
+    var rows = shape[0], cols = shape[1];
+    var col = clampInt(region[0], 0, cols - 1);
+    var row = clampInt(region[1], 0, rows - 1);
+    return [col, row, clampInt(region[2], 1, cols - col), clampInt(region[3], 1, rows - row)];
+}
+
+// The same stretch of sound on the other layer: a top cell covers 2x2 bottom cells, and a bottom
+// region maps to the smallest top region that covers it.
+function convertRegion(region, fromLayer, toLayer) {
+    if (fromLayer === toLayer) {
+        return region.slice();
+    }
+    if (fromLayer === "top") {
+        return [region[0] * 2, region[1] * 2, region[2] * 2, region[3] * 2];
+    }
+    var c0 = Math.floor(region[0] / 2), r0 = Math.floor(region[1] / 2);
+    var c1 = Math.ceil((region[0] + region[2]) / 2), r1 = Math.ceil((region[1] + region[3]) / 2);
+    return [c0, r0, c1 - c0, r1 - r0];
+}
+
+function first(value) {
+    return Array.isArray(value) ? value[0] : value;
+}
+
+// --- View ----------------------------------------------------------------------------------
+function status(text) {
+    lastStatus = text;
+    outlet(OUT_VIEW, "status", "set", text);
+}
+
+function showRegion() {
+    var r = controls.region;
+    outlet(OUT_VIEW, "region_x", "set", r[0]);
+    outlet(OUT_VIEW, "region_y", "set", r[1]);
+    outlet(OUT_VIEW, "region_width", "set", r[2]);
+    outlet(OUT_VIEW, "region_height", "set", r[3]);
+    outlet(OUT_VIEW, "grid", "setregion", r[0], r[1], r[2], r[3]);
+}
+
+function showLayer() {
+    outlet(OUT_VIEW, "layer", "set", LAYERS.indexOf(controls.layer));
+    outlet(OUT_VIEW, "grid", "setlayer", controls.layer);
+}
+
+// --- Controls from the view (inlet 0) ------------------------------------------------------
+function pitch(value) {
+    controls.pitch = clampInt(value, PITCH_MIN, PITCH_MAX);
+}
+
+function family(index) {
+    controls.family = FAMILIES[clampInt(index, 0, FAMILIES.length - 1)];
+}
+
+function temperature(value) {
+    controls.temperature = Math.max(0.05, Number(value));
+}
+
+function variations(value) {
+    controls.variations = clampInt(value, 1, 16);
+}
+
+function target(index) {
+    controls.target = clampInt(index, 0, 1);
+}
+
+function layer(index) {
+    var name = LAYERS[clampInt(index, 0, 1)];
+    if (!liveReady) {
+        // Live restores saved parameters in no fixed order before live_ready: the saved region is
+        // already in the saved layer's cells, so keep both as they come and clamp once, later.
+        controls.layer = name;
+        return;
+    }
+    if (name !== controls.layer) {
+        controls.region = clampRegion(convertRegion(controls.region, controls.layer, name), name);
+        controls.layer = name;
+    }
+    showLayer();
+    showRegion();
+}
+
+function setRegionPart(part, value) {
+    var region = controls.region.slice();
+    region[part] = value;
+    if (!liveReady) {
+        controls.region = region;   // see layer(): clamped at live_ready
+        return;
+    }
+    controls.region = clampRegion(region, controls.layer);
+    showRegion();
+}
+
+function region_x(value) { setRegionPart(0, value); }
+function region_y(value) { setRegionPart(1, value); }
+function region_width(value) { setRegionPart(2, value); }
+function region_height(value) { setRegionPart(3, value); }
+
+// From the grid: a finished click-and-drag selection.
+function region(col, row, width, height) {
+    controls.region = clampRegion([col, row, width, height], controls.layer);
+    showRegion();
+}
+
+function daemon_port(port) {
+    link.daemonPort = clampInt(port, 1, 65535);
+    outlet(OUT_OSC, "port", link.daemonPort);
+    reconnect();
+}
+
+function daemon_host(host) {
+    link.host = String(host);
+    outlet(OUT_OSC, "host", link.host);
+    reconnect();
+}
+
+function reply_port(port) {
+    link.replyPort = clampInt(port, 1, 65535);
+    outlet(OUT_RECEIVER, "port", link.replyPort);
+    reconnect();
+}
+
+// Triggers: live.text buttons send 1 when pressed (and MIDI-mapped ones may send 0 on release).
+function pressed(args) {
+    return args.length === 0 || Number(args[0]) !== 0;
+}
+
+function generate() {
+    if (!pressed(arguments)) { return; }
+    request("generate", ADDRESS.generate, [controls.pitch, controls.family, controls.temperature,
+        TOP_P, controls.variations, -1]);
+}
+
+function inpaint() {
+    if (!pressed(arguments) || !needSound("inpaint a region")) { return; }
+    var r = controls.region;
+    request("inpaint", ADDRESS.inpaintRegion, [current.sound, controls.layer, r[1], r[0], r[3], r[2],
+        controls.pitch, controls.family, controls.temperature, TOP_P, -1]);
+}
+
+function new_bottom() {
+    if (!pressed(arguments) || !needSound("make a new bottom map")) { return; }
+    request("bottom", ADDRESS.bottomRegenerate, [current.sound, controls.pitch, controls.family,
+        controls.temperature, TOP_P, -1]);
+}
+
+function erase() {
+    if (!pressed(arguments) || !needSound("erase a region")) { return; }
+    var r = controls.region;
+    request("erase", ADDRESS.regionErase, [current.sound, controls.layer, r[1], r[0], r[3], r[2], ERASE_DB]);
+}
+
+function randomise() {
+    if (!pressed(arguments) || !needSound("randomise a region")) { return; }
+    var r = controls.region;
+    request("randomize", ADDRESS.regionRandomize, [current.sound, controls.layer, r[1], r[0], r[3], r[2], -1]);
+}
+
+function undo() {
+    if (!pressed(arguments) || !needSound("undo")) { return; }
+    request("undo", ADDRESS.undo, [current.sound]);
+}
+
+function redo() {
+    if (!pressed(arguments) || !needSound("redo")) { return; }
+    request("redo", ADDRESS.redo, [current.sound]);
+}
+
+// An audio file dropped on the device, or a clip dragged from Live (live.drop gives its file).
+function drop(path) {
+    if (!path || !liveReady) { return; }   // a value restored while the set loads is not a drop
+    request("encode", ADDRESS.encode, [hfsToPosix(path), controls.pitch, controls.family]);
+}
+
+function needSound(what) {
+    if (current.sound > 0) {
+        return true;
+    }
+    status("Nothing to " + what + " yet: press Generate or drop an audio file first.");
+    return false;
+}
+
+// --- OSC out -------------------------------------------------------------------------------
+function sendOsc(address, args) {
+    outlet(OUT_OSC, [address].concat(args));
+}
+
+function request(kind, address, args) {
+    if (link.state !== "connected") {
+        status("Not connected to the daemon on " + link.host + ":" + link.daemonPort +
+               ": start it with `notono-live serve` (the device keeps trying).");
+        return -1;
+    }
+    var id = nextRequestId++;
+    pending[id] = kind;
+    sendOsc(address, [id].concat(args));
+    return id;
+}
+
+// Only the newest hello or ping can still be answered usefully; older ones are forgotten so that
+// a daemon that stays away does not grow the pending table.
+function forget(kind) {
+    for (var id in pending) {
+        if (pending.hasOwnProperty(id) && pending[id] === kind) {
+            delete pending[id];
+        }
+    }
+}
+
+function sayHello() {
+    forget("hello");
+    var id = nextRequestId++;
+    pending[id] = "hello";
+    sendOsc(ADDRESS.hello, [id, link.replyPort, 0, CLIENT_NAME]);
+}
+
+function reconnect() {
+    if (link.state === "idle") {
+        return;
+    }
+    link.state = "connecting";
+    link.awaitingBeat = false;
+    link.missedBeats = 0;
+    sayHello();
+}
+
+// Every HEARTBEAT_MS: ping while connected; when pongs stop, say hello until the daemon answers,
+// which also re-announces the reply port to a daemon that restarted.
+function heartbeat() {
+    if (link.state === "connected") {
+        if (link.awaitingBeat) {
+            link.missedBeats += 1;
+        }
+        if (link.missedBeats >= MISSED_BEATS_FOR_LOSS) {
+            link.state = "lost";
+            status("Lost the daemon on " + link.host + ":" + link.daemonPort +
+                   ": is `notono-live serve` still running? Retrying.");
+            sayHello();
+            return;
+        }
+        link.awaitingBeat = true;
+        forget("ping");
+        var id = nextRequestId++;
+        pending[id] = "ping";
+        sendOsc(ADDRESS.ping, [id]);
+    } else if (link.state !== "idle") {
+        sayHello();
+    }
+}
+
+// --- OSC in (inlet 1) ----------------------------------------------------------------------
+function anything() {
+    var args = arrayfromargs(arguments);
+    if (inlet === 1) {
+        receive(messagename, args);
+    } else {
+        post("notono.js: unknown message " + messagename + "\n");
+    }
+}
+
+function receive(address, args) {
+    link.awaitingBeat = false;
+    link.missedBeats = 0;
+    var id = args[0];
+    if (address === ADDRESS.hello) {
+        var wasLost = link.state === "lost";
+        link.state = "connected";
+        link.daemon = "notono-live " + args[1] + " (" + args[2] + " on " + args[3] + ")";
+        delete pending[id];
+        status((wasLost ? "Reconnected to " : "Connected to ") + link.daemon + ".");
+    } else if (address === ADDRESS.pong) {
+        delete pending[id];
+        if (link.state !== "connected") {
+            reconnect();
+        }
+    } else if (address === ADDRESS.progress) {
+        status(describe(id) + ": " + args[2] + " " + Math.round(Number(args[1]) * 100) + "%");
+    } else if (address === ADDRESS.sound) {
+        soundReply(args);
+    } else if (address === ADDRESS.done) {
+        var kind = pending[id];
+        delete pending[id];
+        if (kind && kind !== "ping" && !PLACES_CLIPS[kind]) {
+            status(describe(id, kind) + " done.");
+        }
+    } else if (address === ADDRESS.error) {
+        var failed = id === DAEMON_REQUEST_ID ? "daemon" : describe(id);
+        delete pending[id];
+        status("Error (" + failed + "): " + args[2]);
+    }
+}
+
+function describe(id, kind) {
+    kind = kind || pending[id];
+    if (id === DAEMON_REQUEST_ID) {
+        return "MIDI-triggered render";
+    }
+    return kind ? kind : "request " + id;
+}
+
+function soundReply(args) {
+    var render = {
+        requestId: args[0], sound: args[1], version: args[2], wav: String(args[3]),
+        png: String(args[4]), pitch: args[5], family: String(args[6]), label: String(args[7]),
+        parent: args[8], operation: String(args[9]), sampleRate: args[10]
+    };
+    current = { sound: render.sound, version: render.version, png: render.png, wav: render.wav };
+    controls.pitch = clampInt(render.pitch, PITCH_MIN, PITCH_MAX);
+    controls.family = render.family;
+    outlet(OUT_VIEW, "pitch", "set", controls.pitch);
+    if (FAMILIES.indexOf(render.family) >= 0) {
+        outlet(OUT_VIEW, "family", "set", FAMILIES.indexOf(render.family));
+    }
+    outlet(OUT_VIEW, "grid", "spectrogram", render.png);
+    var kind = pending[render.requestId];
+    var key = render.sound + ":" + render.version;
+    if ((PLACES_CLIPS[kind] || render.requestId === DAEMON_REQUEST_ID) && !placed[key]) {
+        placed[key] = "pending";
+        if (liveReady) {
+            deferPlacement(render);
+        } else {
+            waitingForLive.push(render);
+        }
+    } else {
+        status("Now editing " + (render.label || clipName(render.family, render.pitch, render.version)) + ".");
+    }
+}
+
+// --- Live ----------------------------------------------------------------------------------
+// [live.thisdevice] bangs once the device is fully in the Live set: only now may LiveAPI be used.
+function live_ready() {
+    if (liveReady) {
+        return;
+    }
+    liveReady = true;
+    readLiveVersion();
+    controls.region = clampRegion(controls.region, controls.layer);
+    showLayer();
+    showRegion();
+    link.state = "connecting";
+    status("Connecting to the daemon on " + link.host + ":" + link.daemonPort + "...");
+    sayHello();
+    heartbeatTask = new Task(heartbeat, this);
+    heartbeatTask.interval = HEARTBEAT_MS;
+    heartbeatTask.repeat();
+    while (waitingForLive.length) {
+        deferPlacement(waitingForLive.shift());
+    }
+}
+
+// Tell the daemon to forget this device when it is deleted or the set closes.
+function notifydeleted() {
+    if (heartbeatTask) {
+        heartbeatTask.cancel();
+    }
+    if (link.state === "connected") {
+        sendOsc(ADDRESS.bye, [nextRequestId++]);
+    }
+}
+
+function readLiveVersion() {
+    var app = new LiveAPI(null, "live_app");
+    liveVersion = [Number(first(app.call("get_major_version"))),
+                   Number(first(app.call("get_minor_version"))),
+                   Number(first(app.call("get_bugfix_version")))];
+}
+
+// Changing the Live set from a reply handler could land inside a notification or on the
+// high-priority thread; a Task runs on the main thread, after the current event.
+function deferPlacement(render) {
+    var task = new Task(function () { placeClip(render); }, this);
+    task.schedule(0);
+}
+
+function livePath(api) {
+    var path = api.unquotedpath;
+    if (path === undefined || path === null) {
+        path = String(api.path).replace(/"/g, "");
+    }
+    return String(path);
+}
+
+function isValid(api) {
+    return Number(api.id) !== 0;
+}
+
+// Where the next clip goes: {track, slot, path} or {error}.
+//  target 0: the highlighted clip slot if it is empty, else the next empty slot below it;
+//            without a highlighted slot, as target 1;
+//  target 1: this device's track, the first empty slot from the selected scene down.
+// With no empty slot left, a scene is added at the end of the set.
+function chooseTargetSlot() {
+    var trackIndex = -1, start = 0, match;
+    if (controls.target === 0) {
+        var highlighted = new LiveAPI(null, "live_set view highlighted_clip_slot");
+        if (isValid(highlighted)) {
+            match = /tracks (\d+) clip_slots (\d+)/.exec(livePath(highlighted));
+            if (match) {
+                trackIndex = Number(match[1]);
+                start = Number(match[2]);
+            }
+        }
+    }
+    if (trackIndex < 0) {
+        var own = new LiveAPI(null, "this_device canonical_parent");
+        // A device inside a rack has a chain as parent; its track is the path's first part.
+        match = /^live_set tracks (\d+)/.exec(livePath(own));
+        if (!match) {
+            return { error: "the device is not on an audio track (it is on " + livePath(own) +
+                            "); put it on an audio track" };
+        }
+        trackIndex = Number(match[1]);
+        var scene = new LiveAPI(null, "live_set view selected_scene");
+        match = /scenes (\d+)/.exec(livePath(scene));
+        start = match ? Number(match[1]) : 0;
+    }
+    var trackPath = "live_set tracks " + trackIndex;
+    var track = new LiveAPI(null, trackPath);
+    var trackName = String(first(track.get("name")));
+    if (Number(first(track.get("has_audio_input"))) !== 1) {
+        return { error: "track " + (trackIndex + 1) + " (" + trackName + ") is not an audio track" };
+    }
+    if (Number(first(track.get("is_foldable"))) === 1) {
+        return { error: "track " + (trackIndex + 1) + " (" + trackName + ") is a group track" };
+    }
+    if (Number(first(track.get("is_frozen"))) === 1) {
+        return { error: "track " + (trackIndex + 1) + " (" + trackName + ") is frozen" };
+    }
+    var count = track.getcount("clip_slots");
+    for (var s = start; s < count; s++) {
+        var slot = new LiveAPI(null, trackPath + " clip_slots " + s);
+        if (Number(first(slot.get("has_clip"))) === 0) {
+            return { track: trackIndex, slot: s, path: trackPath + " clip_slots " + s };
+        }
+    }
+    var song = new LiveAPI(null, "live_set");
+    song.call("create_scene", -1);
+    return { track: trackIndex, slot: count, path: trackPath + " clip_slots " + count };
+}
+
+function placeClip(render) {
+    var key = render.sound + ":" + render.version;
+    var name = render.label || clipName(render.family, render.pitch, render.version);
+    var path = hfsToPosix(render.wav);
+    if (!liveVersion || !versionAtLeast(liveVersion, MIN_LIVE_VERSION)) {
+        var have = liveVersion ? liveVersion.join(".") : "unknown";
+        delete placed[key];
+        status("Live " + have + " cannot create clips from files (needs " + MIN_LIVE_VERSION.join(".") +
+               " or later). Drag the sound in yourself: " + path);
+        return false;
+    }
+    var where = chooseTargetSlot();
+    if (where.error) {
+        delete placed[key];
+        status("Cannot place " + name + ": " + where.error + ". The sound is at " + path);
+        return false;
+    }
+    var slot = new LiveAPI(null, where.path);
+    // Checked again right before the call: a clip may have been recorded since the choice.
+    if (Number(first(slot.get("has_clip"))) !== 0) {
+        delete placed[key];
+        status("Cannot place " + name + ": slot " + (where.slot + 1) + " just got a clip. The sound is at " + path);
+        return false;
+    }
+    slot.call("create_audio_clip", path);
+    var clip = new LiveAPI(null, where.path + " clip");
+    if (!isValid(clip)) {
+        delete placed[key];
+        status("Live did not create a clip from " + path + " (track " + (where.track + 1) +
+               ", slot " + (where.slot + 1) + ").");
+        return false;
+    }
+    clip.set("name", name);
+    clip.set("color", familyColour(render.family));
+    clip.set("warping", 0);
+    clip.set("looping", 0);
+    placed[key] = "track " + (where.track + 1) + " slot " + (where.slot + 1);
+    status(name + " \u2192 track " + (where.track + 1) + ", slot " + (where.slot + 1) + ".");
+    return true;
+}
+
+// Max calls any global function whose name arrives as a message; these are internal only.
+[status, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
+ reconnect, heartbeat, receive, describe, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
+ chooseTargetSlot, placeClip, clampInt, clampRegion, convertRegion, first].forEach(function (f) {
+    f.local = 1;
+});

@@ -1,0 +1,201 @@
+"""`notono-live bench`: start a real daemon, drive it over OSC on loopback, and print latencies.
+
+Figures are measured the way the device feels them: from sending a request to receiving its final
+reply, WAV and PNG written. For each operation it prints p50/p95 over `--repeats` runs, then cold
+start to ready, peak RSS, and the same daemon with the reference-style sampler (whole sequence re-run
+per token, no KV cache) for the cached/reference ratio. Targets (issue 4, 2-core CPU) are printed
+beside the figures; bench reports, it does not fail.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+# operation -> p50 target in ms (None: no target in the issue)
+TARGETS_MS: dict[str, float | None] = {
+    "generate x1": 500.0, "generate x4": None, "inpaint 1 top cell": 100.0, "regenerate first 2 s": None,
+    "regenerate lowest quarter": None, "keep top, new bottom": None, "encode": 100.0,
+}
+READY_TARGET_S = 5.0
+RSS_TARGET_BYTES = 1.5 * 2**30
+
+
+@dataclass
+class OperationTiming:
+    """Latencies of one operation.
+
+    Args:
+        name: operation.
+        samples_ms: every run, in ms.
+        errors: error replies seen (should be empty).
+    """
+
+    name: str
+    samples_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.samples_ms, 50)) if self.samples_ms else float("nan")
+
+    @property
+    def p95(self) -> float:
+        return float(np.percentile(self.samples_ms, 95)) if self.samples_ms else float("nan")
+
+
+@dataclass
+class BenchResult:
+    """Everything bench measured."""
+
+    device: str = ""
+    model: str = ""
+    wall_to_ready_s: float = float("nan")
+    daemon_ready_s: float = float("nan")
+    peak_rss_bytes: int = 0
+    operations: list[OperationTiming] = field(default_factory=list)
+    reference: list[OperationTiming] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for key in ("operations", "reference"):
+            for entry, timing in zip(doc[key], getattr(self, key)):
+                entry["p50_ms"], entry["p95_ms"] = timing.p50, timing.p95
+        return doc
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="measure the daemon's latencies over real OSC",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", help="model folder (default: the shipped models/)")
+    parser.add_argument("--untrained", choices=["lite"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--repeats", type=int, default=10, help="runs per operation (default 10)")
+    parser.add_argument("--reference-repeats", type=int, default=2,
+                        help="runs per operation with the reference sampler (default 2; 0 skips it)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads in the daemon")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.set_defaults(func=run)
+
+
+def _serve_args(args: argparse.Namespace) -> list[str]:
+    out = ["--device", args.device]
+    if args.models:
+        out += ["--models", args.models]
+    if args.untrained:
+        out += ["--untrained", args.untrained]
+    if args.threads:
+        out += ["--threads", str(args.threads)]
+    return out
+
+
+def _measure(client: Any, name: str, repeats: int, send: Callable[[int], tuple]) -> OperationTiming:
+    timing = OperationTiming(name)
+    for i in range(repeats):
+        address, *values = send(i)
+        reply = client.request(address, *values, timeout=600.0)
+        if reply.ok:
+            timing.samples_ms.append(reply.elapsed * 1000.0)
+        else:
+            timing.errors.append(f"{reply.error}")
+    return timing
+
+
+def measure_operations(client: Any, repeats: int, names: list[str] | None = None,
+                       source_wav: str | None = None) -> tuple[list[OperationTiming], str]:
+    """Time every benchmarked operation against a connected daemon; also returns the WAV the edits
+    started from (a generated sound, or `source_wav` encoded)."""
+    if source_wav is None:
+        first = client.request("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 1, timeout=600.0)
+    else:
+        first = client.request("/notono/encode", source_wav, 60, "keyboard", timeout=600.0)
+    if not first.ok:
+        raise RuntimeError(f"could not make a sound to edit: {first.error}")
+    sound, wav = first.sounds[0]["sound"], first.sounds[0]["wav"]
+    plans: dict[str, Callable[[int], tuple]] = {
+        "generate x1": lambda i: ("/notono/generate", 48 + i % 24, "keyboard", 1.0, 0.8, 1, 100 + i),
+        "generate x4": lambda i: ("/notono/generate", 48 + i % 24, "organ", 1.0, 0.8, 4, 200 + i),
+        "inpaint 1 top cell": lambda i: ("/notono/inpaint/region", sound, "top", i % 32, i % 4, 1, 1, -1, "",
+                                         1.0, 0.8, 300 + i),
+        "regenerate first 2 s": lambda i: ("/notono/inpaint/region", sound, "top", 0, 0, 32, 2, -1, "", 1.0, 0.8,
+                                           400 + i),
+        "regenerate lowest quarter": lambda i: ("/notono/inpaint/region", sound, "top", 0, 0, 8, 4, -1, "", 1.0,
+                                                0.8, 500 + i),
+        "keep top, new bottom": lambda i: ("/notono/bottom/regenerate", sound, -1, "", 1.0, 0.8, 600 + i),
+        "encode": lambda i: ("/notono/encode", wav, 60, "keyboard"),
+    }
+    return [_measure(client, name, repeats, plans[name]) for name in (names or list(plans))], wav
+
+
+def _table(timings: list[OperationTiming], title: str) -> str:
+    lines = [title, f"  {'operation':<28} {'p50 ms':>9} {'p95 ms':>9} {'target':>9}  runs"]
+    for t in timings:
+        target = TARGETS_MS.get(t.name)
+        mark = "" if target is None else ("  ok" if t.p50 <= target else "  MISSED")
+        target_text = "-" if target is None else f"<={target:.0f}"
+        lines.append(f"  {t.name:<28} {t.p50:>9.1f} {t.p95:>9.1f} {target_text:>9}  {len(t.samples_ms)}"
+                     f"{mark}{'  errors: ' + '; '.join(t.errors[:2]) if t.errors else ''}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .daemon.process import DaemonProcess
+    from .osc.client import NotonoClient
+
+    result = BenchResult()
+    with tempfile.TemporaryDirectory(prefix="notono-bench-") as tmp:
+        daemon = DaemonProcess(Path(tmp) / "cached", _serve_args(args))
+        print("starting the daemon ...", flush=True)
+        daemon.start()
+        try:
+            result.wall_to_ready_s = daemon.wall_to_ready or float("nan")
+            result.daemon_ready_s = daemon.ready_seconds or float("nan")
+            with NotonoClient(daemon.host, daemon.port, timeout=600.0) as client:
+                hello = client.connect()
+                _, _, result.model, result.device, *_ = hello.final[1]
+                print(f"model {result.model} on {result.device}; {args.repeats} runs per operation", flush=True)
+                result.operations, source_wav = measure_operations(client, args.repeats)
+            memory = daemon.memory()
+            result.peak_rss_bytes = memory[1] if memory else 0
+        finally:
+            daemon.stop()
+        if args.reference_repeats > 0:
+            print("starting the daemon with the reference sampler (no KV cache) ...", flush=True)
+            reference = DaemonProcess(Path(tmp) / "reference", _serve_args(args) + ["--reference-sampler"])
+            reference.start()
+            try:
+                with NotonoClient(reference.host, reference.port, timeout=3600.0) as client:
+                    client.connect()
+                    result.reference, _ = measure_operations(client, args.reference_repeats,
+                                                             ["generate x1", "inpaint 1 top cell"], source_wav)
+            finally:
+                reference.stop()
+
+    print()
+    print(_table(result.operations, "cached sampler (the daemon's own)"))
+    ready_mark = "ok" if result.wall_to_ready_s <= READY_TARGET_S else "MISSED"
+    print(f"  cold start to ready: {result.wall_to_ready_s:.1f} s from spawn ({result.daemon_ready_s:.1f} s after "
+          f"imports), target <= {READY_TARGET_S:.0f} s: {ready_mark}")
+    if result.peak_rss_bytes:
+        rss_mark = "ok" if result.peak_rss_bytes <= RSS_TARGET_BYTES else "MISSED"
+        print(f"  peak RSS: {result.peak_rss_bytes / 2**20:.0f} MiB, target <= 1536 MiB: {rss_mark}")
+    if result.reference:
+        print()
+        print(_table(result.reference, "reference-style sampler (no KV cache, whole sequence per token)"))
+        cached = {t.name: t for t in result.operations}
+        for t in result.reference:
+            if t.samples_ms and cached[t.name].samples_ms:
+                print(f"  {t.name}: reference / cached p50 = {t.p50 / cached[t.name].p50:.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps(result.to_dict(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(argparse.Namespace()))

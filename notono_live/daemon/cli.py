@@ -1,0 +1,249 @@
+"""`notono-live serve`: load the model once, warm it up, and answer OSC until Ctrl-C or SIGTERM.
+
+Settings come from, in increasing priority: built-in defaults, a TOML file (`--config`, keys named
+like the long options with underscores, e.g. ``port = 7400``, ``allow_dirs = ["~/Music"]``), and
+the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..constants import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT, DEFAULT_OUTPUT_SAMPLE_RATE
+
+log = logging.getLogger("notono_live.daemon")
+
+APP_NAME = "notono-live"
+DEFAULTS: dict[str, Any] = {
+    "models": None, "device": "auto", "host": DEFAULT_OSC_HOST, "port": DEFAULT_OSC_PORT, "allow": [],
+    "data_dir": None, "output": None, "allow_dirs": [], "sample_rate": DEFAULT_OUTPUT_SAMPLE_RATE,
+    "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
+    "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the daemon that Ableton Live's device talks to over OSC",
+        description="Load the NOTONO model, keep it warm, and serve the OSC protocol (docs/osc.md).")
+    parser.add_argument("--config", type=Path, help="TOML file with any of the options below")
+    parser.add_argument("--models", help="model folder (default: $NOTONO_MODELS or the shipped models/)")
+    parser.add_argument("--untrained", choices=["lite"], help=argparse.SUPPRESS)  # development without weights
+    parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--host", help=f"interface to listen on (default {DEFAULT_OSC_HOST}); another "
+                                       f"interface needs --allow")
+    parser.add_argument("--port", type=int, help=f"UDP port (default {DEFAULT_OSC_PORT}; 0 picks a free one)")
+    parser.add_argument("--allow", action="append", metavar="IP",
+                        help="client address allowed besides loopback (repeatable)")
+    parser.add_argument("--data-dir", dest="data_dir", help="session folder root (default: the user data dir)")
+    parser.add_argument("--output", help="default folder for rendered files (default: <data dir>/samples)")
+    parser.add_argument("--allow-dir", dest="allow_dirs", action="append", metavar="DIR",
+                        help="folder a client may choose as output folder, e.g. your Live projects (repeatable)")
+    parser.add_argument("--sample-rate", dest="sample_rate", type=int,
+                        help=f"sample rate of rendered WAVs (default {DEFAULT_OUTPUT_SAMPLE_RATE})")
+    parser.add_argument("--queue-size", dest="queue_size", type=int, help="renders that may wait (default 16)")
+    parser.add_argument("--midi-port", dest="midi_port", help="MIDI input to open (default: a virtual port)")
+    parser.add_argument("--midi-mapping", dest="midi_mapping", help="MIDI mapping file")
+    parser.add_argument("--no-midi", dest="no_midi", action="store_true", default=None, help="do not open MIDI")
+    parser.add_argument("--reference-sampler", dest="reference_sampler", action="store_true", default=None,
+                        help="sample like the reference code (no KV cache; slow, for bench)")
+    parser.add_argument("--fsync", action="store_true", default=None,
+                        help="flush every rendered file to disk before it appears (survives power loss; "
+                             "adds ~10 ms per file)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(func=run)
+
+
+def load_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults, then the TOML file, then command-line options that were given."""
+    settings = dict(DEFAULTS)
+    if args.config is not None:
+        try:
+            import tomllib
+        except ModuleNotFoundError:   # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            doc = tomllib.loads(Path(args.config).expanduser().read_text(encoding="utf-8"))
+        except OSError as error:
+            raise SystemExit(f"cannot read config file {args.config}: {error}")
+        except tomllib.TOMLDecodeError as error:
+            raise SystemExit(f"config file {args.config} is not valid TOML: {error}")
+        unknown = sorted(set(doc) - set(DEFAULTS))
+        if unknown:
+            raise SystemExit(f"config file {args.config}: unknown key {unknown[0]!r}; "
+                             f"expected some of {', '.join(sorted(DEFAULTS))}")
+        settings.update(doc)
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested and requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit(f"--device {requested}: CUDA is not available on this machine")
+        if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise SystemExit("--device mps: Apple MPS is not available on this machine")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def load_model(settings: dict[str, Any], device: str):
+    from ..models.bundle import NotonoModel
+
+    if settings["untrained"]:
+        model = NotonoModel.untrained(size=settings["untrained"], device=device)
+    else:
+        model = NotonoModel.load(settings["models"], device=device)
+    if settings["reference_sampler"]:
+        model.use_cache = False
+    return model
+
+
+def warm_up(model: Any, engine: Any) -> None:
+    """Run every code path once so the first request is as fast as later ones."""
+    import numpy as np
+
+    from .. import audio_io  # noqa: F401  (imports soundfile/soxr now rather than on the first encode)
+    from ..engine import render
+
+    model.warm_up()   # transform, VQ-VAE, both samplers
+    audio = np.zeros(64_000, dtype=np.float32)
+    render.spectrogram_png(audio)
+    render.resample_for_output(audio, engine.sample_rate)
+    render.attenuate_region(audio, (32, 4), 0, 0, 1, 1, 6.0)
+
+
+def model_label(info: dict) -> str:
+    """Short model name for hello: 'notono-lite', with '-untrained' for weights that never trained."""
+    label = f"notono-{info.get('size', 'custom')}"
+    return label if info.get("training") else label + "-untrained"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    logging.basicConfig(level=getattr(logging, str(settings["log_level"]).upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    host = str(settings["host"])
+    from ipaddress import ip_address
+    try:
+        loopback = ip_address(host).is_loopback
+    except ValueError:
+        raise SystemExit(f"--host {host!r} is not an IP address")
+    if not loopback and not settings["allow"]:
+        raise SystemExit(f"--host {host} listens beyond this machine: name the clients allowed with --allow IP")
+    for address in settings["allow"]:
+        try:
+            ip_address(address)
+        except ValueError:
+            raise SystemExit(f"--allow {address!r} is not an IP address")
+
+    import torch
+
+    if settings["threads"]:
+        torch.set_num_threads(int(settings["threads"]))
+    device = pick_device(str(settings["device"]))
+    data_dir = Path(settings["data_dir"]).expanduser() if settings["data_dir"] else default_data_dir()
+    output = Path(settings["output"]).expanduser() if settings["output"] else data_dir / "samples"
+
+    from ..daemon.worker import InferenceWorker
+    from ..engine.engine import Engine
+    from ..engine.store import SoundStore
+    from ..osc.server import OscServer
+
+    try:
+        store = SoundStore(data_dir / "session", durable=bool(settings["fsync"]))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"cannot open the session in {data_dir}: {error}")
+    for problem in store.skipped:
+        log.warning("skipped an unreadable version file: %s", problem)
+    try:
+        model = load_model(settings, device)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"cannot load the model: {error}")
+    engine = Engine(model, store, output, allowed_folders=[data_dir, *settings["allow_dirs"]],
+                    sample_rate=int(settings["sample_rate"]))
+    warm_up(model, engine)
+    worker = InferenceWorker(int(settings["queue_size"]))
+    info = model.info()
+    try:
+        server = OscServer(engine, worker, host, int(settings["port"]), settings["allow"],
+                           model_name=model_label(info), device=str(device))
+    except OSError as error:
+        raise SystemExit(f"cannot listen on {host}:{settings['port']}: {error}")
+
+    midi = None
+    if settings["no_midi"]:
+        server.midi_problem = "MIDI input is off (the daemon was started with --no-midi)"
+    else:
+        midi = open_midi(settings, engine, server)
+        if midi is None:
+            server.midi_problem = ("MIDI input could not be opened on the daemon's machine "
+                                   "(no MIDI system or no such port; the daemon's log says which)")
+    server.midi = midi
+    engine.on_trigger = server.submit_action
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+        server.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    thread = threading.Thread(target=server.serve_forever, name="notono-osc", daemon=True)
+    thread.start()
+    print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
+          f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
+          f"samples go to {engine.output_folder}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        thread.join(2.0)
+        worker.stop()
+        if midi is not None:
+            midi.close()
+        server.close()
+        print("notono-live stopped", flush=True)
+    return 0
+
+
+def open_midi(settings: dict[str, Any], engine: Any, server: Any) -> Any:
+    """Open MIDI input through notono_live.midi; None (after its one warning) when there is none."""
+    try:
+        from ..midi import open_midi_input
+    except ImportError as error:
+        log.warning("MIDI support is not available (%s); running without MIDI", error)
+        return None
+
+    def on_learned(result: Any) -> None:
+        binding = result.binding.to_dict()
+        number = binding.get("number")
+        server.send(None, "/notono/midi/mapping", -1, binding["target"], binding.get("port") or "",
+                    int(binding.get("channel") or 0), binding["type"], -1 if number is None else int(number))
+
+    return open_midi_input(settings["midi_port"], settings["midi_mapping"], engine, on_learned=on_learned)

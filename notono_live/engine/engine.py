@@ -1,0 +1,501 @@
+"""The engine: every operation a user performs on sounds, with no knowledge of OSC or MIDI.
+
+Operations take plain Python values, validate them (ValueError for a bad value, KeyError/LookupError
+for an unknown sound, version or empty undo stack, FileNotFoundError/OSError for a bad path, each with
+a message naming what was wrong), run the model, and commit a new immutable version through the
+`SoundStore`. The OSC server, `notono-live send`, MIDI and bench all drive this one class.
+
+Model calls run without holding the store lock, so listing, undo and reading codemaps stay instant
+while a render runs on the inference worker.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..codemaps import Codemaps, LAYERS, layer_shape, rectangle_mask
+from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, PITCH_MAX, PITCH_MIN,
+                         check_pitch, family_index)
+from . import render
+from .store import SoundStore, VersionRecord
+
+log = logging.getLogger("notono_live.engine")
+
+Progress = Callable[[float, str], None]
+MAX_VARIATIONS = 16
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
+
+
+def _no_progress(fraction: float, stage: str) -> None:
+    pass
+
+
+class AudioFileError(ValueError):
+    """An audio file to encode that is missing, unreadable or not audio; the message names it."""
+
+
+def resolve_folder(path: str | Path) -> Path:
+    """Absolute, symlink-free form of a folder path (it need not exist yet)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    try:
+        return os.path.commonpath([str(path), str(folder)]) == str(folder)
+    except ValueError:   # different drives on Windows
+        return False
+
+
+@dataclass
+class ControlState:
+    """What a MIDI controller has dialled in: region, layer, sampling and conditioning.
+
+    Args:
+        region_x: first column of the region.
+        region_y: lowest row of the region.
+        region_width: columns.
+        region_height: rows.
+        layer: 'top' or 'bottom'.
+        temperature: sampling temperature (paper: 1.0).
+        pitch: MIDI pitch for generate, -1 to keep the sound's own for edits.
+        family: family name for generate; '' keeps the sound's own for edits.
+    """
+
+    region_x: int = 0
+    region_y: int = 0
+    region_width: int = 1
+    region_height: int = 1
+    layer: str = "top"
+    temperature: float = 1.0
+    pitch: int = 60
+    family: str = "keyboard"
+
+
+CONTROL_NAMES = ("region_x", "region_y", "region_width", "region_height", "layer", "temperature",
+                 "pitch", "family")
+ACTIONS = ("generate", "inpaint", "new_bottom", "undo", "redo")
+
+
+class Engine:
+    """Operations on sounds and their histories.
+
+    Args:
+        model: a loaded `NotonoModel` (or anything with its API).
+        store: where versions live.
+        output_folder: where new WAV/PNG files go; must be inside `allowed_folders`.
+        allowed_folders: folders the client may choose as output folder (and their sub-folders).
+        sample_rate: sample rate of rendered WAVs (the paper's audio is 16 kHz; Live sets run at 44.1+).
+    """
+
+    def __init__(self, model: Any, store: SoundStore, output_folder: str | Path,
+                 allowed_folders: Iterable[str | Path] = (), sample_rate: int = DEFAULT_OUTPUT_SAMPLE_RATE) -> None:
+        self.model = model
+        self.store = store
+        self.default_output = resolve_folder(output_folder)
+        self.allowed_folders = [resolve_folder(f) for f in allowed_folders]
+        if not any(is_inside(self.default_output, f) for f in self.allowed_folders):
+            self.allowed_folders.append(self.default_output)
+        self.output_folder = self.default_output
+        self.output_folder.mkdir(parents=True, exist_ok=True)
+        self.sample_rate = self.check_sample_rate(sample_rate)
+        self.controls = ControlState()
+        self.current_sound: int | None = None
+        self.on_trigger: Callable[[str], None] | None = None   # set by the daemon (routes to the worker)
+        self._audio_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._rng = np.random.default_rng()
+
+    # --- validation -------------------------------------------------------------------------
+
+    @staticmethod
+    def check_sample_rate(sample_rate: int) -> int:
+        if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
+            raise ValueError(f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+        return int(sample_rate)
+
+    @staticmethod
+    def check_family(family: str) -> str:
+        family_index(family)
+        return family
+
+    @staticmethod
+    def check_sampling(temperature: float, top_p: float, top_k: int = 0) -> None:
+        if not (0.0 < temperature <= 10.0):
+            raise ValueError(f"temperature {temperature} must be in (0, 10]")
+        if not (0.0 < top_p <= 1.0):
+            raise ValueError(f"top_p {top_p} must be in (0, 1]")
+        if not (0 <= top_k <= CODEBOOK_SIZE):
+            raise ValueError(f"top_k {top_k} must be in 0..{CODEBOOK_SIZE}")
+
+    @staticmethod
+    def check_layer(layer: str) -> str:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; expected 'top' or 'bottom'")
+        return layer
+
+    def _seed(self, seed: int) -> int:
+        if seed == -1:
+            return int(self._rng.integers(0, 2**31 - 1))
+        if not (0 <= seed < 2**31):
+            raise ValueError(f"seed {seed} must be -1 or in 0..{2**31 - 1}")
+        return int(seed)
+
+    def _conditioning(self, base: VersionRecord, pitch: int, family: str) -> tuple[int, str]:
+        pitch = base.pitch if pitch == -1 else check_pitch(pitch)
+        family = base.family if family == "" else self.check_family(family)
+        return pitch, family
+
+    @staticmethod
+    def cells_mask(layer: str, cells: Sequence[tuple[int, int]]) -> np.ndarray:
+        rows, cols = layer_shape(layer)
+        if not cells:
+            raise ValueError("no cells given")
+        mask = np.zeros((rows, cols), dtype=bool)
+        for r, c in cells:
+            if not (0 <= r < rows and 0 <= c < cols):
+                raise ValueError(f"cell ({r}, {c}) is outside the {layer} map ({rows} rows x {cols} columns)")
+            mask[r, c] = True
+        return mask
+
+    # --- output folder ----------------------------------------------------------------------
+
+    def set_output_folder(self, path: str) -> Path:
+        """Use `path` for new files ('' restores the default); it must lie inside an allowed folder."""
+        if path == "":
+            folder = self.default_output
+        else:
+            if "\x00" in path:
+                raise PermissionError("output folder path contains a NUL byte")
+            if not os.path.isabs(os.path.expanduser(path)):
+                raise PermissionError(f"output folder {path!r} must be an absolute path")
+            folder = resolve_folder(path)
+            if not any(is_inside(folder, allowed) for allowed in self.allowed_folders):
+                allowed = ", ".join(str(f) for f in self.allowed_folders)
+                raise PermissionError(f"output folder {folder} is outside the allowed folders ({allowed}); "
+                                      f"allow it with `notono-live serve --allow-dir` or the config file")
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(f"output folder {folder} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"output folder {folder} is not writable")
+        self.output_folder = folder
+        return folder
+
+    def set_sample_rate(self, sample_rate: int) -> int:
+        self.sample_rate = self.check_sample_rate(sample_rate)
+        return self.sample_rate
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, sound: int, version: int = 0) -> VersionRecord:
+        return self.store.get(sound, version)
+
+    def sounds(self) -> list[tuple[VersionRecord, int]]:
+        """(current version, number of versions) of every sound."""
+        out = []
+        for sound in self.store.sound_ids():
+            history = self.store.history(sound)
+            out.append((history.head, len(history.versions)))
+        return out
+
+    def versions(self, sound: int) -> list[tuple[VersionRecord, bool]]:
+        history = self.store.history(sound)
+        return [(history.versions[v], v == history.current) for v in sorted(history.versions)]
+
+    def undo(self, sound: int) -> VersionRecord:
+        return self.store.undo(sound)
+
+    def redo(self, sound: int) -> VersionRecord:
+        return self.store.redo(sound)
+
+    def checkout(self, sound: int, version: int) -> VersionRecord:
+        return self.store.checkout(sound, version)
+
+    def select(self, sound: int) -> VersionRecord:
+        record = self.store.get(sound)
+        self.current_sound = sound
+        return record
+
+    # --- operations that render -------------------------------------------------------------
+
+    def generate(self, pitch: int, family: str, temperature: float = 1.0, top_p: float = 0.8,
+                 variations: int = 1, seed: int = -1, top_k: int = 0,
+                 progress: Progress = _no_progress) -> list[VersionRecord]:
+        check_pitch(pitch)
+        self.check_family(family)
+        self.check_sampling(temperature, top_p, top_k)
+        if not (1 <= variations <= MAX_VARIATIONS):
+            raise ValueError(f"variations {variations} must be in 1..{MAX_VARIATIONS}")
+        seed = self._seed(seed)
+        progress(0.1, "sampling")
+        maps = self.model.generate(pitch, family, n=variations, temperature=temperature, top_p=top_p,
+                                   top_k=top_k, seed=seed)
+        params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed}
+        return self._render_new_sounds(maps, pitch, family, "generate", params, progress)
+
+    def encode_file(self, path: str, pitch: int = 60, family: str = "keyboard",
+                    progress: Progress = _no_progress) -> VersionRecord:
+        from ..audio_io import ResampledAudioWarning, load_audio
+
+        check_pitch(pitch)
+        self.check_family(family)
+        file = Path(path).expanduser()
+        if not path or not file.is_file():
+            raise AudioFileError(f"audio file {path!r} does not exist or is not a file")
+        progress(0.1, "reading")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResampledAudioWarning)
+                audio = load_audio(file)
+            for warning in caught:
+                log.info("%s", warning.message)   # resampling a user's file is expected, not a problem
+        except ValueError as error:
+            raise AudioFileError(str(error)) from None
+        except OSError as error:
+            raise AudioFileError(f"cannot read audio file {path!r}: {error}") from None
+        progress(0.3, "encoding")
+        maps = self.model.encode(np.asarray(audio, dtype=np.float32))
+        return self._render_new_sounds(maps, pitch, family, "encode", {"source": str(file.resolve())},
+                                       progress)[0]
+
+    def inpaint_region(self, sound: int, layer: str, row: int, col: int, height: int, width: int,
+                       pitch: int = -1, family: str = "", temperature: float = 1.0, top_p: float = 0.8,
+                       seed: int = -1, progress: Progress = _no_progress) -> VersionRecord:
+        self.check_layer(layer)
+        mask = rectangle_mask(layer, row, col, height, width)
+        return self._inpaint(sound, layer, mask, pitch, family, temperature, top_p, seed, progress,
+                             {"region": [row, col, height, width]})
+
+    def inpaint_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int]], pitch: int = -1,
+                      family: str = "", temperature: float = 1.0, top_p: float = 0.8, seed: int = -1,
+                      progress: Progress = _no_progress) -> VersionRecord:
+        self.check_layer(layer)
+        mask = self.cells_mask(layer, cells)
+        return self._inpaint(sound, layer, mask, pitch, family, temperature, top_p, seed, progress,
+                             {"cells": [list(c) for c in cells]})
+
+    def _inpaint(self, sound, layer, mask, pitch, family, temperature, top_p, seed, progress, extra):
+        base = self.store.get(sound)
+        pitch, family = self._conditioning(base, pitch, family)
+        self.check_sampling(temperature, top_p)
+        seed = self._seed(seed)
+        progress(0.1, "sampling")
+        maps = self.model.inpaint(base.codemaps, layer, mask, pitch, family, n=1, temperature=temperature,
+                                  top_p=top_p, seed=seed)[0]
+        params = {"layer": layer, **extra, "temperature": temperature, "top_p": top_p, "seed": seed}
+        return self._render_version(base, maps, pitch, family, "inpaint", params, progress)
+
+    def regenerate_bottom(self, sound: int, pitch: int = -1, family: str = "", temperature: float = 1.0,
+                          top_p: float = 0.8, seed: int = -1, progress: Progress = _no_progress) -> VersionRecord:
+        base = self.store.get(sound)
+        pitch, family = self._conditioning(base, pitch, family)
+        self.check_sampling(temperature, top_p)
+        seed = self._seed(seed)
+        progress(0.1, "sampling")
+        maps = self.model.regenerate_bottom(base.codemaps, pitch, family, n=1, temperature=temperature,
+                                            top_p=top_p, seed=seed)[0]
+        params = {"temperature": temperature, "top_p": top_p, "seed": seed}
+        return self._render_version(base, maps, pitch, family, "bottom", params, progress)
+
+    def set_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int, int]],
+                  progress: Progress = _no_progress) -> VersionRecord:
+        self.check_layer(layer)
+        base = self.store.get(sound)
+        self.cells_mask(layer, [(r, c) for r, c, _ in cells])
+        grid = base.codemaps.layer(layer).copy()
+        for r, c, code in cells:
+            if not (0 <= code < CODEBOOK_SIZE):
+                raise ValueError(f"code {code} at cell ({r}, {c}) is outside 0..{CODEBOOK_SIZE - 1}")
+            grid[r, c] = code
+        maps = base.codemaps.replace(layer, grid)
+        return self._render_version(base, maps, base.pitch, base.family, "set",
+                                    {"layer": layer, "cells": [list(c) for c in cells]}, progress)
+
+    def erase_region(self, sound: int, layer: str, row: int, col: int, height: int, width: int,
+                     amount_db: float = 24.0, progress: Progress = _no_progress) -> VersionRecord:
+        """Lower the level inside a region of the decoded sound, re-encode it, and keep the new codes
+        only inside the region (and, for a top region, the bottom cells under it): cells outside stay
+        exactly as they were."""
+        self.check_layer(layer)
+        mask = rectangle_mask(layer, row, col, height, width)
+        if not (0.0 <= amount_db <= 120.0):
+            raise ValueError(f"amount_db {amount_db} must be in 0..120")
+        base = self.store.get(sound)
+        progress(0.1, "decoding")
+        audio = self._decoded(base)
+        quieter = render.attenuate_region(audio, layer_shape(layer), row, col, height, width, amount_db)
+        progress(0.4, "encoding")
+        encoded = self.model.encode(quieter)[0]
+        if layer == "top":
+            top = np.where(mask, encoded.top, base.codemaps.top)
+            bottom_mask = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
+            bottom = np.where(bottom_mask, encoded.bottom, base.codemaps.bottom)
+        else:
+            top = base.codemaps.top
+            bottom = np.where(mask, encoded.bottom, base.codemaps.bottom)
+        params = {"layer": layer, "region": [row, col, height, width], "amount_db": amount_db}
+        return self._render_version(base, Codemaps(top, bottom), base.pitch, base.family, "erase", params,
+                                    progress)
+
+    def randomize_region(self, sound: int, layer: str, row: int, col: int, height: int, width: int,
+                         seed: int = -1, progress: Progress = _no_progress) -> VersionRecord:
+        self.check_layer(layer)
+        mask = rectangle_mask(layer, row, col, height, width)
+        base = self.store.get(sound)
+        seed = self._seed(seed)
+        grid = base.codemaps.layer(layer).copy()
+        rng = np.random.default_rng(seed)
+        grid[mask] = rng.integers(0, CODEBOOK_SIZE, size=int(mask.sum()))
+        params = {"layer": layer, "region": [row, col, height, width], "seed": seed}
+        return self._render_version(base, base.codemaps.replace(layer, grid), base.pitch, base.family,
+                                    "randomize", params, progress)
+
+    def sample_pack(self, sound: int, pitch_low: int, pitch_high: int, step: int = 1, seed: int = -1,
+                    progress: Progress = _no_progress,
+                    on_sound: Callable[[VersionRecord], None] | None = None) -> list[VersionRecord]:
+        """Keep a sound's top map and render its bottom at each pitch of a range: new sounds."""
+        check_pitch(pitch_low)
+        check_pitch(pitch_high)
+        if pitch_high < pitch_low:
+            raise ValueError(f"pitch_high {pitch_high} is below pitch_low {pitch_low}")
+        if not (1 <= step <= 24):
+            raise ValueError(f"step {step} must be in 1..24")
+        base = self.store.get(sound)
+        seed = self._seed(seed)
+        pitches = list(range(pitch_low, pitch_high + 1, step))
+        out = []
+        for i, pitch in enumerate(pitches):
+            report = _scaled(progress, i / len(pitches), (i + 1) / len(pitches), f"pitch {pitch}")
+            report(0.0, "sampling")
+            maps = self.model.regenerate_bottom(base.codemaps, pitch, base.family, n=1, seed=seed + i)[0]
+            params = {"source": [base.sound, base.version], "seed": seed + i}
+            record = self._render_new_sounds([maps], pitch, base.family, "pack", params, report)[0]
+            out.append(record)
+            if on_sound:
+                on_sound(record)
+        return out
+
+    def codemaps(self, sound: int, version: int = 0) -> tuple[VersionRecord, Codemaps]:
+        record = self.store.get(sound, version)
+        return record, record.codemaps
+
+    # --- MIDI control surface (ControlSink) --------------------------------------------------
+
+    def set_control(self, name: str, value: Any) -> None:
+        """Set one control from a MIDI controller; raises ValueError for an unknown name or bad value."""
+        if name not in CONTROL_NAMES:
+            raise ValueError(f"unknown control {name!r}; expected one of {', '.join(CONTROL_NAMES)}")
+        c = self.controls
+        if name == "layer":
+            value = LAYERS[int(value) % 2] if isinstance(value, (int, float)) else self.check_layer(value)
+        elif name == "family":
+            value = FAMILIES[int(value) % len(FAMILIES)] if isinstance(value, (int, float)) \
+                else self.check_family(value)
+        elif name == "pitch":
+            value = int(np.clip(int(value), PITCH_MIN, PITCH_MAX))
+        elif name == "temperature":
+            value = float(np.clip(float(value), 0.05, 10.0))
+        else:
+            rows, cols = layer_shape(c.layer)
+            limit = {"region_x": cols - 1, "region_y": rows - 1, "region_width": cols, "region_height": rows}[name]
+            low = 1 if name in ("region_width", "region_height") else 0
+            value = int(np.clip(int(value), low, limit))
+        setattr(c, name, value)
+
+    def trigger(self, action: str) -> None:
+        """Run an action on the current sound with the dialled-in controls (through the daemon's
+        worker when one is attached, so the result reaches the device like any render)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        if self.on_trigger is not None:
+            self.on_trigger(action)
+        else:
+            self.run_action(action)
+
+    def run_action(self, action: str, progress: Progress = _no_progress) -> list[VersionRecord]:
+        c = self.controls
+        if action == "generate":
+            return self.generate(c.pitch, c.family, temperature=c.temperature, progress=progress)
+        if self.current_sound is None:
+            raise LookupError(f"no current sound for {action}: generate or select one first")
+        sound = self.current_sound
+        if action == "inpaint":
+            rows, cols = layer_shape(c.layer)
+            row, col = min(c.region_y, rows - 1), min(c.region_x, cols - 1)
+            height, width = min(c.region_height, rows - row), min(c.region_width, cols - col)
+            return [self.inpaint_region(sound, c.layer, row, col, height, width, temperature=c.temperature,
+                                        progress=progress)]
+        if action == "new_bottom":
+            return [self.regenerate_bottom(sound, temperature=c.temperature, progress=progress)]
+        if action == "undo":
+            return [self.undo(sound)]
+        return [self.redo(sound)]
+
+    # --- rendering --------------------------------------------------------------------------
+
+    def _decoded(self, record: VersionRecord) -> np.ndarray:
+        key = (record.sound, record.version)
+        with self._cache_lock:
+            if key in self._audio_cache:
+                self._audio_cache.move_to_end(key)
+                return self._audio_cache[key]
+        audio = self.model.decode([record.codemaps])[0]
+        self._remember(key, audio)
+        return audio
+
+    def _remember(self, key: tuple[int, int], audio: np.ndarray) -> None:
+        with self._cache_lock:
+            self._audio_cache[key] = np.asarray(audio, dtype=np.float32)
+            while len(self._audio_cache) > 32:
+                self._audio_cache.popitem(last=False)
+
+    def _render_new_sounds(self, maps: list[Codemaps], pitch: int, family: str, operation: str,
+                           params: dict, progress: Progress) -> list[VersionRecord]:
+        progress(0.7, "decoding")
+        audio = self.model.decode(list(maps))
+        progress(0.9, "writing")
+        out = []
+        for one_maps, one_audio in zip(maps, audio):
+            sound = self.store.reserve_sound()
+            out.append(self._commit(sound, 1, 0, one_maps, one_audio, pitch, family, operation, params))
+            self.current_sound = sound
+        return out
+
+    def _render_version(self, base: VersionRecord, maps: Codemaps, pitch: int, family: str, operation: str,
+                        params: dict, progress: Progress) -> VersionRecord:
+        progress(0.7, "decoding")
+        audio = self.model.decode([maps])[0]
+        progress(0.9, "writing")
+        version = self.store.next_version(base.sound)
+        record = self._commit(base.sound, version, base.version, maps, audio, pitch, family, operation, params)
+        self.current_sound = base.sound
+        return record
+
+    def _commit(self, sound: int, version: int, parent: int, maps: Codemaps, audio16k: np.ndarray, pitch: int,
+                family: str, operation: str, params: dict) -> VersionRecord:
+        audio16k = np.nan_to_num(np.asarray(audio16k, dtype=np.float32))
+        out_audio = render.resample_for_output(audio16k, self.sample_rate)
+        png = render.spectrogram_png(audio16k)
+        label = render.clip_label(family, pitch, sound, version)
+        stem = f"{sound:04d}-{family}-{render.note_name(pitch).replace('#', 's')}-v{version:03d}"
+        record = VersionRecord(sound=sound, version=version, parent=parent, operation=operation, pitch=pitch,
+                               family=family, wav="", png="", sample_rate=self.sample_rate, label=label,
+                               codemaps=maps, params=params)
+        final = self.store.commit(record, out_audio, png, self.output_folder, stem)
+        self._remember((sound, version), audio16k)
+        log.info("rendered %s -> %s", label, final.wav)
+        return final
+
+
+def _scaled(progress: Progress, start: float, end: float, stage: str) -> Progress:
+    def report(fraction: float, sub_stage: str) -> None:
+        progress(start + (end - start) * fraction, f"{stage}: {sub_stage}")
+    return report

@@ -1,0 +1,338 @@
+"""Sounds and their version histories on disk: immutable versions, atomic writes, restore on restart.
+
+Layout (``root`` is the session folder, by default ``<user data dir>/session``)::
+
+    root/session.json                     {"format": "notono-session", "version": 1}
+    root/sounds/0001/v0001.json           one version: metadata + codemaps (immutable)
+    root/sounds/0001/state.json           current version and redo stack (replaced atomically)
+    <output folder>/0001-organ-C3-v001.wav  the rendered files (immutable; Live references them)
+    <output folder>/0001-organ-C3-v001.png
+
+A version is committed by writing its WAV, then its PNG, then its JSON, each to a hidden temporary
+file in the same folder followed by `os.replace`. The JSON is the commit point: a version exists
+exactly when its JSON does, and the files it names were complete before it was written. Rendered
+files are never overwritten or deleted; a name already taken gets a suffix. Temporary files left by a
+killed process are removed when the store opens again.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from ..codemaps import Codemaps
+
+SESSION_FORMAT = "notono-session"
+VERSION_FORMAT = "notono-version"
+STATE_FORMAT = "notono-sound-state"
+FORMAT_VERSION = 1
+TEMP_MARKER = ".notono-tmp-"
+_VERSION_FILE = re.compile(r"^v(\d+)\.json$")
+
+
+def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False, fsync: bool = False) -> Path:
+    """Write `data` to `path` through a hidden temporary file in the same folder and a rename.
+
+    With overwrite False the file must not exist yet (rendered files are immutable). The rename alone
+    makes the write atomic for other processes and survives the writer being killed; `fsync` also
+    flushes the data to the disk first, against power loss, at about 10 ms a file."""
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"refusing to overwrite {path}")
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + TEMP_MARKER, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """A 24-bit PCM WAV of mono float audio, in memory."""
+    out = io.BytesIO()
+    sf.write(out, np.asarray(audio, dtype=np.float32), int(sample_rate), subtype="PCM_24", format="WAV")
+    return out.getvalue()
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed writer left in `folder` (never a finished file)."""
+    removed = 0
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(".") and TEMP_MARKER in entry.name and entry.is_file():
+                try:
+                    entry.unlink()
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One immutable version of a sound.
+
+    Args:
+        sound: sound id (from 1).
+        version: version number within the sound (from 1).
+        parent: version it was made from, 0 for the first.
+        operation: what made it (generate, encode, inpaint, bottom, set, erase, randomize, pack).
+        pitch: MIDI pitch it is conditioned on / recorded with.
+        family: instrument family name.
+        wav: absolute path of the rendered WAV.
+        png: absolute path of the spectrogram PNG.
+        sample_rate: sample rate of the WAV.
+        label: clip name.
+        codemaps: the codes.
+        params: the request's parameters (seed, temperature, region, source...), for reproducibility.
+        created: UNIX time of the commit.
+    """
+
+    sound: int
+    version: int
+    parent: int
+    operation: str
+    pitch: int
+    family: str
+    wav: str
+    png: str
+    sample_rate: int
+    label: str
+    codemaps: Codemaps
+    params: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["codemaps"] = json.loads(self.codemaps.to_json())
+        return json.dumps({"format": VERSION_FORMAT, "version_format": FORMAT_VERSION, **doc}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "VersionRecord":
+        doc = json.loads(text)
+        if doc.pop("format", None) != VERSION_FORMAT:
+            raise ValueError("not a notono version document")
+        if doc.pop("version_format", None) != FORMAT_VERSION:
+            raise ValueError("unsupported version document format")
+        doc["codemaps"] = Codemaps.from_json(json.dumps(doc["codemaps"]))
+        return cls(**doc)
+
+
+@dataclass
+class SoundHistory:
+    """A sound's versions and where its undo/redo cursor stands.
+
+    Args:
+        sound: sound id.
+        versions: version number -> record.
+        current: the version edits start from.
+        redo: versions undo stepped back from, most recent last.
+    """
+
+    sound: int
+    versions: dict[int, VersionRecord] = field(default_factory=dict)
+    current: int = 0
+    redo: list[int] = field(default_factory=list)
+
+    @property
+    def head(self) -> VersionRecord:
+        return self.versions[self.current]
+
+
+class SoundStore:
+    """Every sound of a session, persisted under `root`; thread-safe.
+
+    Args:
+        root: session folder (created if needed).
+        durable: fsync every file before it becomes visible (survives power loss; slower).
+    """
+
+    def __init__(self, root: str | Path, durable: bool = False) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.durable = durable
+        self._lock = threading.RLock()
+        self._sounds: dict[int, SoundHistory] = {}
+        (self.root / "sounds").mkdir(parents=True, exist_ok=True)
+        marker = self.root / "session.json"
+        if marker.exists():
+            doc = json.loads(marker.read_text(encoding="utf-8"))
+            if doc.get("format") != SESSION_FORMAT or doc.get("version") != FORMAT_VERSION:
+                raise ValueError(f"{marker} is not a notono session of format version {FORMAT_VERSION}")
+        else:
+            atomic_write_bytes(marker, json.dumps({"format": SESSION_FORMAT, "version": FORMAT_VERSION}).encode())
+        self.skipped: list[str] = []   # unreadable version files found at load, for the log
+        self._load()
+
+    # --- loading ----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        remove_temporaries(self.root)
+        folders: set[Path] = set()
+        for sound_dir in sorted((self.root / "sounds").iterdir()):
+            if not (sound_dir.is_dir() and sound_dir.name.isdigit()):
+                continue
+            remove_temporaries(sound_dir)
+            history = SoundHistory(int(sound_dir.name))
+            for entry in sound_dir.iterdir():
+                match = _VERSION_FILE.match(entry.name)
+                if not match:
+                    continue
+                try:
+                    record = VersionRecord.from_json(entry.read_text(encoding="utf-8"))
+                except (ValueError, KeyError, TypeError) as error:
+                    self.skipped.append(f"{entry}: {error}")
+                    continue
+                history.versions[record.version] = record
+                folders.add(Path(record.wav).parent)
+            if not history.versions:
+                continue
+            newest = max(history.versions)
+            history.current = newest
+            state_path = sound_dir / "state.json"
+            if state_path.exists():
+                try:
+                    state = json.loads(state_path.read_text(encoding="utf-8"))
+                    # a version committed after the state was last saved is the newest edit: keep it current
+                    if state.get("format") == STATE_FORMAT and state.get("known", 0) >= newest \
+                            and state.get("current") in history.versions:
+                        history.current = int(state["current"])
+                        history.redo = [int(v) for v in state.get("redo", []) if v in history.versions]
+                except (ValueError, TypeError):
+                    pass
+            self._sounds[history.sound] = history
+        for folder in folders:
+            remove_temporaries(folder)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def sound_ids(self) -> list[int]:
+        with self._lock:
+            return sorted(self._sounds)
+
+    def history(self, sound: int) -> SoundHistory:
+        with self._lock:
+            if sound not in self._sounds:
+                raise KeyError(f"unknown sound {sound}")
+            return self._sounds[sound]
+
+    def get(self, sound: int, version: int = 0) -> VersionRecord:
+        """A version; 0 means the current one. Raises KeyError naming the unknown sound or version."""
+        with self._lock:
+            history = self.history(sound)
+            version = version or history.current
+            if version not in history.versions:
+                raise KeyError(f"sound {sound} has no version {version} (it has 1..{max(history.versions)})")
+            return history.versions[version]
+
+    # --- changes ----------------------------------------------------------------------------
+
+    def reserve_sound(self) -> int:
+        """A fresh sound id; its folder exists from now on, so ids are never reused."""
+        with self._lock:
+            existing = [int(p.name) for p in (self.root / "sounds").iterdir() if p.name.isdigit()]
+            sound = max(existing + list(self._sounds) + [0]) + 1
+            (self.root / "sounds" / f"{sound:04d}").mkdir()
+            return sound
+
+    def next_version(self, sound: int) -> int:
+        with self._lock:
+            history = self._sounds.get(sound)
+            return (max(history.versions) + 1) if history and history.versions else 1
+
+    def commit(self, record: VersionRecord, audio: np.ndarray, png: bytes, output_folder: Path,
+               file_stem: str) -> VersionRecord:
+        """Write a version's WAV, PNG and JSON atomically and make it the sound's current version.
+
+        `audio` is at `record.sample_rate`. The version number must come from `next_version` and is
+        checked again under the lock, so two writers can never claim the same number."""
+        output_folder = Path(output_folder)
+        output_folder.mkdir(parents=True, exist_ok=True)
+        data = wav_bytes(audio, record.sample_rate)
+        with self._lock:
+            if record.version != self.next_version(record.sound):
+                raise RuntimeError(f"version {record.version} of sound {record.sound} is already taken")
+            wav_path = _free_path(output_folder, file_stem, ".wav")
+            atomic_write_bytes(wav_path, data, fsync=self.durable)
+            png_path = _free_path(output_folder, wav_path.stem, ".png")
+            atomic_write_bytes(png_path, png, fsync=self.durable)
+            final = VersionRecord(**{**_fields(record), "wav": str(wav_path), "png": str(png_path),
+                                     "created": time.time()})
+            sound_dir = self.root / "sounds" / f"{record.sound:04d}"
+            sound_dir.mkdir(exist_ok=True)
+            atomic_write_bytes(sound_dir / f"v{record.version:04d}.json", final.to_json().encode(),
+                               fsync=self.durable)
+            history = self._sounds.setdefault(record.sound, SoundHistory(record.sound))
+            history.versions[final.version] = final
+            history.current = final.version
+            history.redo = []
+            self._save_state(history)
+            return final
+
+    def undo(self, sound: int) -> VersionRecord:
+        with self._lock:
+            history = self.history(sound)
+            parent = history.head.parent
+            if not parent:
+                raise LookupError(f"nothing to undo: sound {sound} is at its first version {history.current}")
+            history.redo.append(history.current)
+            history.current = parent
+            self._save_state(history)
+            return history.head
+
+    def redo(self, sound: int) -> VersionRecord:
+        with self._lock:
+            history = self.history(sound)
+            if not history.redo:
+                raise LookupError(f"nothing to redo for sound {sound}")
+            history.current = history.redo.pop()
+            self._save_state(history)
+            return history.head
+
+    def checkout(self, sound: int, version: int) -> VersionRecord:
+        with self._lock:
+            record = self.get(sound, version)
+            history = self.history(sound)
+            if version != history.current:
+                history.current = version
+                history.redo = []
+                self._save_state(history)
+            return record
+
+    def _save_state(self, history: SoundHistory) -> None:
+        doc = {"format": STATE_FORMAT, "version": FORMAT_VERSION, "current": history.current,
+               "redo": history.redo, "known": max(history.versions)}
+        atomic_write_bytes(self.root / "sounds" / f"{history.sound:04d}" / "state.json",
+                           json.dumps(doc).encode(), overwrite=True)
+
+
+def _fields(record: VersionRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def _free_path(folder: Path, stem: str, suffix: str) -> Path:
+    # another session may have written into the same folder (a shared Live Samples folder): never clobber
+    path = folder / f"{stem}{suffix}"
+    n = 2
+    while path.exists():
+        path = folder / f"{stem}-{n}{suffix}"
+        n += 1
+    return path

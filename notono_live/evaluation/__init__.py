@@ -1,0 +1,1 @@
+"""Evaluation: pitch checks (`pitch`), the family classifier, figures and `notono-live eval` (`report`)."""

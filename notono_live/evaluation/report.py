@@ -1,0 +1,583 @@
+"""`notono-live eval`: measure a model folder on the held-out split and write a markdown report.
+
+What is measured (issue 3), each against a reference that says how good "good" is:
+- reconstruction: log-spectral distance and spectral convergence of VQ-VAE reconstructions, beside
+  the model-free Mel-IF round trip of the same notes (the ceiling any model on this representation
+  can reach);
+- pitch kept by reconstruction: pyin f0 within 50 cents of the label, over the notes whose
+  original passes the same test;
+- generation: each family × `constants.EVAL_PITCH_GRID` cell, N samples each, pitch accuracy beside
+  the same measure on real held-out notes of that family and pitch;
+- family recognisability: a small classifier trained on real TRAINING notes, its accuracy on the
+  generated sounds beside its accuracy on real held-out notes of the same grid cells;
+- codebook usage (perplexity, fraction of codes used) of both maps over the held-out notes;
+- the paper's three operations on one held-out note, written as WAVs with their pitch check.
+The bars of the issue are printed as PASS/FAIL lines and kept in metrics.json.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import codemaps, constants
+
+# Bars of issue 3 for the shipped model.
+BAR_RECONSTRUCTION_PITCH = 0.95
+BAR_GENERATED_PITCH_RATIO = 0.85
+BAR_FAMILY_RATIO = 0.70
+LSD_EPSILON = 1e-8   # power floor of the log-spectral distance, so silent bins do not dominate
+
+
+@dataclass
+class EvalSettings:
+    """What `run_evaluation` measures and how much of it.
+
+    Args:
+        models: model folder `NotonoModel.load` reads.
+        corpus: NSynth-layout corpus the model was trained on (its held-out split is used).
+        out: report folder (report.md, PNGs, WAVs, metrics.json).
+        quick: tiny subsample of everything (tests, smoke runs).
+        split_seed: seed of the 80/20 split (must be the training one).
+        cache: spectrogram cache folder (None: compute).
+        device: "auto", "cpu", "cuda".
+        reconstruction_notes: held-out notes reconstructed (evenly spread over the split).
+        samples_per_cell: generated sounds per family × pitch cell (issue: 4).
+        families: families of the grid (None: all 11).
+        pitches: pitches of the grid (None: `constants.EVAL_PITCH_GRID`).
+        real_per_cell: real held-out notes checked per cell (at most).
+        classifier_notes: training notes the family classifier is fitted on (at most).
+        temperature, top_p, top_k: sampling settings of the generations.
+        seed: seed of the generations and subsamples.
+    """
+
+    models: Path | None
+    corpus: Path
+    out: Path
+    quick: bool = False
+    split_seed: int = constants.DEFAULT_SPLIT_SEED
+    cache: Path | None = None
+    device: str = "auto"
+    reconstruction_notes: int = 200
+    samples_per_cell: int = 4
+    families: tuple[str, ...] | None = None
+    pitches: tuple[int, ...] | None = None
+    real_per_cell: int = 8
+    classifier_notes: int = 4000
+    temperature: float = 1.0
+    top_p: float = 0.8
+    top_k: int = 0
+    seed: int = 0
+
+    def apply_quick(self) -> "EvalSettings":
+        """The --quick subsample: a handful of notes and two grid cells per family that has data."""
+        if not self.quick:
+            return self
+        self.reconstruction_notes = min(self.reconstruction_notes, 6)
+        self.samples_per_cell = min(self.samples_per_cell, 1)
+        self.real_per_cell = min(self.real_per_cell, 2)
+        self.classifier_notes = min(self.classifier_notes, 200)
+        return self
+
+
+@dataclass
+class ReconstructionResult:
+    """Reconstruction quality over `notes` held-out notes (lower LSD/SC is better)."""
+
+    notes: int
+    lsd_db: float
+    spectral_convergence: float
+    ceiling_lsd_db: float
+    ceiling_spectral_convergence: float
+    originals_passing_pitch: int
+    reconstructions_keeping_pitch: int
+
+    @property
+    def pitch_kept(self) -> float:
+        return _ratio(self.reconstructions_keeping_pitch, self.originals_passing_pitch)
+
+
+@dataclass
+class GridResult:
+    """Pitch accuracy per family × pitch cell, generated and real (NaN where a cell has no data)."""
+
+    families: list[str]
+    pitches: list[int]
+    generated_accuracy: list[list[float]]
+    real_accuracy: list[list[float]]
+    generated_count: int
+    real_count: int
+    generated_overall: float           # over all generated sounds
+    generated_on_real_cells: float     # over the cells that have real held-out notes
+    real_overall: float
+
+
+@dataclass
+class FamilyResult:
+    """Family classifier accuracy: real held-out (grid cells / all) and generated."""
+
+    training_notes: int
+    real_heldout_all: float
+    real_grid: float
+    generated: float
+    real_grid_count: int
+    generated_count: int
+
+
+@dataclass
+class CodebookUsage:
+    """Code usage of each map over the held-out notes encoded."""
+
+    notes: int
+    top_perplexity: float
+    top_fraction_used: float
+    bottom_perplexity: float
+    bottom_fraction_used: float
+
+
+@dataclass
+class OperationResult:
+    """One of the paper's operations on a held-out note."""
+
+    name: str
+    wav: str
+    pitch_ok: bool
+    description: str
+
+
+@dataclass
+class BarCheck:
+    name: str
+    value: float
+    threshold: float
+    passed: bool
+    detail: str
+
+
+@dataclass
+class EvalReport:
+    """Everything `notono-live eval` measured (also written to metrics.json)."""
+
+    model: dict[str, Any]
+    corpus: str
+    heldout_notes: int
+    quick: bool
+    reconstruction: ReconstructionResult
+    grid: GridResult
+    family: FamilyResult
+    codebook: CodebookUsage
+    operations: list[OperationResult]
+    bars: list[BarCheck]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["reconstruction"]["pitch_kept"] = self.reconstruction.pitch_kept
+        return _finite(doc)
+
+
+# --- Spectral measures ----------------------------------------------------------------------
+
+def _power_spectrogram(audio: torch.Tensor) -> torch.Tensor:
+    window = torch.hann_window(constants.WIN_LENGTH, dtype=audio.dtype)
+    stft = torch.stft(audio, constants.N_FFT, constants.HOP_LENGTH, constants.WIN_LENGTH, window,
+                      center=True, return_complex=True)
+    return stft.abs().pow(2)
+
+
+def spectral_distances(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-note (log-spectral distance in dB, spectral convergence) between audio batches [N, T].
+
+    LSD: per frame sqrt(mean over bins of (10·log10 P/P̂)²), averaged over frames. SC:
+    ‖|S| − |Ŝ|‖_F / ‖|S|‖_F. Both on the linear STFT of the method (n_fft 2048, hop 512).
+    """
+    ref = _power_spectrogram(torch.as_tensor(np.atleast_2d(reference), dtype=torch.float64))
+    est = _power_spectrogram(torch.as_tensor(np.atleast_2d(estimate), dtype=torch.float64))
+    log_ratio = 10.0 * torch.log10((ref + LSD_EPSILON) / (est + LSD_EPSILON))
+    lsd = log_ratio.pow(2).mean(dim=1).sqrt().mean(dim=1)
+    magnitude_ref, magnitude_est = ref.sqrt(), est.sqrt()
+    sc = (magnitude_ref - magnitude_est).flatten(1).norm(dim=1) / magnitude_ref.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return lsd.numpy(), sc.numpy()
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator) / float(denominator) if denominator else float("nan")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: write None instead."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _pitch_checker() -> Callable[[np.ndarray, int], bool]:
+    from .pitch import pitch_within_cents
+
+    def check(audio: np.ndarray, midi: int) -> bool:
+        return bool(pitch_within_cents(np.asarray(audio, dtype=np.float32), constants.SAMPLE_RATE, int(midi),
+                                       cents=constants.PITCH_TOLERANCE_CENTS))
+    return check
+
+
+def _spread(count: int, limit: int) -> list[int]:
+    """Up to `limit` indices spread evenly over range(count) (deterministic)."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, limit)})
+
+
+def _load_audio(record) -> np.ndarray:
+    from ..audio_io import load_audio
+
+    return load_audio(record.path)
+
+
+def _images_of(audio: np.ndarray, transform) -> torch.Tensor:
+    with torch.no_grad():
+        return transform.forward(torch.as_tensor(np.atleast_2d(audio), dtype=torch.float32)).cpu()
+
+
+# --- The evaluation -------------------------------------------------------------------------
+
+def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -> EvalReport:
+    """Measure a model on the held-out split and write report.md, figures, WAVs and metrics.json."""
+    from ..audio_io import write_wav_atomic
+    from ..models.bundle import NotonoModel
+    from ..representation import MelIF
+    from ..training.common import resolve_device
+    from ..training.data import open_split
+    from ..training.priors import code_usage
+    from . import figures
+    from .classifier import FamilyClassifier, family_features
+
+    settings = settings.apply_quick()
+    started = time.monotonic()
+    seconds: dict[str, float] = {}
+    out = Path(settings.out)
+    device = resolve_device(settings.device)
+    # everything that can refuse (model folder, corpus) is opened before anything is written
+    model = NotonoModel.load(settings.models, device=str(device))
+    transform = MelIF()
+    check_pitch = _pitch_checker()
+    heldout = open_split(settings.corpus, "heldout", settings.split_seed, settings.cache)
+    train = open_split(settings.corpus, "train", settings.split_seed, settings.cache)
+    if len(heldout) == 0:
+        raise ValueError(f"{settings.corpus}: the held-out split is empty; nothing to evaluate")
+    out.mkdir(parents=True, exist_ok=True)
+    records = heldout.records
+    log(f"eval: {len(records)} held-out notes in {settings.corpus}; model {settings.models or 'default'} "
+        f"on {device}{' (quick)' if settings.quick else ''}")
+
+    # --- 1. reconstruction, its ceiling, pitch kept, codebook usage ------------------------
+    t0 = time.monotonic()
+    chosen = _spread(len(records), settings.reconstruction_notes)
+    lsd, sc, ceiling_lsd, ceiling_sc = [], [], [], []
+    passing = kept = 0
+    passes_original: dict[int, bool] = {}
+    all_maps: list[codemaps.Codemaps] = []
+    example = None
+    batch = 8
+    for start in range(0, len(chosen), batch):
+        indices = chosen[start:start + batch]
+        audio = np.stack([_load_audio(records[i]) for i in indices])
+        maps = model.encode(audio)
+        reconstruction = model.decode(maps)
+        round_trip = transform.inverse(_images_of(audio, transform)).numpy()
+        a, b = spectral_distances(audio, reconstruction)
+        c, d = spectral_distances(audio, round_trip)
+        lsd += a.tolist(); sc += b.tolist(); ceiling_lsd += c.tolist(); ceiling_sc += d.tolist()
+        all_maps += maps
+        for k, i in enumerate(indices):
+            ok = check_pitch(audio[k], records[i].pitch)
+            passes_original[i] = ok
+            if ok:
+                passing += 1
+                kept += int(check_pitch(reconstruction[k], records[i].pitch))
+        if example is None:
+            example = (indices[0], audio[0], reconstruction[0], maps[0])
+    reconstruction_result = ReconstructionResult(
+        notes=len(chosen), lsd_db=float(np.mean(lsd)), spectral_convergence=float(np.mean(sc)),
+        ceiling_lsd_db=float(np.mean(ceiling_lsd)), ceiling_spectral_convergence=float(np.mean(ceiling_sc)),
+        originals_passing_pitch=passing, reconstructions_keeping_pitch=kept)
+    tops = np.stack([m.top for m in all_maps])
+    bottoms = np.stack([m.bottom for m in all_maps])
+    top_perplexity, top_used = code_usage(tops)
+    bottom_perplexity, bottom_used = code_usage(bottoms)
+    usage = CodebookUsage(len(all_maps), top_perplexity, top_used, bottom_perplexity, bottom_used)
+    seconds["reconstruction"] = time.monotonic() - t0
+    log(f"reconstruction: LSD {reconstruction_result.lsd_db:.2f} dB (ceiling {reconstruction_result.ceiling_lsd_db:.2f}), "
+        f"SC {reconstruction_result.spectral_convergence:.3f} (ceiling {reconstruction_result.ceiling_spectral_convergence:.3f}), "
+        f"pitch kept {kept}/{passing} [{seconds['reconstruction']:.0f} s]")
+
+    index, original_audio, reconstructed_audio, example_maps = example
+    figures.spectrogram_panel([_images_of(original_audio, transform)[0].numpy(),
+                               _images_of(reconstructed_audio, transform)[0].numpy()],
+                              [f"original {records[index].note}", "reconstruction"], out / "reconstruction.png")
+    figures.codemap_panel([(example_maps.top, example_maps.bottom)], [records[index].note], out / "codemaps.png")
+
+    # --- 2. generation on the family × pitch grid, beside real held-out notes ---------------
+    t0 = time.monotonic()
+    grid_families = list(settings.families or constants.FAMILIES)
+    grid_pitches = list(settings.pitches or constants.EVAL_PITCH_GRID)
+    by_cell: dict[tuple[str, int], list[int]] = {}
+    for i, record in enumerate(records):
+        by_cell.setdefault((record.family, record.pitch), []).append(i)
+    if settings.quick:
+        # a few families and pitches the (small) corpus has, so a quick run still compares like with like
+        present = {record.family for record in records}
+        grid_families = [f for f in grid_families if f in present][:3] or grid_families[:1]
+        if settings.pitches is None:
+            counts: dict[int, int] = {}
+            for record in records:
+                if record.family in grid_families:
+                    counts[record.pitch] = counts.get(record.pitch, 0) + 1
+            on_grid = sorted(p for p in counts if p in constants.EVAL_PITCH_GRID)
+            ranked = on_grid + sorted((p for p in counts if p not in on_grid), key=lambda p: (-counts[p], p))
+            grid_pitches = sorted(ranked[:2]) or grid_pitches[:2]
+    generated = np.full((len(grid_families), len(grid_pitches)), np.nan)
+    real = np.full_like(generated, np.nan)
+    generated_features, generated_labels = [], []
+    real_features, real_labels = [], []
+    gen_ok_total = gen_total = gen_ok_real_cells = gen_real_cells = real_ok_total = real_total = 0
+    generated_examples = []
+    for f, family in enumerate(grid_families):
+        for p, pitch in enumerate(grid_pitches):
+            cell_seed = settings.seed * 100_003 + f * 131 + p
+            maps = model.generate(pitch, family, n=settings.samples_per_cell, temperature=settings.temperature,
+                                  top_p=settings.top_p, top_k=settings.top_k, seed=cell_seed)
+            audio = model.decode(maps)
+            oks = [check_pitch(a, pitch) for a in audio]
+            generated[f, p] = float(np.mean(oks))
+            gen_ok_total += sum(oks)
+            gen_total += len(oks)
+            generated_features.append(family_features(_images_of(audio, transform)))
+            generated_labels += [constants.family_index(family)] * len(audio)
+            if p == len(grid_pitches) // 2:
+                generated_examples.append(((maps[0].top, maps[0].bottom), f"{family} {pitch}"))
+            real_indices = by_cell.get((family, pitch), [])[:settings.real_per_cell]
+            if real_indices:
+                real_audio = np.stack([_load_audio(records[i]) for i in real_indices])
+                real_oks = [check_pitch(a, pitch) for a in real_audio]
+                real[f, p] = float(np.mean(real_oks))
+                real_ok_total += sum(real_oks)
+                real_total += len(real_oks)
+                gen_ok_real_cells += sum(oks)
+                gen_real_cells += len(oks)
+                real_features.append(family_features(torch.stack([heldout.image(i) for i in real_indices])))
+                real_labels += [constants.family_index(family)] * len(real_indices)
+    grid = GridResult(
+        families=grid_families, pitches=grid_pitches, generated_accuracy=generated.tolist(),
+        real_accuracy=real.tolist(), generated_count=gen_total, real_count=real_total,
+        generated_overall=_ratio(gen_ok_total, gen_total), generated_on_real_cells=_ratio(gen_ok_real_cells, gen_real_cells),
+        real_overall=_ratio(real_ok_total, real_total))
+    seconds["generation"] = time.monotonic() - t0
+    log(f"generation: pitch accuracy {grid.generated_on_real_cells:.1%} on cells with real notes "
+        f"(real notes {grid.real_overall:.1%}); {gen_total} sounds [{seconds['generation']:.0f} s]")
+    figures.heatmap(generated, grid_families, grid_pitches, out / "grid_generated.png",
+                    title="pitch accuracy of generated sounds (pyin, 50 cents)")
+    figures.heatmap(real, grid_families, grid_pitches, out / "grid_real.png",
+                    title="pitch accuracy of real held-out notes (pyin, 50 cents)")
+    if generated_examples:
+        figures.codemap_panel([m for m, _ in generated_examples[:6]], [t for _, t in generated_examples[:6]],
+                              out / "codemaps_generated.png")
+
+    # --- 3. family recognisability -----------------------------------------------------------
+    t0 = time.monotonic()
+    train_indices = _spread(len(train), settings.classifier_notes)
+    train_features = torch.cat([family_features(torch.stack([train.image(i) for i in train_indices[s:s + 64]]))
+                                for s in range(0, len(train_indices), 64)])
+    train_labels = torch.tensor([train.records[i].family_index for i in train_indices])
+    classifier = FamilyClassifier.fit(train_features, train_labels, seed=settings.seed)
+    all_heldout = _spread(len(records), max(settings.classifier_notes // 4, 32))
+    heldout_features = torch.cat([family_features(torch.stack([heldout.image(i) for i in all_heldout[s:s + 64]]))
+                                  for s in range(0, len(all_heldout), 64)])
+    heldout_labels = torch.tensor([records[i].family_index for i in all_heldout])
+    family = FamilyResult(
+        training_notes=len(train_indices),
+        real_heldout_all=classifier.accuracy(heldout_features, heldout_labels),
+        real_grid=(classifier.accuracy(torch.cat(real_features), torch.tensor(real_labels))
+                   if real_features else float("nan")),
+        generated=classifier.accuracy(torch.cat(generated_features), torch.tensor(generated_labels)),
+        real_grid_count=len(real_labels), generated_count=len(generated_labels))
+    seconds["family"] = time.monotonic() - t0
+    log(f"family classifier: {family.generated:.1%} on generated, {family.real_grid:.1%} on real grid notes, "
+        f"{family.real_heldout_all:.1%} on all held-out [{seconds['family']:.0f} s]")
+
+    # --- 4. the paper's three operations on one held-out note --------------------------------
+    t0 = time.monotonic()
+    operations = _operations(model, records, passes_original, check_pitch, out, settings.seed, write_wav_atomic,
+                             figures)
+    seconds["operations"] = time.monotonic() - t0
+
+    bars = _bars(reconstruction_result, grid, family)
+    seconds["total"] = time.monotonic() - started
+    report = EvalReport(model=_model_info(model), corpus=str(settings.corpus), heldout_notes=len(records),
+                        quick=settings.quick, reconstruction=reconstruction_result, grid=grid, family=family,
+                        codebook=usage, operations=operations, bars=bars,
+                        seconds={k: round(v, 1) for k, v in seconds.items()})
+    (out / "metrics.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(report, settings), encoding="utf-8")
+    for line in headline(report):
+        log(line)
+    return report
+
+
+def _model_info(model) -> dict[str, Any]:
+    try:
+        return _finite(json.loads(json.dumps(model.info(), default=str)))
+    except Exception:  # noqa: BLE001 - info is descriptive only
+        return {}
+
+
+def _operations(model, records, passes_original: dict[int, bool], check_pitch, out: Path, seed: int,
+                write_wav, figures) -> list[OperationResult]:
+    """Regenerate the first 2 s; regenerate the lowest quarter of rows; keep top, new bottom."""
+    # prefer a low bass/organ note whose original passes (frequency inpainting adds low end there)
+    candidates = [i for i, ok in passes_original.items() if ok] or list(passes_original)
+    low = [i for i in candidates if records[i].family in ("bass", "organ") and records[i].pitch <= 48]
+    index = (low or candidates)[0]
+    record = records[index]
+    audio = _load_audio(record)
+    maps = model.encode(audio)[0]
+    folder = out / "operations"
+    folder.mkdir(exist_ok=True)
+    top_rows, top_cols = constants.TOP_SHAPE
+    temporal = np.zeros(constants.TOP_SHAPE, dtype=bool)
+    temporal[:, :2] = True                       # top columns 0-1 = the first 2 s (+ bottom under them)
+    lowest = np.zeros(constants.TOP_SHAPE, dtype=bool)
+    lowest[: top_rows // 4, :] = True            # lowest quarter of top rows -> lowest quarter of bottom rows
+    edits = [
+        ("regenerate_first_2s", "top columns 0-1 and the bottom cells under them resampled",
+         lambda: model.inpaint(maps, "top", temporal, record.pitch, record.family, n=1, seed=seed)[0]),
+        ("regenerate_lowest_quarter", "lowest quarter of rows of both maps resampled",
+         lambda: model.inpaint(maps, "top", lowest, record.pitch, record.family, n=1, seed=seed + 1)[0]),
+        ("keep_top_new_bottom", "top map kept, whole bottom map resampled",
+         lambda: model.regenerate_bottom(maps, record.pitch, record.family, n=1, seed=seed + 2)[0]),
+    ]
+    results = [OperationResult("original", str(write_wav(folder / "original.wav", audio).relative_to(out)),
+                               check_pitch(audio, record.pitch), f"held-out note {record.note}")]
+    reconstruction = model.decode([maps])[0]
+    results.append(OperationResult("reconstruction",
+                                   str(write_wav(folder / "reconstruction.wav", reconstruction).relative_to(out)),
+                                   check_pitch(reconstruction, record.pitch), "VQ-VAE reconstruction"))
+    panel = [(maps.top, maps.bottom)]
+    for name, description, edit in edits:
+        edited = edit()
+        sound = model.decode([edited])[0]
+        path = write_wav(folder / f"{name}.wav", sound)
+        results.append(OperationResult(name, str(path.relative_to(out)), check_pitch(sound, record.pitch), description))
+        panel.append((edited.top, edited.bottom))
+    figures.codemap_panel(panel, ["encoded", "first 2 s", "lowest quarter", "new bottom"], out / "operations.png")
+    return results
+
+
+def _bars(reconstruction: ReconstructionResult, grid: GridResult, family: FamilyResult) -> list[BarCheck]:
+    pitch_ratio = _ratio(grid.generated_on_real_cells, grid.real_overall)
+    family_ratio = _ratio(family.generated, family.real_grid)
+
+    def check(name, value, threshold, detail) -> BarCheck:
+        return BarCheck(name, value, threshold, bool(math.isfinite(value) and value >= threshold), detail)
+
+    return [
+        check("reconstruction keeps pitch", reconstruction.pitch_kept, BAR_RECONSTRUCTION_PITCH,
+              f"{reconstruction.reconstructions_keeping_pitch}/{reconstruction.originals_passing_pitch} "
+              f"held-out notes whose original passes"),
+        check("generated pitch accuracy / real", pitch_ratio, BAR_GENERATED_PITCH_RATIO,
+              f"{grid.generated_on_real_cells:.1%} generated vs {grid.real_overall:.1%} real"),
+        check("family accuracy generated / real", family_ratio, BAR_FAMILY_RATIO,
+              f"{family.generated:.1%} generated vs {family.real_grid:.1%} real"),
+    ]
+
+
+def headline(report: EvalReport) -> list[str]:
+    """The lines `notono-live eval` prints at the end."""
+    r, g, f, c = report.reconstruction, report.grid, report.family, report.codebook
+    lines = [
+        f"reconstruction LSD {r.lsd_db:.2f} dB (Mel-IF round-trip ceiling {r.ceiling_lsd_db:.2f} dB), "
+        f"spectral convergence {r.spectral_convergence:.3f} (ceiling {r.ceiling_spectral_convergence:.3f}) "
+        f"over {r.notes} held-out notes",
+        f"pitch kept by reconstruction: {r.pitch_kept:.1%} ({r.reconstructions_keeping_pitch}/{r.originals_passing_pitch})",
+        f"generated pitch accuracy: {g.generated_on_real_cells:.1%} on cells with real notes, "
+        f"{g.generated_overall:.1%} over all {g.generated_count} sounds; real held-out notes {g.real_overall:.1%}",
+        f"family classifier: generated {f.generated:.1%}, real held-out (grid) {f.real_grid:.1%}, "
+        f"all held-out {f.real_heldout_all:.1%}",
+        f"codebook usage: top perplexity {c.top_perplexity:.1f} ({c.top_fraction_used:.1%} of codes), "
+        f"bottom perplexity {c.bottom_perplexity:.1f} ({c.bottom_fraction_used:.1%} of codes)",
+    ]
+    for op in report.operations:
+        lines.append(f"operation {op.name}: pitch {'ok' if op.pitch_ok else 'off'} -> {op.wav}")
+    for bar in report.bars:
+        lines.append(f"{'PASS' if bar.passed else 'FAIL'} {bar.name}: {bar.value:.3f} (bar {bar.threshold:.2f}; {bar.detail})")
+    return lines
+
+
+def _cell(value: float) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.2f}"
+
+
+def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
+    """The report.md text."""
+    r, g, f, c = report.reconstruction, report.grid, report.family, report.codebook
+    lines = [
+        "# NOTONO Live evaluation report", "",
+        f"- model: `{report.model.get('name', settings.models)}`; corpus: `{report.corpus}` "
+        f"({report.heldout_notes} held-out notes, split seed {settings.split_seed})"
+        + (" — **quick mode (subsampled)**" if report.quick else ""),
+        f"- time: {report.seconds.get('total', 0):.0f} s", "",
+        "## Bars (issue 3)", "",
+        "| bar | value | threshold | result | detail |", "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [f"| {b.name} | {_cell(b.value)} | {b.threshold:.2f} | {'PASS' if b.passed else 'FAIL'} | {b.detail} |"
+              for b in report.bars]
+    lines += [
+        "", "## Reconstruction", "",
+        f"Over {r.notes} held-out notes (linear STFT, n_fft 2048, hop 512):", "",
+        "| | log-spectral distance (dB) | spectral convergence |", "| --- | --- | --- |",
+        f"| VQ-VAE reconstruction | {r.lsd_db:.2f} | {r.spectral_convergence:.3f} |",
+        f"| Mel-IF round trip (ceiling) | {r.ceiling_lsd_db:.2f} | {r.ceiling_spectral_convergence:.3f} |", "",
+        f"Pitch kept (pyin f0 within {constants.PITCH_TOLERANCE_CENTS:.0f} cents of the label): "
+        f"{r.reconstructions_keeping_pitch}/{r.originals_passing_pitch} = {_cell(r.pitch_kept)} of the notes whose "
+        f"original passes.", "",
+        "![original vs reconstruction](reconstruction.png)", "", "![codemaps](codemaps.png)", "",
+        "## Codebook usage", "",
+        f"Over {c.notes} held-out notes: top map perplexity {c.top_perplexity:.1f} "
+        f"({c.top_fraction_used:.1%} of the 512 codes used), bottom map perplexity {c.bottom_perplexity:.1f} "
+        f"({c.bottom_fraction_used:.1%} used).", "",
+        "## Generation: pitch accuracy on the family × pitch grid", "",
+        f"{settings.samples_per_cell} samples per cell (temperature {settings.temperature}, top-p {settings.top_p}), "
+        f"beside up to {settings.real_per_cell} real held-out notes per cell. Generated: "
+        f"{_cell(g.generated_on_real_cells)} on the cells that have real notes, {_cell(g.generated_overall)} over all "
+        f"{g.generated_count} sounds. Real: {_cell(g.real_overall)} over {g.real_count} notes.", "",
+        "| family | " + " | ".join(str(p) for p in g.pitches) + " |",
+        "| --- | " + " | ".join("---" for _ in g.pitches) + " |",
+    ]
+    for k, family in enumerate(g.families):
+        cells = [f"{_cell(a)} / {_cell(b)}" for a, b in zip(g.generated_accuracy[k], g.real_accuracy[k])]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells read generated / real.", "", "![generated](grid_generated.png) ![real](grid_real.png)", "",
+              "![generated codemaps](codemaps_generated.png)", "",
+              "## Family recognisability", "",
+              f"Logistic regression on log-mel statistics, trained on {f.training_notes} real training notes. "
+              f"Accuracy on generated sounds: {_cell(f.generated)} ({f.generated_count} sounds); on real held-out "
+              f"notes of the same grid cells: {_cell(f.real_grid)} ({f.real_grid_count} notes); on held-out notes of "
+              f"all pitches: {_cell(f.real_heldout_all)}.", "",
+              "## The paper's operations on a held-out note", "",
+              "| operation | what | pitch within 50 cents | audio |", "| --- | --- | --- | --- |"]
+    lines += [f"| {op.name} | {op.description} | {'yes' if op.pitch_ok else 'no'} | [{op.wav}]({op.wav}) |"
+              for op in report.operations]
+    lines += ["", "![operations](operations.png)", "", "## Timing", "",
+              ", ".join(f"{k} {v:.0f} s" for k, v in report.seconds.items()), ""]
+    return "\n".join(lines)

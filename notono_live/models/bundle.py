@@ -1,0 +1,396 @@
+"""`NotonoModel`: the VQ-VAE-2, both priors and the Mel-IF transform behind one API.
+
+This is what the daemon, the engine, evaluation and MIDI use. It speaks the public conventions of
+`docs/architecture.md`: audio as float32 numpy (16 kHz mono, 64000 samples), pitch as a MIDI number
+24–84, family as an NSynth family name, codemaps as `Codemaps`. Everything inside (normalisation
+with the checkpoint's statistics, label indices, token order, sampling) stays here.
+
+A model folder holds three components written by `models.checkpoint`:
+`vqvae.{json,safetensors}`, `top_prior.{json,safetensors}`, `bottom_prior.{json,safetensors}`.
+The VQ-VAE's JSON metadata carries the normalisation statistics (`normalization_stats`) and every
+component carries the label encoders (`label_encoders`), checked against this package's constants.
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import constants
+from ..codemaps import LAYERS, Codemaps, layer_shape
+from .checkpoint import CheckpointError, component_paths, load_model, save_model
+from .priors import BottomPrior, PriorConfig, TopPrior
+from .sampling import SamplingOptions, generate_codes, inpaint_codes
+from .vqvae import VQVAE2, VQVAE2Config, parameter_count
+
+MODELS_ENV = "NOTONO_MODELS"
+COMPONENTS = {"vqvae": "vqvae", "top_prior": "top_prior", "bottom_prior": "bottom_prior"}
+MAX_VARIATIONS = 64
+_ENCODE_BATCH = 8   # notes per VQ-VAE pass; bounds memory on long encode lists
+
+
+def label_encoders() -> dict:
+    """How labels become model indices; stored with every component and checked on load."""
+    return {"pitch": {"min": constants.PITCH_MIN, "max": constants.PITCH_MAX, "index": "pitch - min"},
+            "family": list(constants.FAMILIES)}
+
+
+def default_models_directory() -> Path:
+    """$NOTONO_MODELS, else the repository's `models/` folder beside the package (editable install)."""
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def _check_labels(json_path: Path, metadata: dict) -> None:
+    labels = metadata.get("label_encoders")
+    if labels is None:
+        return   # older checkpoints without labels: the constants are the only convention there is
+    pitch = labels.get("pitch", {})
+    if (pitch.get("min"), pitch.get("max")) != (constants.PITCH_MIN, constants.PITCH_MAX):
+        raise CheckpointError(f"{json_path}: trained on pitches {pitch.get('min')}-{pitch.get('max')}, "
+                              f"this package uses {constants.PITCH_MIN}-{constants.PITCH_MAX}")
+    if list(labels.get("family", [])) != list(constants.FAMILIES):
+        raise CheckpointError(f"{json_path}: family list {labels.get('family')} differs from "
+                              f"this package's {list(constants.FAMILIES)}")
+
+
+def _default_stats():
+    """Statistics for an untrained model: the thresholded log-power floor to a loud ceiling."""
+    from ..representation import NormalizationStats
+    return NormalizationStats(log_power_min=constants.PHASE_THRESHOLD_LOG_POWER, log_power_max=6.0,
+                              if_min=-1.0, if_max=1.0)
+
+
+class NotonoModel:
+    """A complete NOTONO model: audio ⇄ codemaps, generation and inpainting.
+
+    Args:
+        vqvae: the VQ-VAE-2.
+        top_prior: the inpainting-aware top prior.
+        bottom_prior: the bottom prior.
+        stats: `NormalizationStats` the VQ-VAE was trained with.
+        device: where the models run.
+        name: a label for `info()` (e.g. the folder it was loaded from).
+        size: "lite", "reference", "tiny" or "custom", for `info()`.
+        training: training summaries by component, for `info()`.
+        representation: MelIF settings (`MelIF.settings()`); None uses the defaults.
+        use_cache: False switches sampling to the reference sampler (no KV cache, quadratic cost).
+        sampling_threads: torch CPU threads while sampling. One token at a time is a chain of
+            small matrix-vector products: extra threads barely help, and on a shared CPU they wait
+            on each other at every op (measured here under load: 1.2 s with 1 thread against
+            18–50 s with 2 for the same 640 tokens). Encoding and decoding keep torch's setting.
+    """
+
+    def __init__(self, vqvae: VQVAE2, top_prior: TopPrior, bottom_prior: BottomPrior, stats,
+                 device: str | torch.device = "cpu", name: str = "notono", size: str = "custom",
+                 training: dict | None = None, representation: dict | None = None,
+                 use_cache: bool = True, sampling_threads: int | None = 1) -> None:
+        from ..representation import MelIF
+        self.device = torch.device(device)
+        self.vqvae = vqvae.to(self.device).eval()
+        self.top_prior = top_prior.to(self.device).eval()
+        self.bottom_prior = bottom_prior.to(self.device).eval()
+        self.stats = stats
+        self.name = name
+        self.size = size
+        self.training = training or {}
+        settings = dict(representation or {})
+        settings.pop("kind", None)
+        self.representation = MelIF(device=self.device, **settings)
+        self.use_cache = use_cache
+        self.sampling_threads = sampling_threads
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: str | Path | None = None, device: str = "cpu", *,
+             use_cache: bool = True, threads: int | None = None) -> "NotonoModel":
+        """Load a model folder; None -> $NOTONO_MODELS or the repository's `models/` folder.
+
+        `threads` sets torch's CPU threads (None keeps torch's default, one per core: the
+        convolutions use them all; KV-cached sampling at batch 1 gains little beyond 2).
+        Raises FileNotFoundError (missing folder or file) or CheckpointError (a ValueError: corrupt
+        or mismatched file), each naming the file at fault.
+        """
+        _set_threads(threads)
+        folder = Path(directory).expanduser() if directory is not None else default_models_directory()
+        if not folder.is_dir():
+            hint = "" if directory is not None else f" (set ${MODELS_ENV} to a model folder)"
+            raise FileNotFoundError(f"model folder {folder} does not exist{hint}")
+        components = {}
+        training = {}
+        for name, kind in COMPONENTS.items():
+            model, loaded = load_model(folder, name, kind, device=device)
+            _check_labels(loaded.json_path, loaded.metadata)
+            components[name] = (model, loaded)
+            if "training" in loaded.metadata:
+                training[name] = loaded.metadata["training"]
+        vqvae_meta = components["vqvae"][1].metadata
+        stats_doc = vqvae_meta.get("normalization_stats")
+        vqvae_json = component_paths(folder, "vqvae")[0]
+        if stats_doc is None:
+            raise CheckpointError(f"{vqvae_json}: has no normalisation statistics in its metadata")
+        from ..representation import NormalizationStats
+        try:
+            stats = NormalizationStats.from_dict(stats_doc)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{vqvae_json}: bad normalisation statistics ({error})") from None
+        return cls(components["vqvae"][0], components["top_prior"][0], components["bottom_prior"][0],
+                   stats, device=device, name=folder.name,
+                   size=_size_name(components["vqvae"][0], components["top_prior"][0],
+                                   components["bottom_prior"][0]),
+                   training=training, representation=vqvae_meta.get("representation"),
+                   use_cache=use_cache)
+
+    @classmethod
+    def untrained(cls, size: str = "lite", device: str = "cpu", seed: int = 0, *,
+                  use_cache: bool = True, threads: int | None = None) -> "NotonoModel":
+        """Randomly initialised model of a named size (for tests and wiring; it outputs noise)."""
+        _set_threads(threads)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            vqvae = VQVAE2(VQVAE2Config.from_size(size))
+            prior_config = PriorConfig.from_size(size)
+            top, bottom = TopPrior(prior_config), BottomPrior(prior_config)
+        return cls(vqvae, top, bottom, _default_stats(), device=device, name=f"untrained-{size}",
+                   size=size, use_cache=use_cache)
+
+    def save(self, directory: str | Path, dtype: torch.dtype = torch.float16) -> None:
+        """Write the three components (fp16 by default) with stats, labels and training summaries."""
+        directory = Path(directory)
+        common = {"label_encoders": label_encoders(), "size": self.size}
+        for name, model in (("vqvae", self.vqvae), ("top_prior", self.top_prior),
+                            ("bottom_prior", self.bottom_prior)):
+            metadata = dict(common)
+            if name in self.training:
+                metadata["training"] = self.training[name]
+            if name == "vqvae":
+                metadata["normalization_stats"] = self.stats.to_dict()
+                metadata["representation"] = self.representation.settings()
+            save_model(directory, name, model, metadata, dtype)
+
+    # --- audio <-> codemaps -------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, audio: np.ndarray) -> list[Codemaps]:
+        """Audio [N, 64000] or [64000] (16 kHz mono, 4 s) -> one Codemaps per note."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = audio[None]
+        if audio.ndim != 2 or audio.shape[1] != constants.NUM_SAMPLES:
+            raise ValueError(f"audio must have shape [N, {constants.NUM_SAMPLES}] or "
+                             f"[{constants.NUM_SAMPLES}] (4 s at {constants.SAMPLE_RATE} Hz), "
+                             f"got {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise ValueError("audio contains NaN or infinite samples")
+        maps = []
+        for start in range(0, audio.shape[0], _ENCODE_BATCH):
+            batch = torch.from_numpy(audio[start:start + _ENCODE_BATCH]).to(self.device)
+            maps += self.encode_images(self.representation.forward(batch))
+        return maps
+
+    @torch.inference_mode()
+    def encode_images(self, images: torch.Tensor) -> list[Codemaps]:
+        """Unnormalised Mel-IF images [N, 2, 1024, 128] (as `MelIF.forward` gives) -> Codemaps."""
+        images = torch.as_tensor(images)
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        maps = []
+        for start in range(0, images.shape[0], _ENCODE_BATCH):
+            batch = images[start:start + _ENCODE_BATCH].to(self.device, torch.float32)
+            top, bottom = self.vqvae.encode_codes(self.stats.normalize(batch))
+            maps += [Codemaps(t, b) for t, b in zip(top.cpu().numpy(), bottom.cpu().numpy())]
+        return maps
+
+    @torch.inference_mode()
+    def decode_images(self, maps: list[Codemaps]) -> torch.Tensor:
+        """Codemaps -> unnormalised Mel-IF images [N, 2, 1024, 128] (before inversion)."""
+        maps = _as_map_list(maps)
+        top = torch.as_tensor(np.stack([m.top for m in maps]), device=self.device)
+        bottom = torch.as_tensor(np.stack([m.bottom for m in maps]), device=self.device)
+        return self.stats.denormalize(self.vqvae.decode_codes(top, bottom))
+
+    @torch.inference_mode()
+    def decode(self, maps: list[Codemaps]) -> np.ndarray:
+        """Codemaps -> audio [N, 64000] float32 (MelIF.inverse applies the phase threshold)."""
+        maps = _as_map_list(maps)
+        out = []
+        for start in range(0, len(maps), _ENCODE_BATCH):
+            image = self.decode_images(maps[start:start + _ENCODE_BATCH])
+            out.append(self.representation.inverse(image).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    # --- sampling -----------------------------------------------------------------------------
+    def generate(self, pitch: int, family: str, n: int = 1, temperature: float = 1.0,
+                 top_p: float = 0.8, top_k: int = 0, seed: int | None = None,
+                 use_cache: bool | None = None) -> list[Codemaps]:
+        """n new sounds for a pitch (MIDI 24–84) and family: top from a fully masked map, then bottom."""
+        pitch_index, family_index = self._labels(pitch, family, n)
+        options = SamplingOptions(temperature, top_k, top_p)
+        generator = self._generator(seed)
+        with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
+            top, bottom = generate_codes(self.top_prior, self.bottom_prior, pitch_index=pitch_index,
+                                         family_index=family_index, options=options,
+                                         generator=generator, use_cache=self._cache(use_cache))
+        return _to_maps(top, bottom)
+
+    def inpaint(self, maps: Codemaps, layer: str, mask: np.ndarray, pitch: int, family: str,
+                n: int = 1, temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
+                seed: int | None = None, use_cache: bool | None = None) -> list[Codemaps]:
+        """n variations of maps with the masked cells of `layer` resampled.
+
+        A top mask also resamples the bottom cells under it (mask upsampled ×2); a bottom mask
+        resamples only the bottom. Every cell outside the mask is kept bit-for-bit.
+        """
+        if not isinstance(maps, Codemaps):
+            raise ValueError(f"maps must be a Codemaps, got {type(maps).__name__}")
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; expected 'top' or 'bottom'")
+        mask = _check_mask(layer, mask)
+        pitch_index, family_index = self._labels(pitch, family, n)
+        options = SamplingOptions(temperature, top_k, top_p)
+        return self._inpaint(maps, mask if layer == "top" else None, mask if layer == "bottom" else None,
+                             pitch_index, family_index, options, seed, use_cache)
+
+    def regenerate_bottom(self, maps: Codemaps, pitch: int, family: str, n: int = 1,
+                          temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
+                          seed: int | None = None, use_cache: bool | None = None) -> list[Codemaps]:
+        """Keep the top map, sample a whole new bottom map: same structure, new timbre."""
+        if not isinstance(maps, Codemaps):
+            raise ValueError(f"maps must be a Codemaps, got {type(maps).__name__}")
+        pitch_index, family_index = self._labels(pitch, family, n)
+        options = SamplingOptions(temperature, top_k, top_p)
+        return self._inpaint(maps, None, np.ones(constants.BOTTOM_SHAPE, dtype=bool), pitch_index,
+                             family_index, options, seed, use_cache)
+
+    def _inpaint(self, maps, top_mask, bottom_mask, pitch_index, family_index, options, seed,
+                 use_cache) -> list[Codemaps]:
+        n = pitch_index.shape[0]
+        top = torch.as_tensor(maps.top, device=self.device).expand(n, -1, -1).clone()
+        bottom = torch.as_tensor(maps.bottom, device=self.device).expand(n, -1, -1).clone()
+        generator = self._generator(seed)
+        with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
+            top, bottom = inpaint_codes(self.top_prior, self.bottom_prior, top, bottom, top_mask,
+                                        bottom_mask, pitch_index=pitch_index, family_index=family_index,
+                                        options=options, generator=generator,
+                                        use_cache=self._cache(use_cache))
+        return _to_maps(top, bottom)
+
+    def _labels(self, pitch, family, n) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(pitch, bool) or not float(pitch).is_integer():
+            raise ValueError(f"pitch must be a whole MIDI number, got {pitch!r}")
+        pitch = constants.check_pitch(int(pitch))
+        if not isinstance(family, str):
+            raise ValueError(f"family must be a family name, got {family!r}")
+        family = constants.family_index(family)
+        if isinstance(n, bool) or int(n) != n or not (1 <= int(n) <= MAX_VARIATIONS):
+            raise ValueError(f"number of variations must be 1-{MAX_VARIATIONS}, got {n!r}")
+        n = int(n)
+        return (torch.full((n,), pitch - constants.PITCH_MIN, dtype=torch.long, device=self.device),
+                torch.full((n,), family, dtype=torch.long, device=self.device))
+
+    def _generator(self, seed: int | None) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        if seed is None:
+            generator.seed()
+        else:
+            if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+                raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+            generator.manual_seed(int(seed))
+        return generator
+
+    def _cache(self, use_cache: bool | None) -> bool:
+        return self.use_cache if use_cache is None else bool(use_cache)
+
+    # --- housekeeping -------------------------------------------------------------------------
+    def warm_up(self) -> float:
+        """Run every path once (transform, VQ-VAE, both samplers) so the first request is not slower.
+
+        Returns the seconds it took.
+        """
+        start = time.perf_counter()
+        silence = np.zeros(constants.NUM_SAMPLES, dtype=np.float32)
+        maps = self.encode(silence)
+        self.decode(maps)
+        mask = np.zeros(constants.TOP_SHAPE, dtype=bool)
+        mask[-1, -1] = True   # one top cell and its 4 bottom cells: every sampling op, a few tokens
+        self.inpaint(maps[0], "top", mask, constants.PITCH_MIN, constants.FAMILIES[0], seed=0)
+        return time.perf_counter() - start
+
+    def info(self) -> dict:
+        """Name, size, parameter counts, device, sampler and training summaries."""
+        counts = {"vqvae": parameter_count(self.vqvae), "top_prior": parameter_count(self.top_prior),
+                  "bottom_prior": parameter_count(self.bottom_prior)}
+        return {"name": self.name, "size": self.size, "parameters": counts,
+                "total_parameters": sum(counts.values()), "device": str(self.device),
+                "threads": torch.get_num_threads(), "sampling_threads": self.sampling_threads,
+                "kv_cache": self.use_cache,
+                "vqvae_config": self.vqvae.config.to_dict(),
+                "prior_config": {"top": self.top_prior.config.to_dict(),
+                                 "bottom": self.bottom_prior.config.to_dict()},
+                "normalization_stats": self.stats.to_dict(), "training": self.training}
+
+
+def _size_name(vqvae: VQVAE2, top: TopPrior, bottom: BottomPrior) -> str:
+    """The named size whose configs all three components have, else "custom"."""
+    for size in ("lite", "reference", "tiny"):
+        prior = PriorConfig.from_size(size)
+        if (vqvae.config == VQVAE2Config.from_size(size) and top.config == prior
+                and bottom.config == prior):
+            return size
+    return "custom"
+
+
+@contextmanager
+def _thread_limit(threads: int | None):
+    """Run the block with at most `threads` torch CPU threads (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if threads is None or threads >= previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    torch.set_num_threads(int(threads))
+
+
+def _as_map_list(maps) -> list[Codemaps]:
+    if isinstance(maps, Codemaps):
+        maps = [maps]
+    maps = list(maps)
+    if not maps:
+        raise ValueError("no codemaps to decode")
+    for i, m in enumerate(maps):
+        if not isinstance(m, Codemaps):
+            raise ValueError(f"item {i} is a {type(m).__name__}, not Codemaps")
+    return maps
+
+
+def _to_maps(top: torch.Tensor, bottom: torch.Tensor) -> list[Codemaps]:
+    top, bottom = top.cpu().numpy(), bottom.cpu().numpy()
+    return [Codemaps(t, b) for t, b in zip(top, bottom)]
+
+
+def _check_mask(layer: str, mask) -> np.ndarray:
+    shape = layer_shape(layer)
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f"{layer} mask must have shape {shape}, got {mask.shape}")
+    if mask.dtype != bool:
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{layer} mask must be boolean (or 0/1), got values {np.unique(mask)[:5]}")
+        mask = mask.astype(bool)
+    return mask

@@ -1,0 +1,446 @@
+"""The two Transformer priors over codemaps, conditioned on pitch and instrument family (method.md §3).
+
+p(top, bottom) = p(top) · p(bottom | top), read in the token order of `notono_live.codemaps`.
+
+- `TopPrior` models p(c_i | c_<i, m ⊙ c_≥i), which is what inpainting needs: an *anti-causal*
+  encoder reads the top map with the masked cells replaced by a mask token (each position attends
+  to itself and the later positions), and a causal decoder reads the true tokens shifted right
+  behind a learned start symbol. Decoder position i receives the encoding of position i, so the
+  prediction of token i sees c_<i and the kept tokens at ≥ i, never a masked one.
+- `BottomPrior` models p(c^B_i | c^B_<i, c^T): a bidirectional encoder reads the whole top map;
+  the causal decoder over the 512 bottom tokens adds to bottom token i the encoding of the top
+  token k = i // 4 above it, and cross-attends to the whole top encoding.
+
+Pitch (61 classes) and family (11 classes) are learned embeddings concatenated to every token
+embedding and to the learned start symbols; no code outside the 512-code vocabulary is ever fed to
+a decoder (the reference fed an out-of-vocabulary start code when generating from nothing).
+Positions are learned absolute embeddings: the sequences have fixed lengths (128 and 512), and an
+absolute table keeps the KV-cached step as cheap as possible.
+
+Both priors expose the same decoding interface (`encode_context`, `decode`, `new_cache`) used by
+`notono_live.models.sampling`; `forward` is the teacher-forced training pass.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..constants import BOTTOM_TOKENS, CODEBOOK_SIZE, NUM_FAMILIES, NUM_PITCHES, TOP_TOKENS
+
+PRIOR_SIZES = ("lite", "reference", "tiny")
+
+
+@dataclass
+class PriorConfig:
+    """Sizes of one prior. Defaults are the paper's reference sizes.
+
+    Args:
+        d_model: width of the Transformer (paper: 512).
+        encoder_layers: layers of the context encoder (paper: 6).
+        decoder_layers: layers of the causal decoder (paper: 8).
+        heads: attention heads (paper: 16).
+        feedforward: hidden width of the feed-forward blocks (4 × d_model, the usual ratio).
+        condition_dim: width of each of the pitch and family embeddings; the token embedding gets
+            d_model − 2 × condition_dim so that the concatenation is d_model wide (ours).
+        dropout: dropout on the residual branches (attention and feed-forward outputs) during
+            training (ours).
+        codebook_size: vocabulary (paper: 512 codes).
+        num_pitches: pitch classes, MIDI 24–84 (paper: 61).
+        num_families: instrument families (NSynth: 11).
+        bottom_cross_attention: whether the bottom decoder also cross-attends to the whole top
+            encoding in every layer (a standard encoder-decoder, as the reference); without it the
+            bottom decoder reads the top only through the aligned encoding added to each token,
+            which already carries the whole map (the top encoder is bidirectional) and makes each
+            sampled token about a third cheaper.
+    """
+
+    d_model: int = 512
+    encoder_layers: int = 6
+    decoder_layers: int = 8
+    heads: int = 16
+    feedforward: int = 2048
+    condition_dim: int = 64
+    dropout: float = 0.1
+    codebook_size: int = CODEBOOK_SIZE
+    num_pitches: int = NUM_PITCHES
+    num_families: int = NUM_FAMILIES
+    bottom_cross_attention: bool = True
+
+    @classmethod
+    def from_size(cls, size: str) -> "PriorConfig":
+        """`reference` (paper), `lite` (fast on a 2-core CPU) or `tiny` (tests)."""
+        if size == "reference":
+            return cls()
+        if size == "lite":
+            # ~0.65 ms per KV-cached token on 2 cores (method.md §3): 640 tokens in well under 1 s
+            return cls(d_model=256, encoder_layers=2, decoder_layers=4, heads=8, feedforward=1024,
+                       condition_dim=32, bottom_cross_attention=False)
+        if size == "tiny":
+            return cls(d_model=32, encoder_layers=1, decoder_layers=1, heads=2, feedforward=64,
+                       condition_dim=8, dropout=0.0)
+        raise ValueError(f"unknown prior size {size!r}; expected one of {', '.join(PRIOR_SIZES)}")
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        if self.d_model - 2 * self.condition_dim < 8:
+            raise ValueError(f"condition_dim {self.condition_dim} leaves no room for the token "
+                             f"embedding in d_model {self.d_model}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "PriorConfig":
+        unknown = set(doc) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown prior config keys: {', '.join(sorted(unknown))}")
+        return cls(**doc)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+
+class LayerCache:
+    """Keys and values of one self-attention layer for the positions decoded so far."""
+
+    def __init__(self, batch: int, heads: int, length: int, head_dim: int, device, dtype) -> None:
+        self.keys = torch.empty(batch, heads, length, head_dim, device=device, dtype=dtype)
+        self.values = torch.empty_like(self.keys)
+        self.memory: tuple[Tensor, Tensor] | None = None   # cross-attention keys/values, computed once
+
+
+class DecoderCache:
+    """KV cache of a whole decoder; `length` is the number of positions already decoded."""
+
+    def __init__(self, layers: list[LayerCache]) -> None:
+        self.layers = layers
+        self.length = 0
+        self.static: Tensor | None = None   # per-position decoder inputs besides the token, computed once
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
+    # No dropout on attention weights: on CPU it forces the unfused path and a Bernoulli draw over
+    # every [L, L] map, which cost more than the rest of a training step; the feed-forward and
+    # residual dropouts regularise instead.
+    if q.shape[2] == 1 and mask is None:
+        # one query (a KV-cached step): plain matmuls beat the fused kernel's set-up cost on CPU
+        weights = (q @ k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5).softmax(-1)
+        return weights @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+
+class _HeadsMixin:
+    heads: int
+    head_dim: int
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+
+    def _merge(self, y: Tensor) -> Tensor:
+        b, h, t, d = y.shape
+        return y.transpose(1, 2).reshape(b, t, h * d)
+
+
+class SelfAttention(nn.Module, _HeadsMixin):
+    """Multi-head self-attention with an optional KV cache for incremental causal decoding."""
+
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = d_model // heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)   # one matmul per step instead of three
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)   # on the attention output (residual branch)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """Attention of x over itself; mask [T, T] (True = may attend) or causal."""
+        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        return self.dropout(self.out(self._merge(_attend(q, k, v, mask, causal))))
+
+    def step(self, x: Tensor, cache: "LayerCache", start: int) -> Tensor:
+        """Causal attention of positions [start, start+T) over themselves and the cached earlier ones."""
+        t = x.shape[1]
+        q, k, v = (self._split(t_) for t_ in self.qkv(x).chunk(3, dim=-1))
+        end = start + t
+        cache.keys[:, :, start:end] = k
+        cache.values[:, :, start:end] = v
+        mask = None
+        if t > 1:
+            # chunk query t sees every cached key and the chunk's keys up to itself
+            mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        return self.out(self._merge(_attend(q, cache.keys[:, :, :end], cache.values[:, :, :end], mask)))
+
+
+class CrossAttention(nn.Module, _HeadsMixin):
+    """Multi-head attention from the decoder to the encoded context (keys/values cacheable)."""
+
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = d_model // heads
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)   # on the attention output (residual branch)
+
+    def keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        k, v = self.key_value(memory).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def forward(self, x: Tensor, keys_values: tuple[Tensor, Tensor]) -> Tensor:
+        q = self._split(self.query(x))
+        return self.dropout(self.out(self._merge(_attend(q, *keys_values, None))))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, hidden: int, dropout: float) -> None:
+        # dropout only on the residual branch: a draw over the 4× wider hidden layer costs more
+        # CPU time than it is worth (the Identity keeps the parameter names of earlier checkpoints)
+        super().__init__(nn.Linear(d_model, hidden), nn.GELU(), nn.Identity(),
+                         nn.Linear(hidden, d_model), nn.Dropout(dropout))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer encoder layer: self-attention under a fixed mask, feed-forward."""
+
+    def __init__(self, config: PriorConfig) -> None:
+        super().__init__()
+        self.norm_attention = nn.LayerNorm(config.d_model)
+        self.attention = SelfAttention(config.d_model, config.heads, config.dropout)
+        self.norm_feedforward = nn.LayerNorm(config.d_model)
+        self.feedforward = FeedForward(config.d_model, config.feedforward, config.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        x = x + self.attention(self.norm_attention(x), mask)
+        return x + self.feedforward(self.norm_feedforward(x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm causal decoder layer, optionally cross-attending to an encoded context."""
+
+    def __init__(self, config: PriorConfig, cross_attention: bool) -> None:
+        super().__init__()
+        d = config.d_model
+        self.norm_attention = nn.LayerNorm(d)
+        self.attention = SelfAttention(d, config.heads, config.dropout)
+        self.norm_cross = nn.LayerNorm(d) if cross_attention else None
+        self.cross = CrossAttention(d, config.heads, config.dropout) if cross_attention else None
+        self.norm_feedforward = nn.LayerNorm(d)
+        self.feedforward = FeedForward(d, config.feedforward, config.dropout)
+
+    def forward(self, x: Tensor, memory: Tensor, cache: LayerCache | None, start: int) -> Tensor:
+        h = self.norm_attention(x)
+        if cache is None:
+            x = x + self.attention(h, causal=True)
+        else:
+            x = x + self.attention.step(h, cache, start)
+        if self.cross is not None:
+            if cache is None:
+                keys_values = self.cross.keys_values(memory)
+            else:
+                if cache.memory is None:
+                    cache.memory = self.cross.keys_values(memory)
+                keys_values = cache.memory
+            x = x + self.cross(self.norm_cross(x), keys_values)
+        return x + self.feedforward(self.norm_feedforward(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Priors
+
+class _CodePrior(nn.Module):
+    """What both priors share: conditioning, an encoder over the top map and a causal decoder."""
+
+    context_length: int
+    target_length: int
+
+    def __init__(self, config: PriorConfig, encoder_vocabulary: int, encoder_mask: Tensor | None,
+                 cross_attention: bool, aligned_index: Tensor) -> None:
+        super().__init__()
+        self.config = config
+        d, c = config.d_model, config.condition_dim
+        token_dim = d - 2 * c
+        self.pitch_embedding = nn.Embedding(config.num_pitches, c)
+        self.family_embedding = nn.Embedding(config.num_families, c)
+        self.encoder_token = nn.Embedding(encoder_vocabulary, token_dim)
+        self.encoder_position = nn.Parameter(torch.randn(self.context_length, d) * 0.02)
+        self.encoder_layers = nn.ModuleList(EncoderBlock(config) for _ in range(config.encoder_layers))
+        self.encoder_norm = nn.LayerNorm(d)
+        self.decoder_token = nn.Embedding(config.codebook_size, token_dim)
+        self.start_symbol = nn.Parameter(torch.randn(token_dim) * 0.02)
+        self.decoder_position = nn.Parameter(torch.randn(self.target_length, d) * 0.02)
+        self.aligned = nn.Linear(d, d)
+        self.decoder_layers = nn.ModuleList(DecoderBlock(config, cross_attention)
+                                            for _ in range(config.decoder_layers))
+        self.decoder_norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, config.codebook_size)
+        self.register_buffer("encoder_mask", encoder_mask, persistent=False)
+        # decoder position i reads encoder position aligned_index[i]
+        self.register_buffer("aligned_index", aligned_index, persistent=False)
+
+    def condition(self, pitch_index: Tensor, family_index: Tensor) -> Tensor:
+        """[B] pitch classes (0..60) and [B] family indices -> [B, 2 × condition_dim]."""
+        if pitch_index.min() < 0 or pitch_index.max() >= self.config.num_pitches:
+            raise ValueError(f"pitch index must lie in [0, {self.config.num_pitches}), "
+                             f"got {pitch_index.tolist()}")
+        if family_index.min() < 0 or family_index.max() >= self.config.num_families:
+            raise ValueError(f"family index must lie in [0, {self.config.num_families}), "
+                             f"got {family_index.tolist()}")
+        return torch.cat([self.pitch_embedding(pitch_index), self.family_embedding(family_index)], -1)
+
+    def _with_condition(self, tokens: Tensor, condition: Tensor) -> Tensor:
+        return torch.cat([tokens, condition[:, None, :].expand(-1, tokens.shape[1], -1)], -1)
+
+    def _encode(self, encoder_tokens: Tensor, condition: Tensor) -> Tensor:
+        x = self._with_condition(self.encoder_token(encoder_tokens), condition) + self.encoder_position
+        for layer in self.encoder_layers:
+            x = layer(x, self.encoder_mask)
+        return self.encoder_norm(x)
+
+    def decode(self, sequence: Tensor, start: int, end: int, memory: Tensor, condition: Tensor,
+               cache: DecoderCache | None = None) -> Tensor:
+        """Logits [B, end-start, V] predicting tokens start..end-1 of the target sequence.
+
+        The decoder input at position p is token p-1 of `sequence` (the start symbol at p = 0), so
+        only `sequence[:, :end-1]` is read. With a cache, `start` must equal `cache.length` and the
+        cache advances to `end`; without one, `start` must be 0 (the whole prefix is recomputed).
+        """
+        b = sequence.shape[0]
+        if cache is None and start != 0:
+            raise ValueError("decoding without a cache must start at position 0")
+        if cache is not None and start != cache.length:
+            raise ValueError(f"cache holds {cache.length} positions, asked to decode from {start}")
+        previous = self.decoder_token(sequence[:, max(start - 1, 0):end - 1])
+        if start == 0:
+            previous = torch.cat([self.start_symbol.expand(b, 1, -1), previous], 1)
+        if cache is None:
+            static = self._static_inputs(memory, condition)
+        else:
+            if cache.static is None:
+                cache.static = self._static_inputs(memory, condition)
+            static = cache.static
+        # token embedding in the first channels; condition, position and aligned context precomputed
+        x = F.pad(previous, (0, 2 * self.config.condition_dim)) + static[:, start:end]
+        for i, layer in enumerate(self.decoder_layers):
+            x = layer(x, memory, None if cache is None else cache.layers[i], start)
+        if cache is not None:
+            cache.length = end
+        return self.head(self.decoder_norm(x))
+
+    def _static_inputs(self, memory: Tensor, condition: Tensor) -> Tensor:
+        """What the decoder input holds besides the previous token, for every position [B, L, d]:
+        the pitch/family embeddings (after the token channels), the position embedding and the
+        aligned encoder output. It does not change while sampling, so the cache computes it once."""
+        token_dim = self.config.d_model - 2 * self.config.condition_dim
+        labels = F.pad(condition, (token_dim, 0))[:, None, :]
+        return labels + self.decoder_position + self.aligned(memory)[:, self.aligned_index]
+
+    def new_cache(self, batch: int, device=None, dtype=None) -> DecoderCache:
+        """An empty KV cache for `batch` sequences."""
+        c = self.config
+        param = self.head.weight
+        return DecoderCache([LayerCache(batch, c.heads, self.target_length, c.d_model // c.heads,
+                                        device or param.device, dtype or param.dtype)
+                             for _ in range(c.decoder_layers)])
+
+
+class TopPrior(_CodePrior):
+    """Inpainting-aware prior over the 128 top tokens, p(c_i | c_<i, m ⊙ c_≥i, pitch, family).
+
+    Args:
+        config: sizes; see `PriorConfig`.
+    """
+
+    context_length = TOP_TOKENS
+    target_length = TOP_TOKENS
+
+    def __init__(self, config: PriorConfig | None = None) -> None:
+        config = config or PriorConfig()
+        n = TOP_TOKENS
+        anti_causal = torch.ones(n, n, dtype=torch.bool).triu()   # position i attends to j >= i
+        super().__init__(config, config.codebook_size + 1, anti_causal, cross_attention=False,
+                         aligned_index=torch.arange(n))
+        self.mask_token = config.codebook_size
+
+    def encode_context(self, top_tokens: Tensor, keep_mask: Tensor, condition: Tensor) -> Tensor:
+        """Encode the kept cells (keep_mask [B, 128] or [128] True = kept) -> memory [B, 128, d]."""
+        keep_mask = keep_mask.to(torch.bool).expand_as(top_tokens)
+        visible = torch.where(keep_mask, top_tokens, torch.full_like(top_tokens, self.mask_token))
+        return self._encode(visible, condition)
+
+    def forward(self, top_tokens: Tensor, keep_mask: Tensor, pitch_index: Tensor,
+                family_index: Tensor) -> Tensor:
+        """Teacher-forced logits [B, 128, 512] for top tokens [B, 128] given the kept cells."""
+        _check_tokens("top", top_tokens, TOP_TOKENS, self.config.codebook_size)
+        condition = self.condition(pitch_index, family_index)
+        memory = self.encode_context(top_tokens, keep_mask, condition)
+        return self.decode(top_tokens, 0, TOP_TOKENS, memory, condition)
+
+
+class BottomPrior(_CodePrior):
+    """Prior over the 512 bottom tokens given the whole top map, p(c^B_i | c^B_<i, c^T, pitch, family).
+
+    Args:
+        config: sizes; see `PriorConfig`.
+    """
+
+    context_length = TOP_TOKENS
+    target_length = BOTTOM_TOKENS
+
+    def __init__(self, config: PriorConfig | None = None) -> None:
+        config = config or PriorConfig()
+        super().__init__(config, config.codebook_size, None, cross_attention=config.bottom_cross_attention,
+                         aligned_index=torch.arange(BOTTOM_TOKENS) // 4)
+
+    def encode_context(self, top_tokens: Tensor, condition: Tensor) -> Tensor:
+        """Encode the whole top map [B, 128] -> memory [B, 128, d]."""
+        return self._encode(top_tokens, condition)
+
+    def forward(self, bottom_tokens: Tensor, top_tokens: Tensor, pitch_index: Tensor,
+                family_index: Tensor) -> Tensor:
+        """Teacher-forced logits [B, 512, 512] for bottom tokens [B, 512] given top tokens [B, 128]."""
+        _check_tokens("top", top_tokens, TOP_TOKENS, self.config.codebook_size)
+        _check_tokens("bottom", bottom_tokens, BOTTOM_TOKENS, self.config.codebook_size)
+        condition = self.condition(pitch_index, family_index)
+        memory = self.encode_context(top_tokens, condition)
+        return self.decode(bottom_tokens, 0, BOTTOM_TOKENS, memory, condition)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training helpers
+
+def random_keep_mask(batch: int, length: int = TOP_TOKENS, generator: torch.Generator | None = None,
+                     device=None) -> Tensor:
+    """Training masks of the top prior: p ~ U(0, 1) per batch, each token masked w.p. p.
+
+    Returns a bool [batch, length] tensor, True = kept (visible to the encoder).
+    """
+    p = torch.rand((), generator=generator)
+    masked = torch.rand(batch, length, generator=generator) < p
+    return (~masked).to(device)
+
+
+def prior_loss(logits: Tensor, targets: Tensor, loss_mask: Tensor | None = None) -> Tensor:
+    """Cross-entropy of logits [B, L, V] against targets [B, L], over the positions loss_mask selects.
+
+    For the top prior pass `~keep_mask`: kept tokens are visible to the encoder, so predicting them
+    is copying and would only dilute the loss. Returns 0 (with a gradient) if nothing is selected.
+    """
+    loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    if loss_mask is None:
+        return loss.mean()
+    weight = loss_mask.to(loss.dtype)
+    return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _check_tokens(layer: str, tokens: Tensor, length: int, vocabulary: int) -> None:
+    if tokens.dim() != 2 or tokens.shape[1] != length:
+        raise ValueError(f"{layer} tokens must be [B, {length}], got {tuple(tokens.shape)}")
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocabulary):
+        raise ValueError(f"{layer} tokens must lie in [0, {vocabulary}), "
+                         f"got {int(tokens.min())}..{int(tokens.max())}")

@@ -1,0 +1,222 @@
+"""VQ-VAE-2 over Mel-IF images: 2×1024×128 -> bottom codemap 64×8 and top codemap 32×4 (method.md §2).
+
+The bottom encoder downsamples ×16 in both axes with four stride-2 4×4 convolutions; the top encoder
+halves once more. The top codes are decoded back to the bottom resolution and concatenated with the
+bottom features before the bottom quantiser, so the bottom codes only carry what the top misses.
+The decoder upsamples the top codes, concatenates them with the bottom codes and mirrors the bottom
+encoder with four transposed convolutions.
+
+The model works on *normalised* images (log power in [-0.8, 0.8], IF in [-1, 1]); normalising and
+de-normalising is the caller's job (`NotonoModel` does it with the checkpoint's statistics).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..constants import (BOTTOM_SHAPE, CODEBOOK_DIM, CODEBOOK_SIZE, COMMITMENT_WEIGHT, EMA_DECAY,
+                         IMAGE_CHANNELS, IMAGE_FREQ, IMAGE_TIME, TOP_SHAPE)
+from .quantizer import EMAQuantizer
+
+VQVAE_SIZES = ("lite", "reference", "tiny")
+
+
+@dataclass
+class VQVAE2Config:
+    """Sizes of the VQ-VAE-2. Defaults are the paper's reference model (≈1.8 M parameters).
+
+    Args:
+        channels: output channels of the four stride-2 4×4 convolutions of the bottom encoder
+            (paper: 32, 64, 96, 128); the decoder mirrors them.
+        residual_blocks: residual blocks after each encoder/decoder trunk (paper: 2).
+        residual_channels: hidden width inside a residual block (paper-style: 32).
+        codebook_size: codes per codebook (paper: 512).
+        codebook_dim: dimension of each code (paper: 64).
+        ema_decay: EMA decay of the codebooks (paper: 0.99).
+        commitment_weight: commitment loss weight (paper: 0.25).
+        dead_code_threshold: EMA usage below which a code is re-seeded (ours; 0 disables).
+    """
+
+    channels: tuple[int, int, int, int] = (32, 64, 96, 128)
+    residual_blocks: int = 2
+    residual_channels: int = 32
+    codebook_size: int = CODEBOOK_SIZE
+    codebook_dim: int = CODEBOOK_DIM
+    ema_decay: float = EMA_DECAY
+    commitment_weight: float = COMMITMENT_WEIGHT
+    dead_code_threshold: float = 0.03
+
+    @classmethod
+    def from_size(cls, size: str) -> "VQVAE2Config":
+        """`reference` (paper), `lite` (2-core CPU training) or `tiny` (tests)."""
+        if size == "reference":
+            return cls()
+        if size == "lite":
+            # same ×16/×32 geometry and 512×64 codebooks; narrow early layers, where the
+            # full-resolution convolutions spend most of the compute
+            return cls(channels=(16, 32, 64, 128), residual_blocks=2, residual_channels=32)
+        if size == "tiny":
+            return cls(channels=(4, 8, 8, 16), residual_blocks=1, residual_channels=8)
+        raise ValueError(f"unknown VQ-VAE size {size!r}; expected one of {', '.join(VQVAE_SIZES)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "VQVAE2Config":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(doc) - known
+        if unknown:
+            raise ValueError(f"unknown VQ-VAE config keys: {', '.join(sorted(unknown))}")
+        doc = dict(doc)
+        if "channels" in doc:
+            doc["channels"] = tuple(doc["channels"])
+        return cls(**doc)
+
+
+@dataclass
+class VQVAEOutput:
+    """Result of a VQ-VAE-2 forward pass.
+
+    Args:
+        reconstruction: [B, 2, 1024, 128] normalised image.
+        commitment_loss: scalar, sum of both quantisers' weighted commitment losses.
+        top_codes: [B, 32, 4] int64.
+        bottom_codes: [B, 64, 8] int64.
+        top_perplexity: scalar codebook usage of the top map in this batch.
+        bottom_perplexity: scalar codebook usage of the bottom map in this batch.
+    """
+
+    reconstruction: Tensor
+    commitment_loss: Tensor
+    top_codes: Tensor
+    bottom_codes: Tensor
+    top_perplexity: Tensor
+    bottom_perplexity: Tensor
+
+
+class ResidualBlock(nn.Module):
+    """ReLU → 3×3 conv → ReLU → 1×1 conv, added to the input."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(channels, hidden, 3, padding=1),
+            nn.ReLU(), nn.Conv2d(hidden, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def _trunk(channels: int, hidden: int, blocks: int) -> list[nn.Module]:
+    return [ResidualBlock(channels, hidden) for _ in range(blocks)] + [nn.ReLU()]
+
+
+class VQVAE2(nn.Module):
+    """Two-level VQ-VAE over normalised Mel-IF images.
+
+    Args:
+        config: sizes; see `VQVAE2Config` (default: the paper's reference model).
+    """
+
+    def __init__(self, config: VQVAE2Config | None = None) -> None:
+        super().__init__()
+        self.config = config = config or VQVAE2Config()
+        c1, c2, c3, c4 = config.channels
+        hidden, blocks, dim = config.residual_channels, config.residual_blocks, config.codebook_dim
+        relu = nn.ReLU
+
+        def quantizer() -> EMAQuantizer:
+            return EMAQuantizer(config.codebook_size, dim, config.ema_decay, config.commitment_weight,
+                                dead_code_threshold=config.dead_code_threshold)
+
+        # bottom encoder: ×16 in both axes
+        self.encoder_bottom = nn.Sequential(
+            nn.Conv2d(IMAGE_CHANNELS, c1, 4, 2, 1), relu(),
+            nn.Conv2d(c1, c2, 4, 2, 1), relu(),
+            nn.Conv2d(c2, c3, 4, 2, 1), relu(),
+            nn.Conv2d(c3, c4, 4, 2, 1), relu(),
+            nn.Conv2d(c4, c4, 3, padding=1),
+            *_trunk(c4, hidden, blocks))
+        # top encoder: ×2 more
+        self.encoder_top = nn.Sequential(
+            nn.Conv2d(c4, c4, 4, 2, 1), relu(),
+            nn.Conv2d(c4, c4, 3, padding=1),
+            *_trunk(c4, hidden, blocks))
+        self.pre_quantize_top = nn.Conv2d(c4, dim, 1)
+        self.quantize_top = quantizer()
+        # top codes decoded to the bottom resolution, seen by the bottom quantiser
+        self.decoder_top = nn.Sequential(
+            nn.Conv2d(dim, c4, 3, padding=1),
+            *_trunk(c4, hidden, blocks),
+            nn.ConvTranspose2d(c4, dim, 4, 2, 1))
+        self.pre_quantize_bottom = nn.Conv2d(c4 + dim, dim, 1)
+        self.quantize_bottom = quantizer()
+        # decoder: upsampled top codes ‖ bottom codes -> image
+        self.upsample_top = nn.ConvTranspose2d(dim, dim, 4, 2, 1)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(2 * dim, c4, 3, padding=1),
+            *_trunk(c4, hidden, blocks),
+            nn.ConvTranspose2d(c4, c3, 4, 2, 1), relu(),
+            nn.ConvTranspose2d(c3, c2, 4, 2, 1), relu(),
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1), relu(),
+            nn.ConvTranspose2d(c1, IMAGE_CHANNELS, 4, 2, 1))
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> VQVAEOutput:
+        """Encode, quantise and decode a normalised image batch [B, 2, 1024, 128]."""
+        _check_image(x)
+        top, bottom = self._quantize(x)
+        reconstruction = self._decode_vectors(top.quantized, bottom.quantized)
+        return VQVAEOutput(reconstruction, top.commitment_loss + bottom.commitment_loss,
+                           top.codes, bottom.codes, top.perplexity, bottom.perplexity)
+
+    def _quantize(self, x: Tensor):
+        features_bottom = self.encoder_bottom(x)
+        features_top = self.encoder_top(features_bottom)
+        top = self.quantize_top(self.pre_quantize_top(features_top))
+        conditioned = torch.cat([features_bottom, self.decoder_top(top.quantized)], dim=1)
+        bottom = self.quantize_bottom(self.pre_quantize_bottom(conditioned))
+        return top, bottom
+
+    def _decode_vectors(self, top: Tensor, bottom: Tensor) -> Tensor:
+        return self.decoder(torch.cat([self.upsample_top(top), bottom], dim=1))
+
+    @torch.no_grad()
+    def encode_codes(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised image [B, 2, 1024, 128] -> (top [B, 32, 4], bottom [B, 64, 8]) int64 codes.
+
+        Never updates the codebooks, whatever the module's mode.
+        """
+        _check_image(x)
+        was_training = self.training
+        self.quantize_top.train(False)
+        self.quantize_bottom.train(False)
+        try:
+            top, bottom = self._quantize(x)
+        finally:
+            self.quantize_top.train(was_training)
+            self.quantize_bottom.train(was_training)
+        return top.codes, bottom.codes
+
+    def decode_codes(self, top: Tensor, bottom: Tensor) -> Tensor:
+        """(top [B, 32, 4], bottom [B, 64, 8]) codes -> normalised image [B, 2, 1024, 128]."""
+        if tuple(top.shape[1:]) != TOP_SHAPE or tuple(bottom.shape[1:]) != BOTTOM_SHAPE:
+            raise ValueError(f"codes must be top [B, {TOP_SHAPE[0]}, {TOP_SHAPE[1]}] and bottom "
+                             f"[B, {BOTTOM_SHAPE[0]}, {BOTTOM_SHAPE[1]}], got {tuple(top.shape)} "
+                             f"and {tuple(bottom.shape)}")
+        return self._decode_vectors(self.quantize_top.lookup(top.long()),
+                                    self.quantize_bottom.lookup(bottom.long()))
+
+
+def _check_image(x: Tensor) -> None:
+    if x.dim() != 4 or tuple(x.shape[1:]) != (IMAGE_CHANNELS, IMAGE_FREQ, IMAGE_TIME):
+        raise ValueError(f"VQ-VAE input must be [B, {IMAGE_CHANNELS}, {IMAGE_FREQ}, {IMAGE_TIME}], "
+                         f"got {tuple(x.shape)}")
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Number of trainable parameters (EMA codebooks are buffers and not counted)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,1 @@
+"""The OSC side of the daemon: the protocol table, the server, a client, and `notono-live send`."""

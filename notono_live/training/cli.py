@@ -1,0 +1,121 @@
+"""`notono-live train vqvae | priors | export`.
+
+Every training subcommand runs unchanged as one process or under torchrun, e.g.
+``torchrun --nproc_per_node=4 -m notono_live train vqvae --corpus data/corpus --out runs/vqvae``.
+Re-running a command on the same --out folder resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _add_common(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    parser.add_argument("--corpus", type=Path, required=True, help="NSynth-layout corpus folder")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run folder (checkpoints, TensorBoard, log.jsonl); an existing run is resumed")
+    parser.add_argument("--size", default="lite", choices=("lite", "reference", "tiny"),
+                        help="model size: lite (2-core CPU), reference (paper), tiny (tests)")
+    parser.add_argument("--epochs", type=int, default=None, help="stop after this many epochs in all")
+    parser.add_argument("--minutes", type=float, default=None, help="time budget of this invocation")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="notes per process per step")
+    parser.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and data order")
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="seed of the 80/20 split (default: the project's, as eval uses)")
+    parser.add_argument("--cache", type=Path, default=None, help="spectrogram cache folder")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="checkpoint at least this often")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train the VQ-VAE, the priors, export a model folder",
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = train.add_subparsers(dest="train_command", metavar="WHAT")
+
+    vqvae = commands.add_parser("vqvae", help="train the VQ-VAE-2 on a corpus (resumable, torchrun-ready)")
+    _add_common(vqvae, batch_size=16)
+    vqvae.add_argument("--validation-notes", type=int, default=64,
+                       help="held-out notes whose reconstruction MSE is logged at each checkpoint")
+    vqvae.set_defaults(func=_run_vqvae)
+
+    priors = commands.add_parser("priors", help="extract codes once, then train the top and bottom priors")
+    _add_common(priors, batch_size=32)
+    priors.add_argument("--vqvae", type=Path, required=True,
+                        help="`train vqvae` run folder, or a model folder with a vqvae component")
+    priors.add_argument("--which", choices=("both", "top", "bottom"), default="both")
+    priors.add_argument("--extraction-batch-size", type=int, default=16)
+    priors.set_defaults(func=_run_priors)
+
+    export = commands.add_parser("export", help="write the fp16 model folder NotonoModel.load reads")
+    export.add_argument("--vqvae", type=Path, required=True, help="`train vqvae` run folder")
+    export.add_argument("--priors", type=Path, required=True, nargs="+",
+                        help="`train priors` run folder(s); e.g. a --which top run and a --which bottom run")
+    export.add_argument("--out", type=Path, required=True, help="model folder to write (e.g. models/)")
+    export.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    export.set_defaults(func=_run_export)
+
+    train.set_defaults(func=lambda args: (train.print_help(), 2)[1])
+
+
+def _threads(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def _run_vqvae(args: argparse.Namespace) -> int:
+    from .. import constants
+    from .vqvae import VQVAETrainConfig, train_vqvae
+
+    _threads(args)
+    result = train_vqvae(VQVAETrainConfig(
+        corpus=args.corpus, out=args.out, size=args.size, epochs=args.epochs, minutes=args.minutes,
+        max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
+        cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
+        validation_notes=args.validation_notes))
+    _print_summary(result.summary)
+    return 0
+
+
+def _run_priors(args: argparse.Namespace) -> int:
+    from .. import constants
+    from .priors import PriorsTrainConfig, train_priors
+
+    _threads(args)
+    result = train_priors(PriorsTrainConfig(
+        corpus=args.corpus, vqvae=args.vqvae, out=args.out, size=args.size, which=args.which,
+        epochs=args.epochs, minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed,
+        split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
+        cache=args.cache, extraction_batch_size=args.extraction_batch_size, workers=args.workers,
+        device=args.device, checkpoint_minutes=args.checkpoint_minutes))
+    _print_summary(result.summary)
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .export import export_model, folder_size_bytes
+
+    path = export_model(args.vqvae, args.priors, args.out,
+                        dtype=torch.float16 if args.dtype == "float16" else torch.float32)
+    print(f"model written to {path} ({folder_size_bytes(path) / 1e6:.1f} MB, {args.dtype})")
+    return 0
+
+
+def _print_summary(summary) -> None:
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in summary.last_losses.items())
+    print(f"{summary.stopped_because}: step {summary.step}, epoch {summary.epoch}, "
+          f"{summary.notes_seen} notes in {summary.train_seconds:.0f} s "
+          f"({summary.notes_per_second:.2f} notes/s over {summary.world_size} process(es)); {losses}")

@@ -1,0 +1,282 @@
+"""Train the VQ-VAE-2 on a corpus's training split (method.md §2): `notono-live train vqvae`.
+
+Read top to bottom: set up the (possibly distributed) job, open the training split with its
+spectrogram cache, compute the normalisation statistics once (min/max over the training split), build
+or resume the model and Adam, then loop: normalise, reconstruct, MSE in normalised Mel-IF units plus
+the commitment term, step, log, and checkpoint every few minutes, at the time budget, at the end of the
+epochs asked for, and on SIGTERM/Ctrl-C. Running the same command on the same RUN_DIR resumes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .. import constants
+from . import common
+from .data import open_split, stats_over_split
+
+DEFAULT_CACHE_DIR = "spectrogram_cache"   # RUN_DIR/spectrogram_cache/ unless --cache says otherwise
+
+
+@dataclass
+class VQVAETrainConfig:
+    """Settings of one `train vqvae` run.
+
+    Args:
+        corpus: NSynth-layout corpus folder (examples.json + audio/).
+        out: run folder; checkpoints, TensorBoard events and log.jsonl go here. Re-using it resumes.
+        size: model size name ("lite" trains on a 2-core CPU, "reference" is the paper's).
+        model_overrides: fields of `VQVAE2Config` to change from the size's defaults (tests, sweeps).
+        epochs: stop after this many epochs (None: only the time budget / max_steps stop the run).
+        minutes: time budget of this invocation in minutes.
+        max_steps: stop at this global step (tests, smoke runs).
+        batch_size: notes per rank per step (paper: 64 on one GPU).
+        lr: Adam learning rate (paper: 3e-4).
+        seed: seed of the weights and the epoch orders.
+        split_seed: seed of the 80/20 split (must match the one eval uses).
+        cache: spectrogram cache folder (None: RUN_DIR/spectrogram_cache). Share one folder between
+            runs on the same corpus to compute each note's image only once.
+        workers: DataLoader worker processes.
+        device: "auto", "cpu", "cuda", "cuda:1"...
+        checkpoint_minutes: checkpoint at least this often.
+        validation_notes: held-out notes whose reconstruction MSE is logged at each checkpoint.
+    """
+
+    corpus: Path
+    out: Path
+    size: str = "lite"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    minutes: float | None = None
+    max_steps: int | None = None
+    batch_size: int = 16
+    lr: float = 3e-4
+    seed: int = 0
+    split_seed: int = constants.DEFAULT_SPLIT_SEED
+    cache: Path | None = None
+    workers: int = 0
+    device: str = "auto"
+    checkpoint_minutes: float = 5.0
+    validation_notes: int = 64
+
+
+@dataclass
+class TrainSummary:
+    """What a run (or this invocation of it) did; also stored in the checkpoint's JSON."""
+
+    run_dir: str
+    step: int
+    epoch: int
+    notes_seen: int
+    train_seconds: float
+    notes_per_second: float
+    last_losses: dict[str, float]
+    stopped_because: str
+    world_size: int
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a training function returns on every rank.
+
+    Args:
+        summary: counters, throughput and last losses (also in the checkpoint JSON).
+        models: the trained modules of this rank (unwrapped from DDP), by component name.
+    """
+
+    summary: TrainSummary
+    models: dict[str, torch.nn.Module]
+
+
+def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
+    """Train (or resume) a VQ-VAE-2; returns the summary and the model on every rank."""
+    from ..models.vqvae import VQVAE2, VQVAE2Config
+    from . import modelio
+
+    invoked = time.monotonic()     # --minutes counts from here, statistics/extraction included
+    context = common.setup_distributed(config.device)
+    try:
+        common.seed_everything(config.seed)
+        run_dir = Path(config.out)
+        if context.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        if config.cache is None:
+            config = dataclasses.replace(config, cache=run_dir / DEFAULT_CACHE_DIR)
+        train_set = open_split(config.corpus, "train", config.split_seed, config.cache)
+
+        # --- resume or start: statistics and weights come from the checkpoint when there is one
+        checkpoint = common.find_checkpoint_dir(run_dir)
+        if checkpoint is not None:
+            model, stats, metadata = modelio.load_vqvae(checkpoint, context.device, with_metadata=True)
+            model_config = model.config
+            size = metadata.get("size", "custom")
+        else:
+            stats = stats_over_split(train_set, context, batch_size=config.batch_size, workers=config.workers)
+            model_config = dataclasses.replace(VQVAE2Config.from_size(config.size), **config.model_overrides)
+            size = config.size if not config.model_overrides else "custom"
+            model = VQVAE2(model_config).to(context.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        state = common.TrainingState(extra={})
+        if checkpoint is not None:
+            state = common.load_training_state(checkpoint / common.TRAINING_STATE_FILE, {"vqvae": optimizer})
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr   # an explicit --lr on resume wins
+
+        ddp_model: torch.nn.Module = model
+        if context.distributed:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
+
+        sampler = common.ResumableSampler(len(train_set), config.batch_size, context.rank, context.world_size,
+                                          seed=config.seed)
+        loader_kwargs = dict(batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+                             drop_last=len(train_set) >= config.batch_size * context.world_size,
+                             persistent_workers=False, pin_memory=context.device.type == "cuda")
+        batches_per_epoch = sampler.batches_per_epoch(loader_kwargs["drop_last"])
+        total_steps = None
+        if config.epochs is not None:
+            total_steps = config.epochs * batches_per_epoch
+        if config.max_steps is not None:
+            total_steps = config.max_steps if total_steps is None else min(total_steps, config.max_steps)
+
+        control = common.StopControl(context, config.minutes, config.checkpoint_minutes, started=invoked)
+        control.install_signal_handlers()
+        logger = common.RunLogger(run_dir, context, total_steps, state.step, "vqvae")
+        logger.message(f"vqvae ({config.size if checkpoint is None else 'resumed'}): "
+                       f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(train_set)} training "
+                       f"notes, {batches_per_epoch} steps/epoch x {context.world_size} rank(s) on {context.device}"
+                       + (f", resumed at step {state.step}" if checkpoint is not None else ""))
+
+        def save(reason: str) -> None:
+            summary = _summary(run_dir, state, last, reason, context)
+            state.extra = {"config": _jsonable(asdict(config)), "summary": summary.to_dict()}
+            if context.is_main:
+                def write(folder: Path) -> None:
+                    modelio.save_vqvae(folder, model, stats, summary.to_dict(), size=size)
+                    common.save_training_state(folder / common.TRAINING_STATE_FILE, state, {"vqvae": optimizer})
+                common.write_checkpoint_dir(run_dir, write)
+                logger.record({"event": "checkpoint", "reason": reason, **summary.to_dict()})
+            control.saved()
+
+        last: dict[str, float] = {}
+        stopped = "already done" if total_steps is not None and state.step >= total_steps else ""
+        interval_start, interval_notes = time.monotonic(), 0
+        while not stopped:
+            sampler.set_epoch(state.epoch, state.batch_in_epoch)
+            loader = torch.utils.data.DataLoader(train_set, **loader_kwargs)
+            model.train()
+            tick = time.monotonic()   # training time counts data loading, not checkpoints/validation
+            for batch in loader:
+                images = batch["image"].to(context.device, non_blocking=True)
+                x = stats.normalize(images)
+                output = ddp_model(x)
+                mse = F.mse_loss(output.reconstruction, x)
+                loss = mse + output.commitment_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.notes_seen += images.shape[0] * context.world_size
+                interval_notes += images.shape[0] * context.world_size
+                values = common.all_reduce_mean(
+                    [mse.item(), output.commitment_loss.item(), float(output.top_perplexity),
+                     float(output.bottom_perplexity)], context)
+                last = {"loss/mse": values[0], "loss/commitment": values[1],
+                        "codebook/top_perplexity": values[2], "codebook/bottom_perplexity": values[3]}
+                now = time.monotonic()
+                state.train_seconds += now - tick
+                tick = now
+                elapsed = now - interval_start
+                logger.step(state.step, {**last, "speed/notes_per_s": interval_notes / max(elapsed, 1e-9)})
+                if elapsed > 30:
+                    interval_start, interval_notes = now, 0
+
+                save_now, stop_now = control.poll()
+                if total_steps is not None and state.step >= total_steps:
+                    stopped = ("max steps" if config.max_steps is not None and state.step >= config.max_steps
+                               else "epochs done")
+                elif stop_now:
+                    stopped = f"signal {control.signalled}" if control.signalled else "time budget"
+                if stopped:
+                    break
+                if save_now:
+                    _log_validation(model, stats, config, context, logger, state.step)
+                    save("periodic")
+                    tick = time.monotonic()
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                logger.record({"event": "epoch", "epoch": state.epoch, "step": state.step, **last})
+        if stopped != "already done":
+            _log_validation(model, stats, config, context, logger, state.step)
+            save(stopped)
+        logger.message(f"vqvae stopped ({stopped}) at step {state.step}, epoch {state.epoch}; "
+                       f"checkpoint in {run_dir / common.CHECKPOINT_DIR}")
+        logger.close()
+        control.restore_signal_handlers()
+        return TrainResult(_summary(run_dir, state, last, stopped, context), {"vqvae": model})
+    finally:
+        common.teardown_distributed(context)
+
+
+def _summary(run_dir: Path, state: common.TrainingState, last: dict[str, float], reason: str,
+             context: common.DistributedContext) -> TrainSummary:
+    rate = state.notes_seen / state.train_seconds if state.train_seconds > 0 else 0.0
+    return TrainSummary(run_dir=str(run_dir), step=state.step, epoch=state.epoch, notes_seen=state.notes_seen,
+                        train_seconds=round(state.train_seconds, 2), notes_per_second=round(rate, 3),
+                        last_losses={k: float(f"{v:.6g}") for k, v in last.items()}, stopped_because=reason,
+                        world_size=context.world_size, device=str(context.device))
+
+
+@torch.no_grad()
+def _log_validation(model, stats, config: VQVAETrainConfig, context: common.DistributedContext,
+                    logger: common.RunLogger, step: int) -> None:
+    """Reconstruction MSE on the first few held-out notes (rank 0 only; cheap, for the curves)."""
+    if not context.is_main or config.validation_notes <= 0:
+        return
+    held_out = open_split(config.corpus, "heldout", config.split_seed, config.cache)
+    count = min(config.validation_notes, len(held_out))
+    if count == 0:
+        return
+    was_training = model.training
+    model.eval()
+    total, seen = 0.0, 0
+    for start in range(0, count, config.batch_size):
+        images = torch.stack([held_out[i]["image"] for i in range(start, min(count, start + config.batch_size))])
+        x = stats.normalize(images.to(context.device))
+        total += F.mse_loss(model(x).reconstruction, x, reduction="sum").item()
+        seen += x.numel()
+    model.train(was_training)
+    logger.step(step, {"validation/mse": total / seen}, advance=0)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The config JSON the last checkpoint of a run was trained with (for export and the model card)."""
+    from safetensors import safe_open
+
+    path = Path(run_dir) / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads(handle.metadata()["notono"])["extra"]

@@ -1,0 +1,39 @@
+"""Shared fixtures: a small real corpus rendered once per test session by the project's own builder.
+
+``small_corpus`` renders, from the default SoundFont (TimGM6mb.sf2, shipped by pretty_midi), the first
+two GM programs of each of the 11 families at the pitches in ``SMALL_CORPUS_PITCHES``, velocity 100:
+132 real 4-second WAVs in NSynth layout, in about a second.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SMALL_CORPUS_PITCHES = (24, 36, 43, 48, 60, 67, 72, 84)
+SMALL_CORPUS_PROGRAMS_PER_FAMILY = 2
+
+
+@pytest.fixture(scope="session")
+def small_corpus_settings():
+    """The `RenderSettings` that `small_corpus` was rendered with."""
+    from notono_live.data.render import RenderSettings
+
+    return RenderSettings(pitches=SMALL_CORPUS_PITCHES, programs_per_family=SMALL_CORPUS_PROGRAMS_PER_FAMILY)
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory, small_corpus_settings) -> Path:
+    """Path of a small NSynth-layout corpus (examples.json + audio/) rendered by `render_corpus`."""
+    from notono_live.data.render import render_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "small"
+    result = render_corpus(None, out, small_corpus_settings, progress=False)
+    assert result.total_notes > 0 and not result.skipped_presets, result.summary()
+    return out
+
+
+@pytest.fixture(scope="session")
+def rendered_wav(small_corpus) -> Path:
+    """One rendered note: the first keyboard (GM piano) note at MIDI 60."""
+    return small_corpus / "audio" / "keyboard_synthetic_000-060-100.wav"

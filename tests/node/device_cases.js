@@ -1,0 +1,469 @@
+// The device's JavaScript under Node, against the recording Live stand-in.
+// Runs every case and prints one JSON document: {"constants": {...}, "cases": {name: {ok, error}}};
+// tests/test_device.py turns each case into a pytest test and checks the constants against
+// notono_live. Usage: node tests/node/device_cases.js
+'use strict';
+
+const assert = require('assert');
+const { LiveSet, loadDevice, loadGrid } = require('./max_stand_in');
+
+const OSC = 0;
+const RECEIVER = 1;
+const VIEW = 2;
+const WAV = '/Users/me/Music/NOTONO/0001-organ-C3-v001.wav';
+const PNG = '/Users/me/Music/NOTONO/0001-organ-C3-v001.png';
+
+// Values from the script's own realm (its arrays) compared by content.
+function same(actual, expected, message) {
+    assert.deepStrictEqual(JSON.parse(JSON.stringify(actual)), JSON.parse(JSON.stringify(expected)), message);
+}
+
+const devices = [];   // every device made, so the OSC they sent can be checked against the protocol
+
+function device(liveSpec) {
+    const live = new LiveSet(liveSpec || {});
+    const d = loadDevice({ live });
+    devices.push(d);
+    return { d, live };
+}
+
+// A device that has loaded in Live and heard the daemon's hello.
+function connected(liveSpec) {
+    const { d, live } = device(liveSpec);
+    d.send(0, 'live_ready');
+    const hello = d.sent(OSC).find((m) => m[0] === '/notono/hello');
+    d.send(1, '/notono/hello', hello[1], '0.1.0', 'notono-lite', 'cpu', 0, '/tmp/out', 44100, 1);
+    d.clearOutlets();
+    return { d, live };
+}
+
+function lastOsc(d, address) {
+    const all = d.sent(OSC).filter((m) => m[0] === address);
+    assert.ok(all.length, `no ${address} was sent; sent: ${JSON.stringify(d.sent(OSC))}`);
+    return all[all.length - 1];
+}
+
+function statusText(d) {
+    const all = d.sent(VIEW).filter((m) => m[0] === 'status');
+    return all.length ? all[all.length - 1][2] : '';
+}
+
+// The daemon's reply to a request: /notono/sound for a new version.
+function soundReply(d, requestId, o = {}) {
+    const sound = o.sound || 1;
+    const version = o.version || 1;
+    const family = o.family || 'organ';
+    const pitch = o.pitch || 60;
+    d.send(1, '/notono/sound', requestId, sound, version, o.wav || WAV, o.png || PNG, pitch, family,
+        o.label === undefined ? `${family} C3 #${sound} v${version}` : o.label, o.parent || 0,
+        o.operation || 'generate', 44100);
+}
+
+function generateOnce(d) {
+    d.send(0, 'generate', 1);
+    return lastOsc(d, '/notono/generate')[1];
+}
+
+function creates(live) {
+    return live.calls.filter((c) => c.op === 'call' && c.name === 'create_audio_clip');
+}
+
+const cases = {};
+
+cases.note_names_follow_live = () => {
+    const { d } = device();
+    const c = d.context;
+    assert.strictEqual(c.noteName(60), 'C3');
+    assert.strictEqual(c.noteName(24), 'C0');
+    assert.strictEqual(c.noteName(84), 'C5');
+    assert.strictEqual(c.noteName(61), 'C#3');
+    assert.strictEqual(c.noteName(59), 'B2');
+    assert.strictEqual(c.clipName('synth_lead', 60, 4), 'synth lead C3 \u00b7 v4');
+};
+
+cases.family_colours_distinct_rgb = () => {
+    const { d } = device();
+    const c = d.context;
+    const colours = c.FAMILIES.map((f) => c.familyColour(f));
+    assert.strictEqual(new Set(colours).size, 11);
+    for (const colour of colours) assert.ok(colour > 0 && colour <= 0xFFFFFF, colour.toString(16));
+};
+
+cases.hfs_paths_become_posix = () => {
+    const { d } = device();
+    const c = d.context;
+    assert.strictEqual(c.hfsToPosix('Macintosh HD:/Users/me/My Samples/kick one.wav'), '/Users/me/My Samples/kick one.wav');
+    assert.strictEqual(c.hfsToPosix('Samples SSD:/Packs/pad.aif'), '/Volumes/Samples SSD/Packs/pad.aif');
+    assert.strictEqual(c.hfsToPosix('/Users/me/a.wav'), '/Users/me/a.wav');
+    assert.strictEqual(c.hfsToPosix('C:/Users/me/a.wav'), 'C:/Users/me/a.wav');
+    assert.strictEqual(c.hfsToPosix('Data:'), '/Volumes/Data/');
+};
+
+cases.drop_sends_posix_path_as_one_symbol = () => {
+    const { d } = connected();
+    d.send(0, 'pitch', 48);
+    d.send(0, 'family', 3);
+    d.send(0, 'drop', 'Macintosh HD:/Users/me/My Samples/kick one.wav');
+    const m = lastOsc(d, '/notono/encode');
+    same(m.slice(2), ['/Users/me/My Samples/kick one.wav', 48, 'guitar']);
+};
+
+cases.hello_announces_reply_port_at_load = () => {
+    const { d } = device();
+    d.send(0, 'reply_port', 9123);
+    same(d.sent(RECEIVER), [['port', 9123]]);
+    assert.strictEqual(d.sent(OSC).filter((m) => m[0] === '/notono/hello').length, 0,
+        'no OSC before live.thisdevice says the device is ready');
+    d.send(0, 'live_ready');
+    const hello = lastOsc(d, '/notono/hello');
+    assert.strictEqual(hello[2], 9123);
+    assert.ok(Number.isInteger(hello[1]) && hello[1] >= 0);
+};
+
+cases.heartbeat_loss_then_hello_again = () => {
+    const { d } = connected();
+    assert.strictEqual(d.context.link.state, 'connected');
+    d.scheduler.tick();
+    const ping = lastOsc(d, '/notono/ping');
+    d.send(1, '/notono/pong', ping[1], 0, 0);
+    d.scheduler.tick();
+    d.scheduler.tick();
+    d.scheduler.tick();
+    assert.strictEqual(d.context.link.state, 'connected', 'two missed pongs are tolerated');
+    d.clearOutlets();
+    d.scheduler.tick();
+    assert.strictEqual(d.context.link.state, 'lost');
+    assert.match(statusText(d), /Lost the daemon on 127\.0\.0\.1:7400/);
+    const hello = lastOsc(d, '/notono/hello');
+    assert.strictEqual(hello[2], 7401, 'the reply port is announced again');
+    d.scheduler.tick();
+    assert.strictEqual(d.sent(OSC).filter((m) => m[0] === '/notono/hello').length, 2, 'keeps saying hello');
+    d.send(1, '/notono/hello', hello[1], '0.1.0', 'notono-lite', 'cpu', 0, '/tmp/out', 44100, 1);
+    assert.strictEqual(d.context.link.state, 'connected');
+    assert.match(statusText(d), /^Reconnected to notono-live 0\.1\.0/);
+};
+
+cases.requests_refused_while_disconnected = () => {
+    const { d } = device();
+    d.send(0, 'live_ready');
+    d.clearOutlets();
+    d.send(0, 'generate', 1);
+    assert.strictEqual(d.sent(OSC).length, 0);
+    assert.match(statusText(d), /Not connected to the daemon on 127\.0\.0\.1:7400.*notono-live serve/);
+};
+
+cases.generate_request = () => {
+    const { d } = connected();
+    d.send(0, 'pitch', 62);
+    d.send(0, 'family', 6);
+    d.send(0, 'temperature', 0.9);
+    d.send(0, 'variations', 3);
+    d.send(0, 'generate', 1);
+    const m = lastOsc(d, '/notono/generate');
+    same(m.slice(2), [62, 'organ', 0.9, 0.8, 3, -1]);
+    d.send(0, 'generate', 0);
+    assert.strictEqual(d.sent(OSC).filter((x) => x[0] === '/notono/generate').length, 1,
+        'a button release (0) is not a press');
+};
+
+cases.grid_drag_becomes_inpaint_request = () => {
+    const { d } = connected();
+    const id = generateOnce(d);
+    soundReply(d, id, { sound: 7, version: 1 });
+    d.scheduler.flush();
+    // Drag on a 200 x 136 grid of the top map (4 columns of 50 px, 32 rows of 4.25 px) from
+    // column 1 / 10 rows below the top, to column 2 / 17 rows below the top.
+    const grid = loadGrid([200, 136]);
+    grid.send(0, 'onclick', 60, 10 * 4.25 + 1);
+    grid.send(0, 'ondrag', 140, 17 * 4.25 + 1, 1);
+    assert.strictEqual(grid.sent(0).length, 0, 'nothing is sent while the mouse is down');
+    grid.send(0, 'ondrag', 140, 17 * 4.25 + 1, 0);
+    const [selection] = grid.sent(0);
+    same(selection, ['region', 1, 14, 2, 8]);
+    d.send(0, ...selection);
+    d.send(0, 'temperature', 1.2);
+    d.send(0, 'inpaint', 1);
+    const m = lastOsc(d, '/notono/inpaint/region');
+    // sound layer row col height width pitch family temperature top_p seed
+    same(m.slice(2), [7, 'top', 14, 1, 8, 2, 60, 'organ', 1.2, 0.8, -1]);
+    // The view follows: numboxes and grid get the region without re-sending it.
+    same(d.sent(VIEW).filter((x) => x[0] === 'grid' && x[1] === 'setregion').pop(),
+        ['grid', 'setregion', 1, 14, 2, 8]);
+};
+
+cases.mapped_region_controls_drive_inpaint_erase_randomise = () => {
+    const { d } = connected();
+    soundReply(d, generateOnce(d), { sound: 3 });
+    d.send(0, 'layer', 1);                   // bottom: 64 x 8
+    d.send(0, 'region_x', 6);
+    d.send(0, 'region_width', 5);            // only 2 columns are left after column 6
+    d.send(0, 'region_y', 40);
+    d.send(0, 'region_height', 10);
+    same(d.context.controls.region, [6, 40, 2, 10]);
+    same(d.sent(VIEW).filter((x) => x[0] === 'region_width').pop(), ['region_width', 'set', 2]);
+    d.send(0, 'inpaint', 1);
+    same(lastOsc(d, '/notono/inpaint/region').slice(2, 8), [3, 'bottom', 40, 6, 10, 2]);
+    d.send(0, 'erase', 1);
+    same(lastOsc(d, '/notono/region/erase').slice(2), [3, 'bottom', 40, 6, 10, 2, 24]);
+    d.send(0, 'randomise', 1);
+    same(lastOsc(d, '/notono/region/randomize').slice(2), [3, 'bottom', 40, 6, 10, 2, -1]);
+    d.send(0, 'new_bottom', 1);
+    same(lastOsc(d, '/notono/bottom/regenerate').slice(2), [3, 60, 'organ', 1, 0.8, -1]);
+    d.send(0, 'undo', 1);
+    same(lastOsc(d, '/notono/sound/undo').slice(2), [3]);
+    d.send(0, 'redo', 1);
+    same(lastOsc(d, '/notono/sound/redo').slice(2), [3]);
+};
+
+cases.layer_switch_keeps_the_same_stretch = () => {
+    const { d } = connected();
+    d.send(0, 'region', 1, 4, 2, 8);
+    d.send(0, 'layer', 1);
+    same(d.context.controls.region, [2, 8, 4, 16]);
+    d.send(0, 'region', 3, 9, 2, 2);         // bottom cells 3-4 x 9-10
+    d.send(0, 'layer', 0);
+    same(d.context.controls.region, [1, 4, 2, 2], 'smallest top region covering it');
+    same(d.sent(VIEW).filter((x) => x[0] === 'grid' && x[1] === 'setlayer').pop(),
+        ['grid', 'setlayer', 'top']);
+};
+
+cases.saved_region_survives_restore_order = () => {
+    // Live restores a saved bottom-layer region; the Layer parameter happens to come last.
+    const { d } = device();
+    d.send(0, 'region_x', 6);
+    d.send(0, 'region_y', 40);
+    d.send(0, 'region_width', 2);
+    d.send(0, 'region_height', 10);
+    d.send(0, 'layer', 1);
+    d.send(0, 'live_ready');
+    same(d.context.controls.region, [6, 40, 2, 10]);
+    assert.strictEqual(d.context.controls.layer, 'bottom');
+    same(d.sent(VIEW).filter((x) => x[0] === 'grid' && x[1] === 'setregion').pop(), ['grid', 'setregion', 6, 40, 2, 10]);
+};
+
+cases.device_in_a_rack_uses_its_track = () => {
+    const { d, live } = connected({ scenes: 2, device: 'live_set tracks 1 devices 0 chains 0',
+                                    tracks: [{ name: 'A' }, { name: 'B' }] });
+    d.send(0, 'target', 1);
+    soundReply(d, generateOnce(d));
+    d.scheduler.flush();
+    same(creates(live).map((c) => c.path), ['live_set tracks 1 clip_slots 0']);
+};
+
+cases.edits_need_a_sound = () => {
+    const { d } = connected();
+    d.send(0, 'inpaint', 1);
+    assert.strictEqual(d.sent(OSC).length, 0);
+    assert.match(statusText(d), /Nothing to inpaint a region yet/);
+};
+
+cases.clip_goes_to_highlighted_empty_slot = () => {
+    const { d, live } = connected({ scenes: 4, highlighted: [0, 2] });
+    soundReply(d, generateOnce(d));
+    assert.strictEqual(creates(live).length, 0, 'the Live set is changed from a deferred task');
+    d.scheduler.flush();
+    same(creates(live).map((c) => [c.path, c.args]),
+        [['live_set tracks 0 clip_slots 2', [WAV]]]);
+    same(live.errors, []);
+};
+
+cases.never_overwrites_a_clip = () => {
+    const existing = { 1: '/old/a.wav', 2: '/old/b.wav', 4: '/old/c.wav' };
+    const { d, live } = connected({ scenes: 6, highlighted: [0, 1], tracks: [{ clips: existing }] });
+    const id = generateOnce(d);
+    for (let v = 1; v <= 3; v++) soundReply(d, id, { sound: v, wav: `/out/s${v}.wav` });
+    d.scheduler.flush();
+    same(creates(live).map((c) => c.path), [
+        'live_set tracks 0 clip_slots 3', 'live_set tracks 0 clip_slots 5', 'live_set tracks 0 clip_slots 6']);
+    assert.ok(live.calls.some((c) => c.op === 'call' && c.name === 'create_scene'), 'a scene was added');
+    for (const [slot, file] of Object.entries(existing)) {
+        assert.strictEqual(live.clipAt(0, Number(slot)).file_path, file);
+    }
+    same(live.errors, []);
+};
+
+cases.this_track_from_selected_scene = () => {
+    const { d, live } = connected({
+        scenes: 5, device: 'live_set tracks 1', selectedScene: 2, highlighted: [0, 0],
+        tracks: [{ name: 'Drums' }, { name: 'NOTONO', clips: { 2: '/old/x.wav' } }],
+    });
+    d.send(0, 'target', 1);
+    soundReply(d, generateOnce(d));
+    d.scheduler.flush();
+    same(creates(live).map((c) => c.path), ['live_set tracks 1 clip_slots 3']);
+};
+
+cases.highlight_missing_falls_back_to_this_track = () => {
+    const { d, live } = connected({ scenes: 3, highlighted: null, tracks: [{ clips: { 0: '/old/x.wav' } }] });
+    soundReply(d, generateOnce(d));
+    d.scheduler.flush();
+    same(creates(live).map((c) => c.path), ['live_set tracks 0 clip_slots 1']);
+};
+
+cases.clip_named_coloured_unwarped_unlooped = () => {
+    const { d, live } = connected({ scenes: 2 });
+    soundReply(d, generateOnce(d), { family: 'string', label: 'string C3 #1 v1' });
+    d.scheduler.flush();
+    const clip = live.clipAt(0, 0);
+    same(clip, { file_path: WAV, name: 'string C3 #1 v1', color: 0xDC3C3C, warping: 0, looping: 0 });
+    const sets = live.calls.filter((c) => c.op === 'set').map((c) => [c.path, c.name]);
+    same(sets, [['live_set tracks 0 clip_slots 0 clip', 'name'],
+        ['live_set tracks 0 clip_slots 0 clip', 'color'], ['live_set tracks 0 clip_slots 0 clip', 'warping'],
+        ['live_set tracks 0 clip_slots 0 clip', 'looping']]);
+    assert.match(statusText(d), /string C3 #1 v1 \u2192 track 1, slot 1/);
+};
+
+cases.clip_name_fallback_without_label = () => {
+    const { d, live } = connected({ scenes: 2 });
+    soundReply(d, generateOnce(d), { family: 'organ', version: 4, label: '' });
+    d.scheduler.flush();
+    assert.strictEqual(live.clipAt(0, 0).name, 'organ C3 \u00b7 v4');
+};
+
+cases.old_live_gets_a_clear_message = () => {
+    const { d, live } = connected({ version: [12, 0, 4], scenes: 2 });
+    soundReply(d, generateOnce(d));
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 0);
+    const text = statusText(d);
+    assert.match(text, /Live 12\.0\.4 cannot create clips from files \(needs 12\.0\.5 or later\)/);
+    assert.ok(text.endsWith(WAV), text);
+    const appCalls = live.calls.filter((c) => c.path === 'live_app').map((c) => c.name);
+    same(appCalls, ['get_major_version', 'get_minor_version', 'get_bugfix_version']);
+};
+
+cases.newer_live_versions_pass = () => {
+    const { d } = device();
+    const c = d.context;
+    assert.ok(c.versionAtLeast([12, 0, 5], [12, 0, 5]));
+    assert.ok(c.versionAtLeast([12, 1, 0], [12, 0, 5]));
+    assert.ok(c.versionAtLeast([13, 0, 0], [12, 0, 5]));
+    assert.ok(!c.versionAtLeast([11, 3, 25], [12, 0, 5]));
+    assert.ok(!c.versionAtLeast([12, 0, 4], [12, 0, 5]));
+};
+
+cases.midi_track_gets_a_clear_message = () => {
+    const { d, live } = connected({ scenes: 2, tracks: [{ name: 'Keys', kind: 'midi' }] });
+    soundReply(d, generateOnce(d));
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 0);
+    assert.match(statusText(d), /track 1 \(Keys\) is not an audio track\. The sound is at \/Users/);
+};
+
+cases.undo_updates_view_without_new_clip = () => {
+    const { d, live } = connected({ scenes: 4 });
+    soundReply(d, generateOnce(d), { sound: 2, version: 1 });
+    d.send(0, 'inpaint', 1);
+    soundReply(d, lastOsc(d, '/notono/inpaint/region')[1], { sound: 2, version: 2, wav: '/out/v2.wav', operation: 'inpaint' });
+    d.send(0, 'undo', 1);
+    soundReply(d, lastOsc(d, '/notono/sound/undo')[1], { sound: 2, version: 1 });
+    d.scheduler.flush();
+    same(creates(live).map((c) => c.args[0]), [WAV, '/out/v2.wav']);
+    same([d.context.current.sound, d.context.current.version], [2, 1]);
+    same(d.sent(VIEW).filter((x) => x[0] === 'grid' && x[1] === 'spectrogram').pop(),
+        ['grid', 'spectrogram', PNG]);
+};
+
+cases.midi_triggered_render_gets_a_clip = () => {
+    const { d, live } = connected({ scenes: 2 });
+    soundReply(d, -1, { sound: 5, version: 3, operation: 'inpaint' });
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 1);
+    assert.strictEqual(d.context.current.sound, 5);
+};
+
+cases.renders_before_live_ready_wait = () => {
+    const { d, live } = device({ scenes: 2 });
+    soundReply(d, -1, { sound: 1 });
+    d.scheduler.flush();
+    assert.strictEqual(live.calls.length, 0, 'no Live API before live.thisdevice');
+    d.send(0, 'live_ready');
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 1);
+};
+
+cases.error_reply_in_words = () => {
+    const { d } = connected();
+    soundReply(d, generateOnce(d), { sound: 1 });
+    d.send(0, 'inpaint', 1);
+    const id = lastOsc(d, '/notono/inpaint/region')[1];
+    d.send(1, '/notono/error', id, 'bad_value', 'region rows 30..33 is outside the top map');
+    assert.strictEqual(statusText(d), 'Error (inpaint): region rows 30..33 is outside the top map');
+};
+
+cases.progress_shows_stage = () => {
+    const { d } = connected();
+    const id = generateOnce(d);
+    d.send(1, '/notono/progress', id, 0.5, 'sampling');
+    assert.strictEqual(statusText(d), 'generate: sampling 50%');
+};
+
+cases.ports_reaim_udp_objects = () => {
+    const { d } = connected();
+    d.send(0, 'daemon_port', 7500);
+    same(d.sent(OSC)[0], ['port', 7500]);
+    assert.strictEqual(d.context.link.state, 'connecting');
+    assert.strictEqual(lastOsc(d, '/notono/hello')[2], 7401);
+};
+
+cases.deleting_the_device_says_bye = () => {
+    const { d } = connected();
+    d.send(0, 'notifydeleted');
+    assert.strictEqual(lastOsc(d, '/notono/bye').length, 2);
+    d.clearOutlets();
+    d.scheduler.tick();
+    assert.strictEqual(d.sent(OSC).length, 0, 'the heartbeat stopped');
+};
+
+cases.internal_functions_are_not_messages = () => {
+    const { d, live } = connected({ scenes: 2 });
+    d.send(0, 'placeClip', 'x');              // reaches anything(), which only posts a warning
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 0);
+    assert.match(d.posts.pop(), /unknown message placeClip/);
+};
+
+cases.grid_draws_and_maps_cells = () => {
+    const grid = loadGrid([200, 136]);
+    const c = grid.context;
+    same(c.cellAt(0, 0, 200, 136, 'top'), [0, 31]);
+    same(c.cellAt(199, 135, 200, 136, 'top'), [3, 0]);
+    same(c.cellAt(199, 135, 200, 136, 'bottom'), [7, 0]);
+    same(c.cellAt(-5, 500, 200, 136, 'bottom'), [0, 0]);
+    grid.send(0, 'spectrogram', '/Users/me/a b.png');
+    grid.send(0, 'setlayer', 'bottom');
+    grid.send(0, 'setregion', 2, 8, 4, 16);
+    grid.context.paint();
+    const ops = c.mgraphics.calls.map((x) => x[0]);
+    assert.ok(ops.includes('image_surface_draw'));
+    assert.ok(ops.includes('rectangle'));
+};
+
+// --- run ---------------------------------------------------------------------------------------
+
+function constants() {
+    const { d } = device();
+    const c = d.context;
+    return {
+        FAMILIES: c.FAMILIES, PITCH_MIN: c.PITCH_MIN, PITCH_MAX: c.PITCH_MAX, LAYER_SHAPES: c.LAYER_SHAPES,
+        DEFAULT_DAEMON_PORT: c.DEFAULT_DAEMON_PORT, DEFAULT_REPLY_PORT: c.DEFAULT_REPLY_PORT,
+        DEFAULT_DAEMON_HOST: c.DEFAULT_DAEMON_HOST, ADDRESS: c.ADDRESS, TOP_P: c.TOP_P,
+        ERASE_DB: c.ERASE_DB, MIN_LIVE_VERSION: c.MIN_LIVE_VERSION, inlets: c.inlets, outlets: c.outlets,
+        DAEMON_REQUEST_ID: c.DAEMON_REQUEST_ID,
+    };
+}
+
+const results = {};
+for (const [name, fn] of Object.entries(cases)) {
+    try {
+        fn();
+        results[name] = { ok: true };
+    } catch (error) {
+        results[name] = { ok: false, error: String(error && error.stack || error) };
+    }
+}
+const oscSent = [];
+for (const d of devices) {
+    for (const [index, m] of d.history) if (index === OSC && String(m[0]).startsWith('/')) oscSent.push(m);
+}
+process.stdout.write(JSON.stringify({ constants: constants(), cases: results, osc_sent: oscSent }));

@@ -1,0 +1,139 @@
+"""The engine in-process with the shipped model: the MIDI control surface (ControlSink), the worker
+queue, and the erase tool's promise that cells outside the region are kept."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from notono_live.daemon.worker import Busy, InferenceWorker, Job
+from notono_live.engine.engine import Engine
+from notono_live.engine.store import SoundStore
+
+
+@pytest.fixture(scope="module")
+def model():
+    import torch
+
+    from notono_live.models.bundle import NotonoModel
+
+    torch.set_num_threads(1)
+    return NotonoModel.load()
+
+
+@pytest.fixture
+def engine(model, tmp_path):
+    return Engine(model, SoundStore(tmp_path / "session"), tmp_path / "samples")
+
+
+def test_control_sink_drives_the_current_sound(engine):
+    engine.set_control("pitch", 55)
+    engine.set_control("family", "flute")
+    engine.set_control("temperature", 0.9)
+    engine.trigger("generate")           # no daemon attached: runs in place
+    sound = engine.current_sound
+    head = engine.get(sound)
+    assert (head.pitch, head.family, head.operation) == (55, "flute", "generate")
+    engine.set_control("layer", "bottom")
+    for name, value in (("region_x", 6), ("region_y", 60), ("region_width", 9), ("region_height", 9)):
+        engine.set_control(name, value)
+    # the region is clamped to the map: columns 6-7, rows 60-63 of the bottom map
+    before = engine.get(sound).codemaps
+    engine.trigger("inpaint")
+    after = engine.get(sound)
+    assert after.version == 2 and after.params["region"] == [60, 6, 4, 2]
+    outside = np.ones((64, 8), bool)
+    outside[60:64, 6:8] = False
+    assert np.array_equal(after.codemaps.bottom[outside], before.bottom[outside])
+    assert np.array_equal(after.codemaps.top, before.top)
+    engine.trigger("undo")
+    assert engine.get(sound).version == 1
+    engine.trigger("redo")
+    assert engine.get(sound).version == 2
+    with pytest.raises(ValueError, match="unknown control"):
+        engine.set_control("volume", 3)
+    with pytest.raises(ValueError, match="unknown action"):
+        engine.trigger("explode")
+    with pytest.raises(ValueError, match="kazoo"):
+        engine.set_control("family", "kazoo")
+    engine.set_control("pitch", 200)     # knobs saturate rather than fail
+    assert engine.controls.pitch == 84
+
+
+def test_erase_keeps_cells_outside_the_region(engine, rendered_wav):
+    record = engine.encode_file(str(rendered_wav), 60, "keyboard")
+    erased = engine.erase_region(record.sound, "top", 0, 0, 8, 4, amount_db=60.0)
+    outside = np.ones((32, 4), bool)
+    outside[0:8] = False
+    assert np.array_equal(erased.codemaps.top[outside], record.codemaps.top[outside])
+    bottom_outside = np.ones((64, 8), bool)
+    bottom_outside[0:16] = False
+    assert np.array_equal(erased.codemaps.bottom[bottom_outside], record.codemaps.bottom[bottom_outside])
+    assert erased.parent == record.version and erased.operation == "erase"
+
+
+def test_output_folder_rules(engine, tmp_path):
+    with pytest.raises(PermissionError, match="outside the allowed"):
+        engine.set_output_folder(str(tmp_path.parent))
+    link = tmp_path / "session" / "link"
+    link.symlink_to(tmp_path.parent)     # a symlink inside cannot smuggle a write outside
+    engine.allowed_folders.append((tmp_path / "session").resolve())
+    with pytest.raises(PermissionError, match="outside the allowed"):
+        engine.set_output_folder(str(link / "elsewhere"))
+    assert engine.set_output_folder(str(tmp_path / "session" / "takes")).is_dir()
+
+
+def test_worker_bounds_its_queue_and_coalesces():
+    worker = InferenceWorker(max_queue=2)
+    gate = threading.Event()
+    ran: list[str] = []
+    superseded: list[str] = []
+    try:
+        worker.submit(Job(run=lambda: (gate.wait(10), ran.append("first")), label="first"))
+        for _ in range(100):                 # wait until the first job is running
+            if worker.busy:
+                break
+            threading.Event().wait(0.01)
+        worker.submit(Job(run=lambda: ran.append("a"), coalesce_key="k", label="a",
+                          on_superseded=lambda newer: superseded.append("a")))
+        worker.submit(Job(run=lambda: ran.append("b"), label="b"))
+        with pytest.raises(Busy, match="full"):
+            worker.submit(Job(run=lambda: ran.append("c"), label="c"))
+        # a newer job with the same key takes the waiting one's place even when the queue is full
+        worker.submit(Job(run=lambda: ran.append("a2"), coalesce_key="k", label="a2"))
+        assert superseded == ["a"] and worker.queue_length == 2
+        gate.set()
+        for _ in range(500):
+            if len(ran) == 3:
+                break
+            threading.Event().wait(0.01)
+        assert ran == ["first", "a2", "b"]
+        # stopping drops what still waits, telling its owner
+        dropped: list[str] = []
+        gate.clear()
+        worker.submit(Job(run=lambda: gate.wait(10), label="slow"))
+        worker.submit(Job(run=lambda: ran.append("never"), label="late", on_dropped=lambda: dropped.append("late")))
+        threading.Timer(0.3, gate.set).start()   # the slow job ends only after stop() has begun
+    finally:
+        worker.stop()
+    assert "never" not in ran and dropped == ["late"]
+
+
+def test_midi_controller_drives_the_engine(engine, tmp_path):
+    """The MIDI helper's controller, fed real mido messages, calls the engine's ControlSink."""
+    import mido
+
+    from notono_live.midi import MidiHandle, default_mapping
+
+    handle = MidiHandle(default_mapping(), engine, mapping_path=tmp_path / "mapping.toml")
+    handle.receive(mido.Message("program_change", program=6))            # family 6: organ
+    handle.receive(mido.Message("note_on", note=50, velocity=100))       # a key: pitch 50
+    handle.receive(mido.Message("note_on", note=36, velocity=100, channel=9))   # pad 1: generate
+    sound = engine.current_sound
+    first = engine.get(sound)
+    assert (first.pitch, first.family, first.operation) == (50, "organ", "generate")
+    handle.receive(mido.Message("note_on", note=37, velocity=100, channel=9))   # pad 2: inpaint
+    assert engine.get(sound).version == 2 and engine.get(sound).operation == "inpaint"
+    handle.receive(mido.Message("note_on", note=39, velocity=100, channel=9))   # pad 4: undo
+    assert engine.get(sound).version == 1

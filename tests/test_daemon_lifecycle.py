@@ -1,0 +1,189 @@
+"""The daemon's life: killed with SIGKILL mid-render and restarted, listening beyond loopback only
+for allowed clients, refusing unsafe settings, and stopping cleanly on SIGTERM."""
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from notono_live.daemon.process import REPO_ROOT, DaemonProcess
+from notono_live.engine.store import TEMP_MARKER
+from notono_live.osc.client import NotonoClient
+
+
+def _digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_sigkill_during_rendering_loses_no_completed_version(tmp_path):
+    data = tmp_path / "data"
+    completed: dict[tuple[int, int], dict] = {}
+    daemon = DaemonProcess(data).start()
+    try:
+        with NotonoClient(daemon.host, daemon.port, timeout=300.0) as client:
+            client.connect()
+            first = client.request("/notono/generate", 60, "organ", 1.0, 0.8, 1, 1)
+            assert first.ok, first.error
+            sid = first.sounds[0]["sound"]
+            edit = client.request("/notono/inpaint/region", sid, "top", 0, 0, 4, 1)
+            assert edit.ok, edit.error
+            assert client.request("/notono/sound/undo", sid).ok
+            for s in first.sounds + edit.sounds:
+                completed[(s["sound"], s["version"])] = s
+            digests = {key: (_digest(s["wav"]), _digest(s["png"])) for key, s in completed.items()}
+            # several renders in flight; kill the process while the worker is writing files
+            in_flight = [client.send("/notono/generate", 50, "brass", 1.0, 0.8, 3, 2),
+                         client.send("/notono/region/randomize", sid, "top", 0, 0, 32, 4, 3),
+                         client.send("/notono/generate", 52, "reed", 1.0, 0.8, 2, 4)]
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                with client._cond:
+                    stages = [m for rid in in_flight for m in client._replies[rid].messages]
+                if any(addr == "/notono/progress" and "writing" in args[2] for addr, args in stages):
+                    break
+                time.sleep(0.001)
+            daemon.kill()
+            time.sleep(0.2)
+            with client._cond:
+                for rid in in_flight:
+                    reply = client._replies[rid]
+                    for address, args in reply.messages:
+                        if address == "/notono/sound":
+                            s = dict(zip(["sound", "version", "wav", "png"], args[1:5]))
+                            completed[(s["sound"], s["version"])] = s
+    finally:
+        daemon.kill()
+    # what a user (or Live) sees right after the crash: only whole files under their final names
+    output = data / "samples"
+    for path in output.iterdir():
+        if path.name.startswith("."):
+            assert TEMP_MARKER in path.name    # a temporary: hidden, and cleaned on restart
+        elif path.suffix == ".wav":
+            info = sf.info(str(path))
+            assert info.frames == 4 * 44_100 and info.subtype == "PCM_24"
+            sf.read(str(path))
+    restarted = DaemonProcess(data, log_path=tmp_path / "restart.log").start()
+    try:
+        import re
+        restored = int(re.search(r"(\d+) sound\(s\) restored", " ".join(restarted.stdout_lines)).group(1))
+        assert restored >= len({k[0] for k in completed})
+        with NotonoClient(restarted.host, restarted.port, timeout=60.0) as client:
+            client.connect()
+            listed = client.request("/notono/sound/list")
+            sounds = {item[0] for item in listed.of("/notono/sound/item")}
+            for (sound, version), s in completed.items():
+                assert sound in sounds
+                got = client.request("/notono/sound/get", sound, version)
+                assert got.ok, (sound, version, got.error)
+                assert got.sounds[0]["wav"] == s["wav"]
+                assert sf.info(s["wav"]).frames == 4 * 44_100
+                if (sound, version) in digests:
+                    assert (_digest(s["wav"]), _digest(s["png"])) == digests[(sound, version)]
+            # the undo made before the crash is still in effect
+            current = client.request("/notono/sound/get", sid, 0).sounds[0]["version"]
+            assert current in (1, 3)   # 1 after the undo, or 3 if the in-flight randomize committed
+            assert client.request("/notono/sound/versions", sid).final[1][1] >= 2
+            # and the session keeps going: new versions get new numbers, old files untouched
+            more = client.request("/notono/region/randomize", sid, "bottom", 0, 0, 2, 2, 9)
+            assert more.ok and more.sounds[0]["version"] > max(v for s, v in completed if s == sid)
+    finally:
+        assert restarted.stop() == 0
+    leftovers = [p for p in data.rglob("*") if TEMP_MARKER in p.name]
+    assert not leftovers, leftovers
+
+
+def _non_loopback_ipv4() -> str | None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))   # no packet is sent; this only picks the outgoing interface
+        address = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def _hello_from(address: str, port: int, source: str) -> bool:
+    """Say hello from `source`; True if the daemon answered."""
+    client = NotonoClient("0.0.0.0", port, timeout=2.0)
+    try:
+        client.target = (address, port)
+        client.sender.close()
+        client.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.sender.bind((source, 0))
+        client.hello(timeout=2.0)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        client.close()
+
+
+def test_refuses_unsafe_or_unknown_settings(tmp_path):
+    serve = [sys.executable, "-m", "notono_live", "serve", "--port", "0", "--data-dir", str(tmp_path), "--no-midi"]
+    refused = subprocess.run(serve + ["--host", "0.0.0.0"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "--allow" in refused.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('port = 0\ncolour = "blue"\n')
+    refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "colour" in refused.stderr
+
+
+def test_config_file_opens_another_interface_to_allowed_clients_only(tmp_path):
+    own = _non_loopback_ipv4()
+    if own is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    config = tmp_path / "notono.toml"
+    config.write_text(f'host = "0.0.0.0"\nallow = ["{own}"]\nsample_rate = 22050\nqueue_size = 3\n'
+                      f'allow_dirs = ["{(tmp_path / "extra").as_posix()}"]\n')
+    daemon = DaemonProcess(tmp_path / "d", ["--config", str(config)]).start()
+    try:
+        assert _hello_from(own, daemon.port, own)                 # on the allow-list
+        assert _hello_from("127.0.0.1", daemon.port, "127.0.0.1")  # loopback is always allowed
+        with NotonoClient(daemon.host if daemon.host != "0.0.0.0" else "127.0.0.1", daemon.port,
+                          timeout=60.0) as client:
+            hello = client.connect()
+            assert hello.final[1][6] == 22050
+            assert client.request("/notono/output/folder", str(tmp_path / "extra" / "x")).ok
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_packets_from_addresses_off_the_allow_list_are_dropped_and_logged(tmp_path, caplog):
+    """The server's filter, in-process on a real socket: a datagram from a stranger gets no reply and
+    touches nothing; one from an allowed address does."""
+    from notono_live.daemon.worker import InferenceWorker
+    from notono_live.engine.engine import Engine
+    from notono_live.engine.store import SoundStore
+    from notono_live.osc.server import OscServer, encode_message
+
+    engine = Engine(None, SoundStore(tmp_path / "s"), tmp_path / "o")   # no model: nothing here renders
+    worker = InferenceWorker(1)
+    server = OscServer(engine, worker, "127.0.0.1", 0, allow=["192.0.2.10"])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    try:
+        hello = encode_message("/notono/hello", [1, listener.getsockname()[1]])
+        with caplog.at_level("WARNING", logger="notono_live.osc"):
+            server.handle_datagram(hello, ("198.51.100.7", 4000))
+        assert "198.51.100.7" in caplog.text and "allow-list" in caplog.text
+        assert not server.clients
+        server.handle_datagram(hello, ("192.0.2.10", 4000))
+        assert server.clients == {("192.0.2.10", 4000): ("192.0.2.10", listener.getsockname()[1])}
+        server.handle_datagram(hello, ("127.0.0.1", 4001))      # loopback: allowed, and answered
+        data, _ = listener.recvfrom(65536)
+        assert data.startswith(b"/notono/hello")
+    finally:
+        listener.close()
+        server.close()
+        worker.stop()

@@ -1,0 +1,213 @@
+"""Training loops on a real rendered corpus: the loss falls, runs resume where they stopped, export loads.
+
+Tiny model configs (the models' `tiny` size) keep every run to a few seconds on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from notono_live import constants
+from notono_live.training import common
+
+os.environ.setdefault("NOTONO_NO_PROGRESS", "1")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def spectrogram_cache(tmp_path_factory):
+    """One spectrogram cache for the whole session (the training tests, DDP and eval share it)."""
+    path = tmp_path_factory.getbasetemp() / "spectrogram_cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+# --- common.py pieces ---------------------------------------------------------------------
+
+def test_resumable_sampler_shards_and_resumes():
+    full = [list(common.ResumableSampler(10, 2, rank, 2, seed=3)) for rank in range(2)]
+    assert sorted(full[0] + full[1]) == list(range(10))         # ranks split one epoch between them
+    assert full[0] != list(range(0, 10, 2))                       # shuffled
+    sampler = common.ResumableSampler(10, 2, 0, 2, seed=3)
+    sampler.set_epoch(0, start_batch=1)
+    assert list(sampler) == full[0][2:]                           # resuming skips the batches already seen
+    sampler.set_epoch(1)
+    assert list(sampler) != full[0]                               # a new epoch has a new order
+
+
+def test_training_state_round_trip_and_refusals(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    path = tmp_path / common.TRAINING_STATE_FILE
+    common.save_training_state(path, common.TrainingState(step=7, epoch=1, batch_in_epoch=3, notes_seen=28,
+                                                          train_seconds=1.5, extra={"k": 1}), {"m": optimizer})
+    fresh = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=1e-3)
+    state = common.load_training_state(path, {"m": fresh})
+    assert (state.step, state.epoch, state.batch_in_epoch, state.extra) == (7, 1, 3, {"k": 1})
+    for a, b in zip(optimizer.state_dict()["state"].values(), fresh.state_dict()["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["step"], b["step"])
+
+    mismatched = torch.optim.Adam(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)).parameters())
+    with pytest.raises(ValueError, match="does not match"):
+        common.load_training_state(path, {"m": mismatched})
+    with pytest.raises(ValueError, match="no state for optimiser"):
+        common.load_training_state(path, {"other": fresh})
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="damaged.safetensors"):
+        common.load_training_state(damaged, {"m": fresh})
+
+
+def test_stop_control_obeys_sigterm_and_budget():
+    context = common.DistributedContext()
+    control = common.StopControl(context, minutes=None, checkpoint_minutes=60)
+    control.install_signal_handlers()
+    try:
+        assert control.poll() == (False, False)
+        os.kill(os.getpid(), signal.SIGTERM)          # a real signal, as a cluster scheduler sends it
+        assert control.poll() == (True, True)
+        assert control.signalled == "SIGTERM"
+    finally:
+        control.restore_signal_handlers()
+    assert common.StopControl(context, minutes=0.0).poll() == (True, True)
+    assert common.StopControl(context, minutes=None, checkpoint_minutes=0.0).poll() == (True, False)
+
+
+def test_checkpoint_dir_swap_keeps_a_complete_checkpoint(tmp_path):
+    def writer(text):
+        def write(folder):
+            (folder / common.TRAINING_STATE_FILE).write_text(text)
+        return write
+    common.write_checkpoint_dir(tmp_path, writer("one"))
+    common.write_checkpoint_dir(tmp_path, writer("two"))
+    found = common.find_checkpoint_dir(tmp_path)
+    assert (found / common.TRAINING_STATE_FILE).read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [common.CHECKPOINT_DIR]
+
+    def crash(folder):
+        raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError):
+        common.write_checkpoint_dir(tmp_path, crash)
+    assert (common.find_checkpoint_dir(tmp_path) / common.TRAINING_STATE_FILE).read_text() == "two"
+
+
+# --- the VQ-VAE loop ------------------------------------------------------------------------
+
+def _reconstruction_mse(run_dir, corpus, cache, count=8):
+    from notono_live.training import modelio
+    from notono_live.training.data import open_split
+
+    model, stats = modelio.load_vqvae(run_dir / common.CHECKPOINT_DIR, torch.device("cpu"))
+    model.eval()
+    dataset = open_split(corpus, "train", constants.DEFAULT_SPLIT_SEED, cache)
+    x = stats.normalize(torch.stack([dataset[i]["image"] for i in range(count)]))
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(model(x).reconstruction, x))
+
+
+@pytest.fixture(scope="module")
+def vqvae_run(tmp_path_factory, small_corpus, spectrogram_cache):
+    from notono_live.training.vqvae import VQVAETrainConfig, train_vqvae
+
+    run_dir = tmp_path_factory.mktemp("runs") / "vqvae"
+    config = VQVAETrainConfig(corpus=small_corpus, out=run_dir, size="tiny", max_steps=2, batch_size=4, lr=3e-3,
+                              cache=spectrogram_cache, validation_notes=2)
+    first = train_vqvae(config)
+    mse_first = _reconstruction_mse(run_dir, small_corpus, spectrogram_cache)
+    second = train_vqvae(VQVAETrainConfig(**{**config.__dict__, "max_steps": 14}))
+    mse_second = _reconstruction_mse(run_dir, small_corpus, spectrogram_cache)
+    return run_dir, first, second, mse_first, mse_second
+
+
+def test_vqvae_loss_falls(vqvae_run):
+    _, first, second, mse_first, mse_second = vqvae_run
+    assert mse_second < 0.8 * mse_first, (mse_first, mse_second)
+    assert second.summary.last_losses["codebook/bottom_perplexity"] >= 1.0
+
+
+def test_vqvae_resumes_at_saved_step(vqvae_run, small_corpus, spectrogram_cache):
+    run_dir, first, second, _, _ = vqvae_run
+    assert first.summary.step == 2 and first.summary.stopped_because == "max steps"
+    assert second.summary.step == 14 and second.summary.notes_seen == 14 * 4
+    # Adam's own step counter went on from 2: the optimiser state was restored, not restarted
+    from safetensors import safe_open
+    with safe_open(str(run_dir / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE), "pt") as handle:
+        assert float(handle.get_tensor("optim.vqvae.state.0.step")) == 14
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "checkpoint"] == [2, 14]
+    assert any(p.name.startswith("events") for p in (run_dir / "tensorboard").iterdir())
+    # a third call with the same limit has nothing left to do and changes nothing
+    from notono_live.training.vqvae import VQVAETrainConfig, train_vqvae
+    again = train_vqvae(VQVAETrainConfig(corpus=small_corpus, out=run_dir, size="tiny", max_steps=14,
+                                         cache=spectrogram_cache))
+    assert again.summary.step == 14 and again.summary.stopped_because == "already done"
+
+
+# --- the priors loop ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def priors_run(tmp_path_factory, small_corpus, spectrogram_cache, vqvae_run):
+    from notono_live.training.priors import PriorsTrainConfig, train_priors
+
+    run_dir = tmp_path_factory.mktemp("runs") / "priors"
+    config = PriorsTrainConfig(corpus=small_corpus, vqvae=vqvae_run[0], out=run_dir, size="tiny", max_steps=1,
+                               batch_size=8, lr=3e-3, cache=spectrogram_cache, validation_maps=8)
+    first = train_priors(config)
+    second = train_priors(PriorsTrainConfig(**{**config.__dict__, "max_steps": 12}))
+    return run_dir, first, second
+
+
+def test_priors_codes_file(priors_run, small_corpus):
+    from notono_live.data.nsynth import NSynthDataset
+    from notono_live.training.priors import CODES_FILE, load_codes
+
+    run_dir, _, _ = priors_run
+    sets, header = load_codes(run_dir / CODES_FILE)
+    train = NSynthDataset(small_corpus, split="train")
+    assert len(sets["train"]) == len(train) and len(sets["heldout"]) > 0
+    assert tuple(sets["train"].top.shape[1:]) == constants.TOP_SHAPE
+    assert tuple(sets["train"].bottom.shape[1:]) == constants.BOTTOM_SHAPE
+    assert sets["train"].pitch.tolist() == [r.pitch for r in train.records]
+    assert header["names"]["train"] == [r.note for r in train.records]
+
+
+def test_priors_loss_falls_and_resume(priors_run):
+    _, first, second = priors_run
+    assert first.summary.step == 1 and second.summary.step == 12
+    for name in ("loss/top", "loss/bottom"):
+        assert second.summary.last_losses[name] < first.summary.last_losses[name] - 0.5, (name, first, second)
+
+
+def test_export_writes_a_loadable_model(priors_run, vqvae_run, tmp_path):
+    from notono_live.models.bundle import NotonoModel
+    from notono_live.training.export import export_model
+
+    out = export_model(vqvae_run[0], priors_run[0], tmp_path / "models")
+    model = NotonoModel.load(out)
+    maps = model.generate(48, "organ", n=1, seed=1)
+    audio = model.decode(maps)
+    assert audio.shape == (1, constants.NUM_SAMPLES) and np.isfinite(audio).all()
+    assert model.info()["training"]["vqvae"]["step"] == 14
+    assert all(p.suffix in (".safetensors", ".json", ".md") for p in out.rglob("*") if p.is_file())
+
+
+def test_cli_refuses_a_missing_vqvae(tmp_path, small_corpus):
+    from notono_live.cli import main
+
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        main(["train", "priors", "--corpus", str(small_corpus), "--vqvae", str(tmp_path / "nowhere"),
+              "--out", str(tmp_path / "p"), "--size", "tiny", "--max-steps", "1"])
