@@ -8,8 +8,9 @@ so a crash never leaves a truncated WAV under the final name.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from .constants import NUM_SAMPLES, SAMPLE_RATE
+from .fileio import atomic_write_bytes
 
 __all__ = ["load_audio", "fit_length", "write_wav_atomic", "ResampledAudioWarning"]
 
@@ -30,6 +32,14 @@ def fit_length(audio: np.ndarray, num_samples: int = NUM_SAMPLES) -> np.ndarray:
     if audio.shape[0] >= num_samples:
         return audio[:num_samples]
     return np.pad(audio, (0, num_samples - audio.shape[0]))
+
+
+def _frames_to_read(num_samples: int, file_rate: int, sample_rate: int) -> int:
+    """Input frames needed for ``num_samples`` output samples, plus 0.1 s so the resampler's filter
+    sees real signal (not the cut) around the last kept sample."""
+    if file_rate == sample_rate:
+        return num_samples
+    return math.ceil(num_samples * file_rate / sample_rate) + file_rate // 10
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
@@ -50,7 +60,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as handle:
+            file_rate = handle.samplerate
+            # Read only what the output needs, so a long dropped file costs 4 s of memory, not hours.
+            frames = -1 if num_samples is None else _frames_to_read(num_samples, file_rate, sample_rate)
+            data = handle.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         raise ValueError(f"cannot read {path} as audio: {error}") from None
     if data.shape[0] == 0:
@@ -78,16 +92,6 @@ def write_wav_atomic(path: str | os.PathLike, audio: np.ndarray, sample_rate: in
         raise ValueError(f"audio for {path} must be 1-D (mono) or 2-D [samples, channels], got shape {audio.shape}")
     if subtype == "PCM_16" and audio.dtype != np.int16:
         audio = np.round(np.clip(audio.astype(np.float64), -1.0, 1.0) * 32767.0).astype(np.int16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, audio, sample_rate, subtype=subtype, format="WAV")
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    buffer = io.BytesIO()   # rendered in memory (a 4 s note is ~128 kB), so a bad subtype writes nothing
+    sf.write(buffer, audio, sample_rate, subtype=subtype, format="WAV")
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -197,5 +197,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run(argparse.Namespace()))
+if __name__ == "__main__":   # `python -m notono_live.bench`, same options as `notono-live bench`
+    _parser = argparse.ArgumentParser(prog="python -m notono_live.bench")
+    register(_parser.add_subparsers(dest="command", required=True))
+    sys.exit(run(_parser.parse_args(["bench", *sys.argv[1:]])))

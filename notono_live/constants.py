@@ -84,6 +84,8 @@ DEFAULT_OSC_HOST = "127.0.0.1"
 DEFAULT_OSC_PORT = 7400          # daemon listens here
 DEFAULT_REPLY_PORT = 7401        # default port the device listens on
 DEFAULT_OUTPUT_SAMPLE_RATE = 44_100
+# Most variations one request may ask for: they run as one batch, so this caps its memory and latency.
+MAX_VARIATIONS = 16
 
 
 def family_index(name: str) -> int:

@@ -37,3 +37,11 @@ def small_corpus(tmp_path_factory, small_corpus_settings) -> Path:
 def rendered_wav(small_corpus) -> Path:
     """One rendered note: the first keyboard (GM piano) note at MIDI 60."""
     return small_corpus / "audio" / "keyboard_synthetic_000-060-100.wav"
+
+
+@pytest.fixture(scope="session")
+def spectrogram_cache(tmp_path_factory) -> Path:
+    """One spectrogram cache folder for the whole session (training, DDP and eval tests share it)."""
+    path = tmp_path_factory.getbasetemp() / "spectrogram_cache"
+    path.mkdir(exist_ok=True)
+    return path

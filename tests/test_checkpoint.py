@@ -175,3 +175,7 @@ def test_model_folder_round_trip_and_refusals(tmp_path, monkeypatch):
     (tmp_path / "m" / "bottom_prior.json").write_text(json.dumps(_edit))
     with pytest.raises(CheckpointError, match="bottom_prior.json: family list"):
         NotonoModel.load(tmp_path / "m")
+    del _edit["metadata"]["label_encoders"]
+    (tmp_path / "m" / "bottom_prior.json").write_text(json.dumps(_edit))
+    with pytest.raises(CheckpointError, match="bottom_prior.json: no label_encoders"):
+        NotonoModel.load(tmp_path / "m")

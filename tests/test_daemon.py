@@ -59,10 +59,10 @@ def sound(client):
 
 @pytest.fixture(scope="module")
 def trained_model(client):
-    """Skip pitch checks for weights that were never trained (their output has no pitch to check)."""
+    """The shipped model must be the trained one: hello names it after its training summaries."""
     model = client.hello(SR).final[1][2]
-    if "untrained" in model or "fake" in model:
-        pytest.skip(f"model {model!r} is untrained: pitch accuracy is only meaningful for trained weights")
+    assert model.startswith("notono-") and "untrained" not in model and "partly" not in model, (
+        f"hello reports model {model!r}: the shipped models/ folder must hold the trained weights")
     return model
 
 
@@ -111,7 +111,7 @@ def expect_error(client: NotonoClient, code: str, address: str, *args, needle: s
 def test_hello_and_ping(daemon, client):
     hello = client.hello(SR)
     version, model, device, queue, folder, rate, protocol = hello.final[1][1:]
-    assert model and device == "cpu" and queue >= 0 and protocol == p.PROTOCOL_VERSION
+    assert model and device in ("cpu", "cuda", "mps") and queue >= 0 and protocol == p.PROTOCOL_VERSION
     assert Path(folder).is_dir() and rate == SR
     pong = client.request("/notono/ping")
     assert pong.final[0] == "/notono/pong" and pong.final[1][1:] == [0, 0]
@@ -134,18 +134,16 @@ def test_generate_variations_are_new_sounds_with_files(client):
 
 
 def test_generated_pitch_is_near_the_request(client, trained_model):
-    """pyin on a generated note (only meaningful for trained weights)."""
-    import librosa
-
+    """The issue's pitch measure (median pYIN f0 within 50 cents) on a keyboard C3, where the training
+    data is dense; one of two variations of a fixed seed must pass, as a producer picks among a few."""
     from notono_live.audio_io import load_audio
+    from notono_live.evaluation.pitch import estimate_f0, pitch_within_cents
 
-    reply = client.request("/notono/generate", 57, "keyboard", 1.0, 0.8, 1, 3)
+    reply = client.request("/notono/generate", 48, "keyboard", 1.0, 0.8, 2, 3)
     assert reply.ok, reply.error
-    audio = load_audio(reply.sounds[0]["wav"])[:48000]
-    f0, voiced, _ = librosa.pyin(audio, fmin=50, fmax=1000, sr=16000, frame_length=2048)
-    assert np.any(voiced), "no pitched frames found"
-    cents = 1200 * np.log2(np.nanmedian(f0[voiced]) / librosa.midi_to_hz(57))
-    assert abs(cents) < 100, f"median pitch is {cents:.0f} cents from the request"
+    audio = [load_audio(s["wav"]) for s in reply.sounds]
+    assert any(pitch_within_cents(a, 16_000, 48, 50.0) for a in audio), (
+        f"no variation within 50 cents of MIDI 48: median f0 {[round(estimate_f0(a, 16_000), 1) for a in audio]} Hz")
 
 
 @pytest.mark.parametrize("fmt,subtype,rate,channels", [
@@ -271,18 +269,30 @@ def test_sample_pack_keeps_the_top_map(client, sound):
 
 def test_output_folder_and_sample_rate(client, daemon):
     samples = daemon.root / "live-project" / "Samples"
-    reply = client.request("/notono/output/folder", str(samples / "NOTONO"))
-    assert reply.ok and reply.of("/notono/output/folder")[0][0] == str((samples / "NOTONO").resolve())
-    client.hello(48_000)
-    made = client.request("/notono/generate", 55, "string", 1.0, 0.8, 1, 2).sounds[0]
-    assert Path(made["wav"]).parent == (samples / "NOTONO").resolve()
-    check_files(made, 48_000)
-    expect_error(client, "forbidden_path", "/notono/output/folder", "/", needle="outside the allowed")
-    expect_error(client, "forbidden_path", "/notono/output/folder", "relative/folder", needle="absolute")
-    expect_error(client, "forbidden_path", "/notono/output/folder", str(samples / ".." / ".." / ".." / "escape"),
-                 needle="outside")
-    assert client.request("/notono/output/folder", "").ok
-    client.hello(SR)
+    try:
+        reply = client.request("/notono/output/folder", str(samples / "NOTONO"))
+        assert reply.ok and reply.of("/notono/output/folder")[0][0] == str((samples / "NOTONO").resolve())
+        assert client.hello(48_000).final[1][6] == 48_000
+        made = client.request("/notono/generate", 55, "string", 1.0, 0.8, 1, 2).sounds[0]
+        assert Path(made["wav"]).parent == (samples / "NOTONO").resolve()
+        check_files(made, 48_000)
+        # another client's hello sets its own rate, not this client's
+        with NotonoClient(daemon.host, daemon.port, timeout=120.0) as other:
+            assert other.connect(sample_rate=22_050).final[1][6] == 22_050
+            theirs = other.request("/notono/region/randomize", made["sound"], "top", 0, 0, 1, 1, 5)
+            assert theirs.ok, theirs.error
+            check_files(theirs.sounds[0], 22_050)
+            other.request("/notono/bye")
+        mine = client.request("/notono/region/randomize", made["sound"], "top", 1, 0, 1, 1, 6)
+        assert mine.ok, mine.error
+        check_files(mine.sounds[0], 48_000)
+        expect_error(client, "forbidden_path", "/notono/output/folder", "/", needle="outside the allowed")
+        expect_error(client, "forbidden_path", "/notono/output/folder", "relative/folder", needle="absolute")
+        expect_error(client, "forbidden_path", "/notono/output/folder",
+                     str(samples / ".." / ".." / ".." / "escape"), needle="outside")
+    finally:   # later tests expect the default folder and rate
+        assert client.request("/notono/output/folder", "").ok
+        client.hello(SR)
 
 
 def test_preview_and_midi_answer_clearly(client, sound):

@@ -137,3 +137,23 @@ def test_midi_controller_drives_the_engine(engine, tmp_path):
     assert engine.get(sound).version == 2 and engine.get(sound).operation == "inpaint"
     handle.receive(mido.Message("note_on", note=39, velocity=100, channel=9))   # pad 4: undo
     assert engine.get(sound).version == 1
+
+
+def test_osc_control_changes_reach_midi_pickup(engine, tmp_path):
+    """The daemon's MIDI wiring: start values and OSC changes are synced, so a pick-up knob waits."""
+    import mido
+
+    from notono_live.daemon.cli import attach_midi
+    from notono_live.midi import MidiHandle, default_mapping
+
+    handle = MidiHandle(default_mapping(), engine, mapping_path=tmp_path / "mapping.toml")
+    attach_midi(engine, handle)
+    assert handle.controller.values()["pitch"] == engine.controls.pitch == 60
+    # what an OSC inpaint on the bottom map does: the region lies beyond the top map's 32 rows
+    engine.apply_controls(region_y=60, region_height=4, layer="bottom", pitch=72)
+    values = handle.controller.values()
+    assert (values["region_y"], values["region_height"], values["pitch"]) == (60, 4, 72)
+    handle.receive(mido.Message("control_change", control=26, value=0))     # pitch knob far below 72
+    assert engine.controls.pitch == 72, "a pick-up knob away from the value must not make it jump"
+    handle.receive(mido.Message("control_change", control=26, value=127))   # it passes 72: takes over
+    assert engine.controls.pitch == 84

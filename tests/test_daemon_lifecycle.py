@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from notono_live.daemon.process import REPO_ROOT, DaemonProcess
-from notono_live.engine.store import TEMP_MARKER
+from notono_live.engine.store import is_temporary
 from notono_live.osc.client import NotonoClient
 
 
@@ -51,6 +51,11 @@ def test_sigkill_during_rendering_loses_no_completed_version(tmp_path):
             daemon.kill()
             time.sleep(0.2)
             with client._cond:
+                # the kill must have cut a render short: one that had begun work got no final reply
+                cut_short = [rid for rid in in_flight if client._replies[rid].elapsed is None and any(
+                    addr == "/notono/progress" and not args[2].startswith("queued")
+                    for addr, args in client._replies[rid].messages)]
+                assert cut_short, "no render was running when SIGKILL landed, so the test proved nothing"
                 for rid in in_flight:
                     reply = client._replies[rid]
                     for address, args in reply.messages:
@@ -63,7 +68,7 @@ def test_sigkill_during_rendering_loses_no_completed_version(tmp_path):
     output = data / "samples"
     for path in output.iterdir():
         if path.name.startswith("."):
-            assert TEMP_MARKER in path.name    # a temporary: hidden, and cleaned on restart
+            assert is_temporary(path.name)    # a temporary: hidden, and cleaned on restart
         elif path.suffix == ".wav":
             info = sf.info(str(path))
             assert info.frames == 4 * 44_100 and info.subtype == "PCM_24"
@@ -94,7 +99,7 @@ def test_sigkill_during_rendering_loses_no_completed_version(tmp_path):
             assert more.ok and more.sounds[0]["version"] > max(v for s, v in completed if s == sid)
     finally:
         assert restarted.stop() == 0
-    leftovers = [p for p in data.rglob("*") if TEMP_MARKER in p.name]
+    leftovers = [p for p in data.rglob("*") if is_temporary(p.name)]
     assert not leftovers, leftovers
 
 
@@ -124,6 +129,41 @@ def _hello_from(address: str, port: int, source: str) -> bool:
         return False
     finally:
         client.close()
+
+
+def test_serve_with_midi_on_warns_once_where_midi_cannot_work(tmp_path):
+    """Issue 6: `serve` without --no-midi on a machine with no MIDI system (a container, CI) starts
+    with one clear warning and serves; where MIDI works, it opens the port without a warning."""
+    from notono_live.midi import midi_system_problem
+
+    problem = midi_system_problem()
+    daemon = DaemonProcess(tmp_path / "d", ["--midi-mapping", str(tmp_path / "mapping.toml")], midi=True).start()
+    try:
+        with NotonoClient(daemon.host, daemon.port, timeout=60.0) as client:
+            client.connect()
+            pong = client.request("/notono/ping")
+            assert pong.final[0] == "/notono/pong"
+            mappings = client.request("/notono/midi/mappings")
+    finally:
+        assert daemon.stop() == 0
+    output = daemon.log_text().splitlines() + daemon.stdout_lines
+    midi_warnings = [line for line in output if "MIDI" in line and ("WARNING" in line or "ERROR" in line)]
+    if problem:
+        assert len(midi_warnings) == 1, output
+        assert "MIDI input disabled" in midi_warnings[0] and "Running without MIDI" in midi_warnings[0]
+        assert mappings.error is not None and mappings.error[0] == "midi_unavailable", mappings.messages
+    else:
+        assert midi_warnings == [], output
+        assert mappings.ok, mappings.error
+
+
+def test_midi_in_names_the_midi_input():
+    from notono_live.cli import build_parser
+    from notono_live.daemon.cli import load_settings
+
+    for option in ("--midi-in", "--midi-port"):   # issue 6 names --midi-in; --midi-port stays an alias
+        args = build_parser().parse_args(["serve", option, "nanoKONTROL2"])
+        assert load_settings(args)["midi_port"] == "nanoKONTROL2"
 
 
 def test_refuses_unsafe_or_unknown_settings(tmp_path):

@@ -31,7 +31,16 @@ from notono_live.data import (
 from notono_live.data.render import MANIFEST_NAME, RenderSettings, default_soundfont, render_corpus
 from notono_live.representation import MelIF
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread in this module's tests, restored afterwards so it does not leak into the session."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 NSYNTH_FIELDS = {"note", "note_str", "pitch", "velocity", "instrument", "instrument_str", "instrument_family",
                  "instrument_family_str", "instrument_source", "instrument_source_str", "sample_rate",
                  "qualities", "qualities_str"}
@@ -309,6 +318,34 @@ def test_load_audio_errors_and_length(tmp_path):
     write_wav_atomic(tmp_path / "short.wav", np.full(1000, 0.25, dtype=np.float32))
     short = load_audio(tmp_path / "short.wav")
     assert short.shape == (NUM_SAMPLES,) and short[999] == pytest.approx(0.25, abs=1e-4) and short[1000] == 0
+
+
+def test_long_file_loads_4_seconds_reading_only_what_it_needs(rendered_wav, tmp_path):
+    import tracemalloc
+
+    import soxr
+
+    original = load_audio(rendered_wav)
+    tiled = np.tile(original, 15)                                   # 60 s of real notes
+    write_wav_atomic(tmp_path / "long.wav", tiled, subtype="FLOAT")
+    loaded = load_audio(tmp_path / "long.wav")
+    assert loaded.shape == (NUM_SAMPLES,) and np.array_equal(loaded, original)
+
+    # 60 s stereo at 44.1 kHz (21 MB as float32): same note as resampling the whole file, and
+    # only about 4 s of it is ever held in memory
+    at44k = soxr.resample(tiled, SAMPLE_RATE, 44_100).astype(np.float32)
+    sf.write(str(tmp_path / "long44k.wav"), np.stack([at44k, at44k], axis=1), 44_100, subtype="FLOAT")
+    tracemalloc.start()
+    try:
+        with pytest.warns(ResampledAudioWarning, match="long44k.wav"):
+            loaded = load_audio(tmp_path / "long44k.wav")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert loaded.shape == (NUM_SAMPLES,)
+    assert peak < 8_000_000, f"load_audio held {peak / 1e6:.1f} MB for a 4 s note"
+    whole = soxr.resample(at44k, 44_100, SAMPLE_RATE, quality="HQ")[:NUM_SAMPLES]
+    assert np.max(np.abs(loaded - whole)) < 1e-4                    # the cut-off tail does not reach the note
 
 
 def test_write_wav_atomic_leaves_nothing_on_failure(tmp_path):

@@ -12,7 +12,6 @@ import os
 import socket
 import sys
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -48,14 +47,6 @@ def _worker(rank: int, world_size: int, port: int, corpus: str, cache: str, out:
     tensors["notes_seen"] = torch.tensor([vqvae.summary.notes_seen, priors.summary.notes_seen])
     save_file(tensors, f"{out}/rank{rank}.safetensors")
     dist.destroy_process_group()
-
-
-@pytest.fixture(scope="session")
-def spectrogram_cache(tmp_path_factory):
-    """The session's shared spectrogram cache (same folder as in test_training.py)."""
-    path = tmp_path_factory.getbasetemp() / "spectrogram_cache"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 def test_two_process_ddp_keeps_ranks_identical(tmp_path, small_corpus, spectrogram_cache):

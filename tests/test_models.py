@@ -261,7 +261,8 @@ def _quantizer_rank(rank: int, world_size: int, port: int, out: str) -> None:
         quantizer = EMAQuantizer(codebook_size=32, dim=4, decay=0.5, dead_code_threshold=0.3)
         for step in range(8):
             quantizer(torch.randn(2, 4, 4, 4) * (1 + rank) + step)
-        torch.save({k: v for k, v in quantizer.state_dict().items()}, f"{out}/rank{rank}.pt")
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in quantizer.state_dict().items()}, f"{out}/rank{rank}.safetensors")
     finally:
         dist.destroy_process_group()
 
@@ -275,7 +276,8 @@ def test_quantizer_keeps_ranks_identical_under_ddp(tmp_path):
         port = sock.getsockname()[1]
     mp.start_processes(_quantizer_rank, args=(2, port, str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
-    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    from safetensors.torch import load_file
+    states = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
     assert int(states[0]["restarts"]) > 0          # dead-code restarts happened, and were shared
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key

@@ -29,7 +29,16 @@ from notono_live.representation import (
     mel_scale,
 )
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread in this module's tests, restored afterwards so it does not leak into the session."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 NOTES = ("bass_synthetic_000-036-100", "keyboard_synthetic_000-060-100", "flute_synthetic_001-072-100",
          "mallet_synthetic_000-084-100", "organ_synthetic_001-024-100", "vocal_synthetic_000-048-100")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import soundfile as sf
 
 from notono_live.codemaps import Codemaps
 from notono_live.engine import render
-from notono_live.engine.store import TEMP_MARKER, SoundStore, VersionRecord, atomic_write_bytes
+from notono_live.engine import store as store_module
+from notono_live.engine.store import SoundStore, VersionRecord, atomic_write_bytes, is_temporary
 
 
 def _maps(seed: int) -> Codemaps:
@@ -87,6 +89,28 @@ def test_rendered_files_are_never_overwritten(tmp_path):
         atomic_write_bytes(out / "0001-organ-C3-v001.wav", b"x")
 
 
+def test_a_name_taken_while_writing_is_kept_and_the_new_file_moves_on(tmp_path, monkeypatch):
+    """Another writer creates the chosen name between the free-name check and the write: its file
+    stays as it was and this version takes the next name."""
+    out = tmp_path / "o"
+    store = SoundStore(tmp_path / "s")
+    free_path = store_module._free_path
+    raced: list[Path] = []
+
+    def racing_free_path(folder, stem, suffix):
+        path = free_path(folder, stem, suffix)
+        if not raced:
+            path.write_bytes(b"the other writer's clip")   # lands after the check, before the write
+            raced.append(path)
+        return path
+
+    monkeypatch.setattr(store_module, "_free_path", racing_free_path)
+    record = _commit(store, out, store.reserve_sound(), 0, 1)
+    assert (out / "0001-organ-C3-v001.wav").read_bytes() == b"the other writer's clip"
+    assert record.wav != str(out / "0001-organ-C3-v001.wav")
+    assert sf.info(record.wav).frames == 4 * 44_100
+
+
 def test_a_version_number_cannot_be_claimed_twice(tmp_path):
     store = SoundStore(tmp_path / "s")
     sound = store.reserve_sound()
@@ -103,14 +127,16 @@ def test_leftovers_of_a_killed_writer_are_cleaned_and_bad_files_skipped(tmp_path
     sound = store.reserve_sound()
     good = _commit(store, out, sound, 0, 1)
     sound_dir = tmp_path / "s" / "sounds" / f"{sound:04d}"
-    (out / f".0001-organ-C3-v002.wav{TEMP_MARKER}abc").write_bytes(b"half a wav")
-    (sound_dir / f".v0002.json{TEMP_MARKER}xyz").write_text("{")
+    (out / ".0001-organ-C3-v002.wav.k2x9_q1a.tmp").write_bytes(b"half a wav")   # as fileio names them
+    (sound_dir / ".v0002.json.zz81ab3c.tmp").write_text("{")
+    (out / ".another-program.wav.ab12cd34.tmp").write_bytes(b"not ours")   # a shared Samples folder
     (sound_dir / "v0003.json").write_text("{ not json")
     restored = SoundStore(tmp_path / "s")
     assert sorted(restored.history(sound).versions) == [1]
     assert any("v0003.json" in s for s in restored.skipped)
-    assert not [p for p in out.iterdir() if TEMP_MARKER in p.name]
-    assert not [p for p in sound_dir.iterdir() if TEMP_MARKER in p.name]
+    assert not [p for p in out.iterdir() if is_temporary(p.name)]
+    assert not [p for p in sound_dir.iterdir() if is_temporary(p.name)]
+    assert (out / ".another-program.wav.ab12cd34.tmp").read_bytes() == b"not ours"
     assert sf.info(good.wav).frames == 4 * 44_100
     # a new sound never reuses an id whose folder exists
     assert restored.reserve_sound() == sound + 1

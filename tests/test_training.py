@@ -26,14 +26,6 @@ def _threads():
     torch.set_num_threads(previous)
 
 
-@pytest.fixture(scope="session")
-def spectrogram_cache(tmp_path_factory):
-    """One spectrogram cache for the whole session (the training tests, DDP and eval share it)."""
-    path = tmp_path_factory.getbasetemp() / "spectrogram_cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 # --- common.py pieces ---------------------------------------------------------------------
 
 def test_resumable_sampler_shards_and_resumes():

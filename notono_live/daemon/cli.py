@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sample-rate", dest="sample_rate", type=int,
                         help=f"sample rate of rendered WAVs (default {DEFAULT_OUTPUT_SAMPLE_RATE})")
     parser.add_argument("--queue-size", dest="queue_size", type=int, help="renders that may wait (default 16)")
-    parser.add_argument("--midi-port", dest="midi_port", help="MIDI input to open (default: a virtual port)")
+    parser.add_argument("--midi-in", "--midi-port", dest="midi_port", metavar="NAME",
+                        help="MIDI input to open (default: a virtual port called 'NOTONO Live')")
     parser.add_argument("--midi-mapping", dest="midi_mapping", help="MIDI mapping file")
     parser.add_argument("--no-midi", dest="no_midi", action="store_true", default=None, help="do not open MIDI")
     parser.add_argument("--reference-sampler", dest="reference_sampler", action="store_true", default=None,
@@ -121,7 +122,9 @@ def load_model(settings: dict[str, Any], device: str):
 
 
 def warm_up(model: Any, engine: Any) -> None:
-    """Run every code path once so the first request is as fast as later ones."""
+    """Run every code path once so the first request is as fast as later ones. Call it on the
+    inference worker's thread: torch's CPU thread pools belong to the thread that runs the ops, so
+    warming the main thread would leave the worker cold (and, on a busy CPU, take seconds longer)."""
     import numpy as np
 
     from .. import audio_io  # noqa: F401  (imports soundfile/soxr now rather than on the first encode)
@@ -134,10 +137,39 @@ def warm_up(model: Any, engine: Any) -> None:
     render.attenuate_region(audio, (32, 4), 0, 0, 1, 1, 6.0)
 
 
+def warm_up_on(worker: Any, model: Any, engine: Any) -> None:
+    """Run `warm_up` as the worker's first job and wait for it; re-raise what it raised."""
+    from .worker import Job
+
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            warm_up(model, engine)
+        except BaseException as error:   # re-raised on the calling thread
+            failed.append(error)
+        finally:
+            done.set()
+
+    worker.submit(Job(run=run, label="warm-up"))
+    done.wait()
+    if failed:
+        raise failed[0]
+
+
+TRAINED_COMPONENTS = ("vqvae", "top_prior", "bottom_prior")
+
+
 def model_label(info: dict) -> str:
-    """Short model name for hello: 'notono-lite', with '-untrained' for weights that never trained."""
-    label = f"notono-{info.get('size', 'custom')}"
-    return label if info.get("training") else label + "-untrained"
+    """Short model name for hello, from the model's metadata: 'notono-lite' when all three components
+    carry a training summary, '-partly-trained' when only some do, '-untrained' when none does."""
+    label = f"notono-{info.get('size') or 'custom'}"
+    training = info.get("training") or {}
+    trained = sum(1 for name in TRAINED_COMPONENTS if training.get(name))
+    if trained == len(TRAINED_COMPONENTS):
+        return label
+    return label + ("-partly-trained" if trained else "-untrained")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,8 +216,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"cannot load the model: {error}")
     engine = Engine(model, store, output, allowed_folders=[data_dir, *settings["allow_dirs"]],
                     sample_rate=int(settings["sample_rate"]))
-    warm_up(model, engine)
     worker = InferenceWorker(int(settings["queue_size"]))
+    warm_up_on(worker, model, engine)
     info = model.info()
     try:
         server = OscServer(engine, worker, host, int(settings["port"]), settings["allow"],
@@ -203,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
                                    "(no MIDI system or no such port; the daemon's log says which)")
     server.midi = midi
     engine.on_trigger = server.submit_action
+    if midi is not None:
+        attach_midi(engine, midi)
 
     stop = threading.Event()
 
@@ -230,6 +264,14 @@ def run(args: argparse.Namespace) -> int:
         server.close()
         print("notono-live stopped", flush=True)
     return 0
+
+
+def attach_midi(engine: Any, midi: Any) -> None:
+    """Tell MIDI the controls' starting values (layer first), then every change made over OSC, so
+    pick-up knobs wait for the real values and the region is clamped to the right layer."""
+    for name, value in engine.control_values():
+        midi.sync(name, value)
+    engine.on_control_changed = midi.sync
 
 
 def open_midi(settings: dict[str, Any], engine: Any, server: Any) -> Any:

@@ -27,14 +27,17 @@ class DaemonProcess:
         extra_args: more `serve` options (``--models``, ``--queue-size``, ...).
         log_path: where the child's stderr goes (default: data_dir/daemon.log).
         ready_timeout: seconds to wait for the ready line.
+        midi: open MIDI input as `serve` does by default; False (the default here) passes
+            ``--no-midi``, so tests and bench never touch the machine's MIDI system.
     """
 
     def __init__(self, data_dir: str | Path, extra_args: Sequence[str] = (), log_path: str | Path | None = None,
-                 ready_timeout: float = 120.0) -> None:
+                 ready_timeout: float = 120.0, midi: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)
         self.log_path = Path(log_path) if log_path else self.data_dir / "daemon.log"
         self.ready_timeout = ready_timeout
+        self.midi = midi
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.host = "127.0.0.1"
@@ -45,7 +48,7 @@ class DaemonProcess:
     def start(self) -> "DaemonProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "notono_live", "serve", "--port", "0", "--data-dir", str(self.data_dir),
-                "--no-midi", *self.extra_args]
+                *([] if self.midi else ["--no-midi"]), *self.extra_args]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")

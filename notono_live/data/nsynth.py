@@ -11,6 +11,7 @@ WAVs at another sample rate are resampled on reading with a warning naming the f
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..audio_io import load_audio
+from ..fileio import atomic_write_bytes
 from ..constants import DEFAULT_SPLIT_SEED, FAMILIES, PITCH_MAX, PITCH_MIN, TRAIN_FRACTION, check_pitch, family_index
 
 __all__ = [
@@ -306,10 +308,10 @@ def _settings_key(representation) -> str:
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
-        np.save(handle, array)
-    os.replace(temp, path)
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    # no fsync: a cache file lost to a power cut is just recomputed, and training writes thousands
+    atomic_write_bytes(path, buffer.getvalue(), fsync=False)
 
 
 def labels(records: Iterable[NoteRecord]) -> tuple[np.ndarray, np.ndarray]:

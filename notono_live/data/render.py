@@ -28,7 +28,6 @@ import hashlib
 import importlib.resources
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from ..constants import (
     PITCH_MIN,
     SAMPLE_RATE,
 )
+from ..fileio import atomic_write_bytes
 
 __all__ = [
     "RenderSettings",
@@ -217,18 +217,8 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json_atomic(path: Path, data: object, indent: int | None = 1) -> None:
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=indent, sort_keys=True)
-            handle.write("\n")
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    text = json.dumps(data, indent=indent, sort_keys=True) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class _PresetRenderer:

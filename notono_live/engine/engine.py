@@ -15,22 +15,22 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..codemaps import Codemaps, LAYERS, layer_shape, rectangle_mask
-from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, PITCH_MAX, PITCH_MIN,
-                         check_pitch, family_index)
+from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, MAX_VARIATIONS, PITCH_MAX,
+                         PITCH_MIN, check_pitch, family_index)
 from . import render
 from .store import SoundStore, VersionRecord
 
 log = logging.getLogger("notono_live.engine")
 
 Progress = Callable[[float, str], None]
-MAX_VARIATIONS = 16
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
 
 
@@ -109,9 +109,12 @@ class Engine:
         self.controls = ControlState()
         self.current_sound: int | None = None
         self.on_trigger: Callable[[str], None] | None = None   # set by the daemon (routes to the worker)
+        # told of each control changed other than by MIDI (the daemon passes MidiHandle.sync)
+        self.on_control_changed: Callable[[str, Any], None] | None = None
         self._audio_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._rng = np.random.default_rng()
+        self._local = threading.local()   # a render's own output rate (see `output_rate`)
 
     # --- validation -------------------------------------------------------------------------
 
@@ -190,8 +193,21 @@ class Engine:
         return folder
 
     def set_sample_rate(self, sample_rate: int) -> int:
+        """The default rate of rendered WAVs (for renders that name none, e.g. MIDI-triggered)."""
         self.sample_rate = self.check_sample_rate(sample_rate)
         return self.sample_rate
+
+    @contextmanager
+    def output_rate(self, sample_rate: int | None) -> Iterator[int]:
+        """Render WAVs at `sample_rate` inside the block, on this thread only (None: the default), so
+        each OSC client gets files at the rate it asked for without changing them for the others."""
+        previous = getattr(self._local, "sample_rate", None)
+        rate = self.sample_rate if sample_rate is None else self.check_sample_rate(sample_rate)
+        self._local.sample_rate = rate
+        try:
+            yield rate
+        finally:
+            self._local.sample_rate = previous
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -410,6 +426,24 @@ class Engine:
             value = int(np.clip(int(value), low, limit))
         setattr(c, name, value)
 
+    def control_values(self) -> list[tuple[str, Any]]:
+        """Every control's current value, layer first (the region's range depends on it)."""
+        names = ("layer",) + tuple(n for n in CONTROL_NAMES if n != "layer")
+        return [(name, getattr(self.controls, name)) for name in names]
+
+    def apply_controls(self, **values: Any) -> None:
+        """Set controls from an OSC request (the device's last choice is what a MIDI pad repeats) and
+        tell `on_control_changed`, so MIDI pick-up and region clamping see the real values."""
+        names = sorted(values, key=lambda n: n != "layer")   # layer first: it sets the region's range
+        for name in names:
+            self.set_control(name, values[name])
+        if self.on_control_changed is not None:
+            for name in names:
+                try:
+                    self.on_control_changed(name, getattr(self.controls, name))
+                except Exception:   # MIDI bookkeeping must never fail a request
+                    log.exception("could not tell MIDI that %s changed", name)
+
     def trigger(self, action: str) -> None:
         """Run an action on the current sound with the dialled-in controls (through the daemon's
         worker when one is attached, so the result reaches the device like any render)."""
@@ -482,12 +516,13 @@ class Engine:
     def _commit(self, sound: int, version: int, parent: int, maps: Codemaps, audio16k: np.ndarray, pitch: int,
                 family: str, operation: str, params: dict) -> VersionRecord:
         audio16k = np.nan_to_num(np.asarray(audio16k, dtype=np.float32))
-        out_audio = render.resample_for_output(audio16k, self.sample_rate)
+        sample_rate = getattr(self._local, "sample_rate", None) or self.sample_rate
+        out_audio = render.resample_for_output(audio16k, sample_rate)
         png = render.spectrogram_png(audio16k)
         label = render.clip_label(family, pitch, sound, version)
         stem = f"{sound:04d}-{family}-{render.note_name(pitch).replace('#', 's')}-v{version:03d}"
         record = VersionRecord(sound=sound, version=version, parent=parent, operation=operation, pitch=pitch,
-                               family=family, wav="", png="", sample_rate=self.sample_rate, label=label,
+                               family=family, wav="", png="", sample_rate=sample_rate, label=label,
                                codemaps=maps, params=params)
         final = self.store.commit(record, out_audio, png, self.output_folder, stem)
         self._remember((sound, version), audio16k)

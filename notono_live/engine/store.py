@@ -8,19 +8,18 @@ Layout (``root`` is the session folder, by default ``<user data dir>/session``):
     <output folder>/0001-organ-C3-v001.wav  the rendered files (immutable; Live references them)
     <output folder>/0001-organ-C3-v001.png
 
-A version is committed by writing its WAV, then its PNG, then its JSON, each to a hidden temporary
-file in the same folder followed by `os.replace`. The JSON is the commit point: a version exists
-exactly when its JSON does, and the files it names were complete before it was written. Rendered
-files are never overwritten or deleted; a name already taken gets a suffix. Temporary files left by a
-killed process are removed when the store opens again.
+A version is committed by writing its WAV, then its PNG, then its JSON, each through
+`notono_live.fileio.atomic_write_bytes` (a hidden temporary file in the same folder, then a link that
+fails rather than replace a file another writer created meanwhile). The JSON is the commit point: a
+version exists exactly when its JSON does, and the files it names were complete before it was
+written. Rendered files are never overwritten or deleted; a name already taken gets a suffix.
+Temporary files left by a killed process are removed when the store opens again.
 """
 from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,40 +29,31 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from .. import fileio
 from ..codemaps import Codemaps
 
 SESSION_FORMAT = "notono-session"
 VERSION_FORMAT = "notono-version"
 STATE_FORMAT = "notono-sound-state"
 FORMAT_VERSION = 1
-TEMP_MARKER = ".notono-tmp-"
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
 
 
-def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False, fsync: bool = False) -> Path:
-    """Write `data` to `path` through a hidden temporary file in the same folder and a rename.
+# The hidden temporaries `fileio.atomic_write_bytes` makes for the store's own files: ".<name>.<random>.tmp".
+# Only these are removed after a crash, never another program's files in a shared Samples folder.
+_TEMPORARY = re.compile(r"^\.(?:\d{4,}-.+\.(?:wav|png)|v\d+\.json|state\.json|session\.json)\.[a-z0-9_]+\.tmp$")
 
-    With overwrite False the file must not exist yet (rendered files are immutable). The rename alone
-    makes the write atomic for other processes and survives the writer being killed; `fsync` also
-    flushes the data to the disk first, against power loss, at about 10 ms a file."""
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"refusing to overwrite {path}")
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + TEMP_MARKER, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+
+def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False, fsync: bool = False) -> Path:
+    """`notono_live.fileio.atomic_write_bytes` with the store's defaults: never replace an existing
+    file (rendered files are immutable; FileExistsError even when another writer creates the name
+    while this one writes), and flush to disk only when asked (`--fsync`, about 10 ms a file)."""
+    return fileio.atomic_write_bytes(path, data, overwrite=overwrite, fsync=fsync)
+
+
+def is_temporary(name: str) -> bool:
+    """True for the name of a temporary file a killed store writer may have left behind."""
+    return bool(_TEMPORARY.match(name))
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -78,7 +68,7 @@ def remove_temporaries(folder: Path) -> int:
     removed = 0
     if folder.is_dir():
         for entry in folder.iterdir():
-            if entry.name.startswith(".") and TEMP_MARKER in entry.name and entry.is_file():
+            if is_temporary(entry.name) and entry.is_file():
                 try:
                     entry.unlink()
                     removed += 1
@@ -270,10 +260,8 @@ class SoundStore:
         with self._lock:
             if record.version != self.next_version(record.sound):
                 raise RuntimeError(f"version {record.version} of sound {record.sound} is already taken")
-            wav_path = _free_path(output_folder, file_stem, ".wav")
-            atomic_write_bytes(wav_path, data, fsync=self.durable)
-            png_path = _free_path(output_folder, wav_path.stem, ".png")
-            atomic_write_bytes(png_path, png, fsync=self.durable)
+            wav_path = _write_new(output_folder, file_stem, ".wav", data, self.durable)
+            png_path = _write_new(output_folder, wav_path.stem, ".png", png, self.durable)
             final = VersionRecord(**{**_fields(record), "wav": str(wav_path), "png": str(png_path),
                                      "created": time.time()})
             sound_dir = self.root / "sounds" / f"{record.sound:04d}"
@@ -326,6 +314,17 @@ class SoundStore:
 
 def _fields(record: VersionRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def _write_new(folder: Path, stem: str, suffix: str, data: bytes, fsync: bool) -> Path:
+    """Write a new file named after `stem`, taking the next free name if another writer (a second
+    daemon on a shared Live Samples folder) takes the chosen one first."""
+    for _ in range(100):
+        try:
+            return atomic_write_bytes(_free_path(folder, stem, suffix), data, fsync=fsync)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name for {stem}{suffix} in {folder} after 100 tries")
 
 
 def _free_path(folder: Path, stem: str, suffix: str) -> Path:

@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 from .. import codemaps, constants
+# One definition shared with the round-trip ceiling, so model and ceiling are measured alike.
+from ..data.roundtrip import spectral_distances
 
 # Bars of issue 3 for the shipped model.
 BAR_RECONSTRUCTION_PITCH = 0.95
 BAR_GENERATED_PITCH_RATIO = 0.85
 BAR_FAMILY_RATIO = 0.70
-LSD_EPSILON = 1e-8   # power floor of the log-spectral distance, so silent bins do not dominate
 
 
 @dataclass
@@ -180,30 +181,6 @@ class EvalReport:
         doc = asdict(self)
         doc["reconstruction"]["pitch_kept"] = self.reconstruction.pitch_kept
         return _finite(doc)
-
-
-# --- Spectral measures ----------------------------------------------------------------------
-
-def _power_spectrogram(audio: torch.Tensor) -> torch.Tensor:
-    window = torch.hann_window(constants.WIN_LENGTH, dtype=audio.dtype)
-    stft = torch.stft(audio, constants.N_FFT, constants.HOP_LENGTH, constants.WIN_LENGTH, window,
-                      center=True, return_complex=True)
-    return stft.abs().pow(2)
-
-
-def spectral_distances(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-note (log-spectral distance in dB, spectral convergence) between audio batches [N, T].
-
-    LSD: per frame sqrt(mean over bins of (10·log10 P/P̂)²), averaged over frames. SC:
-    ‖|S| − |Ŝ|‖_F / ‖|S|‖_F. Both on the linear STFT of the method (n_fft 2048, hop 512).
-    """
-    ref = _power_spectrogram(torch.as_tensor(np.atleast_2d(reference), dtype=torch.float64))
-    est = _power_spectrogram(torch.as_tensor(np.atleast_2d(estimate), dtype=torch.float64))
-    log_ratio = 10.0 * torch.log10((ref + LSD_EPSILON) / (est + LSD_EPSILON))
-    lsd = log_ratio.pow(2).mean(dim=1).sqrt().mean(dim=1)
-    magnitude_ref, magnitude_est = ref.sqrt(), est.sqrt()
-    sc = (magnitude_ref - magnitude_est).flatten(1).norm(dim=1) / magnitude_ref.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return lsd.numpy(), sc.numpy()
 
 
 # --- Helpers --------------------------------------------------------------------------------

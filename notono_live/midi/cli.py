@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write_bytes
 from .mapping import (
     CC_MODES, TAKEOVERS, TARGETS, ACTIONS, MAPPING_ENV, MappingError, default_mapping_path, default_mapping_text,
     load_mapping,
@@ -171,12 +170,4 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -25,6 +24,7 @@ else:  # pragma: no cover - Python 3.10 (pyproject pulls tomli there)
 
 from ..codemaps import LAYERS
 from ..constants import FAMILIES, PITCH_MAX, PITCH_MIN
+from ..fileio import atomic_write_bytes
 
 MAPPING_FORMAT = "notono-midi-mapping"
 MAPPING_VERSION = 1
@@ -377,13 +377,4 @@ def save_mapping(mapping: Mapping, path: str | Path) -> Path:
     path = Path(path)
     text = mapping.to_toml()
     parse_mapping(text, "mapping about to be written")  # never write what we could not read back
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import constants
+from ..constants import MAX_VARIATIONS
 from ..codemaps import LAYERS, Codemaps, layer_shape
 from .checkpoint import CheckpointError, component_paths, load_model, save_model
 from .priors import BottomPrior, PriorConfig, TopPrior
@@ -29,7 +30,6 @@ from .vqvae import VQVAE2, VQVAE2Config, parameter_count
 
 MODELS_ENV = "NOTONO_MODELS"
 COMPONENTS = {"vqvae": "vqvae", "top_prior": "top_prior", "bottom_prior": "bottom_prior"}
-MAX_VARIATIONS = 64
 _ENCODE_BATCH = 8   # notes per VQ-VAE pass; bounds memory on long encode lists
 
 
@@ -50,7 +50,8 @@ def default_models_directory() -> Path:
 def _check_labels(json_path: Path, metadata: dict) -> None:
     labels = metadata.get("label_encoders")
     if labels is None:
-        return   # older checkpoints without labels: the constants are the only convention there is
+        # every writer stores them; without them nothing says how the labels were indexed
+        raise CheckpointError(f"{json_path}: no label_encoders in the metadata; not a NOTONO Live checkpoint")
     pitch = labels.get("pitch", {})
     if (pitch.get("min"), pitch.get("max")) != (constants.PITCH_MIN, constants.PITCH_MAX):
         raise CheckpointError(f"{json_path}: trained on pitches {pitch.get('min')}-{pitch.get('max')}, "

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
+
+from ..fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "notono-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -58,21 +58,6 @@ def component_paths(directory: str | Path, name: str) -> tuple[Path, Path]:
     """(`<name>.json`, `<name>.safetensors`) inside directory."""
     directory = Path(directory)
     return directory / f"{name}.json", directory / f"{name}.safetensors"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def save_component(directory: str | Path, name: str, state: nn.Module | dict[str, torch.Tensor],
@@ -116,8 +101,8 @@ def save_component(directory: str | Path, name: str, state: nn.Module | dict[str
     }
     text = json.dumps(document, indent=2, sort_keys=False)
     # weights first: a JSON is only ever beside the weights it describes
-    _atomic_write(weights_path, data)
-    _atomic_write(json_path, (text + "\n").encode())
+    atomic_write_bytes(weights_path, data)
+    atomic_write_bytes(json_path, (text + "\n").encode())
     return json_path, weights_path
 
 

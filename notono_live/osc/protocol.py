@@ -114,7 +114,7 @@ CELL = (Arg("cell_row", int, "row of one cell"), Arg("cell_col", int, "column of
 SOUND_REPLY_ARGS = (
     Arg("sound", int, "sound id"),
     Arg("version", int, "version number, from 1"),
-    Arg("wav", str, "absolute path of the version's WAV (24-bit, at the session's sample rate)"),
+    Arg("wav", str, "absolute path of the version's WAV (24-bit, at the reply's sample_rate)"),
     Arg("png", str, "absolute path of its spectrogram with the codemap grid"),
     Arg("pitch", int, "MIDI pitch"),
     Arg("family", str, "instrument family"),
@@ -129,7 +129,8 @@ SOUND_REPLY_ARGS = (
 REQUESTS: dict[str, Message] = {m.address: m for m in [
     Message(PREFIX + "/hello", (
         Arg("reply_port", int, "UDP port on the sender's host where the client receives replies"),
-        Arg("sample_rate", int, "sample rate for rendered WAVs (8000-192000); 0 keeps the current one", 0),
+        Arg("sample_rate", int, "sample rate of this client's rendered WAVs (8000-192000); also the rate of "
+                                "MIDI-triggered renders; 0 keeps the daemon's current one", 0),
         Arg("client", str, "free-form client name for the log", ""),
     ), "Announce the reply port (required before anything else); answers with the daemon's state.",
         final=PREFIX + "/hello"),
@@ -243,7 +244,7 @@ REPLIES: dict[str, Message] = {m.address: m for m in [
         Arg("device", str, "torch device the model runs on"),
         Arg("queue_length", int, "requests waiting for the inference worker"),
         Arg("output_folder", str, "absolute path where new files go"),
-        Arg("sample_rate", int, "sample rate of rendered WAVs"),
+        Arg("sample_rate", int, "sample rate of this client's rendered WAVs"),
         Arg("protocol", int, "protocol version"),
     ), "Answer to hello."),
     Message(PREFIX + "/pong", (

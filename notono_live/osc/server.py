@@ -20,6 +20,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from .. import __version__
+from ..codemaps import rectangle_mask
 from ..constants import check_pitch
 from ..daemon.worker import Busy, InferenceWorker, Job
 from ..engine.engine import AudioFileError, Engine
@@ -90,6 +91,7 @@ class OscServer:
         self.midi_problem = "MIDI is not available on this machine (see the daemon's log)"
         self.allowed = {str(ip_address(a)) for a in allow}
         self.clients: OrderedDict[Address, Address] = OrderedDict()   # sender -> reply address
+        self.client_rates: dict[Address, int] = {}   # sender -> sample rate its hello asked for
         self._clients_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -250,23 +252,35 @@ class OscServer:
         port = req.values["reply_port"]
         if not (1 <= port <= 65535):
             raise ValueError(f"reply_port {port} must be in 1..65535")
-        if req.values["sample_rate"]:
-            self.engine.set_sample_rate(req.values["sample_rate"])
+        rate = req.values["sample_rate"]
+        if rate:
+            # the client's renders use its rate; renders with no client (MIDI) use the last hello's
+            self.engine.set_sample_rate(rate)
         with self._clients_lock:
             self.clients[sender] = (sender[0], port)
             self.clients.move_to_end(sender)
+            if rate:
+                self.client_rates[sender] = rate
             while len(self.clients) > MAX_CLIENTS:
-                self.clients.popitem(last=False)
+                gone, _ = self.clients.popitem(last=False)
+                self.client_rates.pop(gone, None)
         log.info("hello from %s:%s (%s); replies go to port %d", sender[0], sender[1],
                  req.values["client"] or "unnamed client", port)
         self.send(sender, "/notono/hello", req.request_id, __version__, self.model_name, self.device,
-                  self.worker.queue_length, str(self.engine.output_folder), self.engine.sample_rate,
+                  self.worker.queue_length, str(self.engine.output_folder), self._client_rate(sender),
                   p.PROTOCOL_VERSION)
+
+    def _client_rate(self, sender: Address | None) -> int:
+        """The sample rate of the client's renders: its hello's, else the daemon's current one."""
+        with self._clients_lock:
+            rate = self.client_rates.get(sender) if sender is not None else None
+        return rate or self.engine.sample_rate
 
     def _bye(self, req: p.Request, sender: Address) -> None:
         self._done(sender, req.request_id, 0)
         with self._clients_lock:
             self.clients.pop(sender, None)
+            self.client_rates.pop(sender, None)
 
     def _ping(self, req: p.Request, sender: Address) -> None:
         self.send(sender, "/notono/pong", req.request_id, self.worker.queue_length, int(self.worker.busy))
@@ -382,9 +396,12 @@ class OscServer:
         def progress(fraction: float, stage: str) -> None:
             self.send(sender, "/notono/progress", request_id, float(fraction), stage)
 
+        rate = self._client_rate(sender) if sender is not None else None
+
         def run() -> None:
             try:
-                records = work(progress)
+                with self.engine.output_rate(rate):
+                    records = work(progress)
             except Exception as error:
                 code, message = error_code_for(error)
                 if code == "internal":
@@ -425,6 +442,7 @@ class OscServer:
         check_pitch(v["pitch"])
         self.engine.check_family(v["family"])
         self.engine.check_sampling(v["temperature"], v["top_p"], v["top_k"])
+        self.engine.apply_controls(pitch=v["pitch"], family=v["family"], temperature=v["temperature"])
         self._submit(req, sender, lambda progress: self.engine.generate(
             v["pitch"], v["family"], v["temperature"], v["top_p"], v["variations"], v["seed"], v["top_k"],
             progress=progress))
@@ -439,6 +457,16 @@ class OscServer:
     def _inpaint_region(self, req: p.Request, sender: Address) -> None:
         v = req.values
         self._check_sound(v["sound"])
+        self.engine.check_sampling(v["temperature"], v["top_p"])
+        rectangle_mask(self.engine.check_layer(v["layer"]), v["row"], v["col"], v["height"], v["width"])
+        # the device's selection becomes the region a MIDI pad inpaints (and MIDI pick-up starts from)
+        controls = dict(layer=v["layer"], region_x=v["col"], region_y=v["row"], region_width=v["width"],
+                        region_height=v["height"], temperature=v["temperature"])
+        if v["pitch"] != -1:
+            controls["pitch"] = check_pitch(v["pitch"])
+        if v["family"]:
+            controls["family"] = self.engine.check_family(v["family"])
+        self.engine.apply_controls(**controls)
         self._submit(req, sender, lambda progress: [self.engine.inpaint_region(
             v["sound"], v["layer"], v["row"], v["col"], v["height"], v["width"], v["pitch"], v["family"],
             v["temperature"], v["top_p"], v["seed"], progress=progress)])
