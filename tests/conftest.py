@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 SMALL_CORPUS_PITCHES = (24, 36, 43, 48, 60, 67, 72, 84)
 SMALL_CORPUS_PROGRAMS_PER_FAMILY = 2
@@ -45,3 +46,13 @@ def spectrogram_cache(tmp_path_factory) -> Path:
     path = tmp_path_factory.getbasetemp() / "spectrogram_cache"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test, restored afterwards so it does not leak into the session
+    (the suite shares 2 cores with itself; small CPU ops run faster without thread hand-offs)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -12,12 +12,7 @@ from notono_live.models.priors import BottomPrior, PriorConfig, TopPrior
 from notono_live.models.vqvae import VQVAE2, VQVAE2Config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trained_tiny_vqvae():

@@ -32,13 +32,7 @@ from notono_live.data.render import MANIFEST_NAME, RenderSettings, default_sound
 from notono_live.representation import MelIF
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread in this module's tests, restored afterwards so it does not leak into the session."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 NSYNTH_FIELDS = {"note", "note_str", "pitch", "velocity", "instrument", "instrument_str", "instrument_family",

@@ -13,12 +13,7 @@ from notono_live.models.quantizer import EMAQuantizer
 from notono_live.models.vqvae import VQVAE2, VQVAE2Config, parameter_count
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from notono_live.representation import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread in this module's tests, restored afterwards so it does not leak into the session."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 NOTES = ("bass_synthetic_000-036-100", "keyboard_synthetic_000-060-100", "flute_synthetic_001-072-100",

@@ -17,12 +17,7 @@ from notono_live.models.sampling import (SamplingOptions, filter_logits, generat
                                          sequence_to_grid)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,9 @@ class SamplingOptions:
 
 def filter_logits(logits: Tensor, options: SamplingOptions) -> Tensor:
     """Apply temperature, top-k and top-p to logits [B, V]; removed codes get -inf."""
-    logits = logits.float() / options.temperature
+    logits = logits.float()
+    if options.temperature != 1.0:   # x / 1.0 == x exactly: skip one allocation per sampled token
+        logits = logits / options.temperature
     if options.top_k and options.top_k < logits.shape[-1]:
         kth = torch.topk(logits, options.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
