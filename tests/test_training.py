@@ -184,6 +184,25 @@ def test_priors_loss_falls_and_resume(priors_run):
         assert second.summary.last_losses[name] < first.summary.last_losses[name] - 0.5, (name, first, second)
 
 
+def test_priors_train_under_bf16_autocast_and_keep_fp32_weights(tmp_path, small_corpus, spectrogram_cache,
+                                                                 vqvae_run):
+    from safetensors import safe_open
+
+    from notono_live.training.priors import PriorsTrainConfig, train_priors
+
+    config = PriorsTrainConfig(corpus=small_corpus, vqvae=vqvae_run[0], out=tmp_path / "bf16", size="tiny",
+                               which="bottom", max_steps=1, batch_size=8, lr=3e-3, cache=spectrogram_cache,
+                               validation_maps=8, precision="bf16")
+    first = train_priors(config)
+    second = train_priors(PriorsTrainConfig(**{**config.__dict__, "max_steps": 12}))
+    assert second.summary.last_losses["loss/bottom"] < first.summary.last_losses["loss/bottom"] - 0.5
+    weights = next((tmp_path / "bf16" / common.CHECKPOINT_DIR).glob("bottom*.safetensors"))
+    with safe_open(str(weights), "pt") as handle:
+        assert {handle.get_tensor(k).dtype for k in handle.keys()} == {torch.float32}
+    with pytest.raises(ValueError, match="precision"):
+        train_priors(PriorsTrainConfig(**{**config.__dict__, "precision": "fp8"}))
+
+
 def test_export_writes_a_loadable_model(priors_run, vqvae_run, tmp_path):
     from notono_live.models.bundle import NotonoModel
     from notono_live.training.export import export_model

@@ -48,6 +48,9 @@ def register(subparsers) -> None:
                         help="`train vqvae` run folder, or a model folder with a vqvae component")
     priors.add_argument("--which", choices=("both", "top", "bottom"), default="both")
     priors.add_argument("--extraction-batch-size", type=int, default=16)
+    priors.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: forward passes under bfloat16 autocast (faster on AVX512-BF16/AMX CPUs "
+                             "and recent GPUs); weights and optimiser state stay fp32")
     priors.set_defaults(func=_run_priors)
 
     export = commands.add_parser("export", help="write the fp16 model folder NotonoModel.load reads")
@@ -94,7 +97,7 @@ def _run_priors(args: argparse.Namespace) -> int:
         lr=args.lr, seed=args.seed,
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, extraction_batch_size=args.extraction_batch_size, workers=args.workers,
-        device=args.device, checkpoint_minutes=args.checkpoint_minutes))
+        device=args.device, checkpoint_minutes=args.checkpoint_minutes, precision=args.precision))
     _print_summary(result.summary)
     return 0
 

@@ -12,6 +12,7 @@ Resumability, DDP, logging and the time budget are those of `common.py`, as in `
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,9 @@ class PriorsTrainConfig:
         device: "auto", "cpu", "cuda"...
         checkpoint_minutes: checkpoint at least this often.
         validation_maps: held-out maps whose losses are logged at each checkpoint.
+        precision: "fp32", or "bf16" to run forward passes under bfloat16 autocast (weights and
+            optimiser state stay fp32; about 1.4x faster on CPUs with AVX512-BF16 or AMX, and on
+            recent GPUs).
     """
 
     corpus: Path
@@ -75,6 +79,7 @@ class PriorsTrainConfig:
     device: str = "auto"
     checkpoint_minutes: float = 5.0
     validation_maps: int = 256
+    precision: str = "fp32"
 
 
 # --- Codes file -----------------------------------------------------------------------------
@@ -249,10 +254,14 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
 
     if config.which not in ("both", "top", "bottom"):
         raise ValueError(f"--which must be 'both', 'top' or 'bottom', got {config.which!r}")
+    if config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"--precision must be 'fp32' or 'bf16', got {config.precision!r}")
     invoked = time.monotonic()     # --minutes counts from here, statistics/extraction included
     context = common.setup_distributed(config.device)
     try:
         common.seed_everything(config.seed)
+        autocast = functools.partial(torch.autocast, context.device.type, dtype=torch.bfloat16,
+                                     enabled=config.precision == "bf16")
         run_dir = Path(config.out)
         if context.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -350,14 +359,16 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 if "top" in models:
                     mask_generator.manual_seed((config.seed * 1_000_003 + state.step) * 64 + context.rank)
                     keep = random_keep_mask(len(chosen), mask_generator, context.device)
-                    loss = top_prior_loss(wrapped["top"], top, keep, pitch, family)
+                    with autocast():
+                        loss = top_prior_loss(wrapped["top"], top, keep, pitch, family)
                     optimizers["top"].zero_grad(set_to_none=True)
                     loss.backward()
                     optimizers["top"].step()
                     values["loss/top"] = loss.item()
                 if "bottom" in models:
                     bottom = bottom_tokens_all[chosen].to(context.device)
-                    loss = bottom_prior_loss(wrapped["bottom"], bottom, top, pitch, family)
+                    with autocast():
+                        loss = bottom_prior_loss(wrapped["bottom"], bottom, top, pitch, family)
                     optimizers["bottom"].zero_grad(set_to_none=True)
                     loss.backward()
                     optimizers["bottom"].step()
