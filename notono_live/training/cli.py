@@ -49,8 +49,8 @@ def register(subparsers) -> None:
     priors.add_argument("--which", choices=("both", "top", "bottom"), default="both")
     priors.add_argument("--extraction-batch-size", type=int, default=16)
     priors.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="bf16: forward passes under bfloat16 autocast (faster on AVX512-BF16/AMX CPUs "
-                             "and recent GPUs); weights and optimiser state stay fp32")
+                        help="bf16: forward passes under bfloat16 autocast (faster where the hardware has bf16 "
+                             "arithmetic, e.g. AVX512-BF16 CPUs); weights and optimiser state stay fp32")
     priors.set_defaults(func=_run_priors)
 
     export = commands.add_parser("export", help="write the fp16 model folder NotonoModel.load reads")

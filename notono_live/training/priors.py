@@ -56,8 +56,7 @@ class PriorsTrainConfig:
         checkpoint_minutes: checkpoint at least this often.
         validation_maps: held-out maps whose losses are logged at each checkpoint.
         precision: "fp32", or "bf16" to run forward passes under bfloat16 autocast (weights and
-            optimiser state stay fp32; about 1.4x faster on CPUs with AVX512-BF16 or AMX, and on
-            recent GPUs).
+            optimiser state stay fp32; measured 1.4x faster per step on a 2-core AVX512-BF16 CPU).
     """
 
     corpus: Path
