@@ -80,6 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference-repeats", type=int, default=2,
                         help="runs per operation with the reference sampler (default 2; 0 skips it)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads in the daemon")
+    parser.add_argument("--step-precision", dest="step_precision", choices=("auto", "float16", "float32"),
+                        default="auto", help="weights of the one-token sampling step (serve's option)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.set_defaults(func=run)
 
@@ -92,6 +94,8 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
         out += ["--untrained", args.untrained]
     if args.threads:
         out += ["--threads", str(args.threads)]
+    if args.step_precision != "auto":
+        out += ["--step-precision", args.step_precision]
     return out
 
 
@@ -159,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
             with NotonoClient(daemon.host, daemon.port, timeout=600.0) as client:
                 hello = client.connect()
                 _, _, result.model, result.device, *_ = hello.final[1]
-                print(f"model {result.model} on {result.device}; {args.repeats} runs per operation", flush=True)
+                print(f"model {result.model} on {result.device}; step weights {args.step_precision}; "
+                      f"{args.repeats} runs per operation", flush=True)
                 result.operations, source_wav = measure_operations(client, args.repeats)
             memory = daemon.memory()
             result.peak_rss_bytes = memory[1] if memory else 0

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import soundfile as sf
 
 from notono_live.daemon.process import REPO_ROOT, DaemonProcess
@@ -176,6 +177,19 @@ def test_refuses_unsafe_or_unknown_settings(tmp_path):
     refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode != 0 and "colour" in refused.stderr
+    bad.write_text('step_precision = "int4"\n')
+    refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "step_precision 'int4'" in refused.stderr
+
+
+def test_step_precision_setting_reaches_the_samplers():
+    from notono_live.daemon.cli import DEFAULTS, load_model
+
+    for setting, expected in (("auto", "float16"), ("float32", "float32"), ("float16", "float16")):
+        model = load_model({**DEFAULTS, "untrained": "lite", "step_precision": setting}, "cpu")
+        assert model.info()["step_precision"] == expected
+        assert model.bottom_prior.step_precision == getattr(torch, expected)
 
 
 def test_config_file_opens_another_interface_to_allowed_clients_only(tmp_path):

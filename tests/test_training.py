@@ -213,6 +213,11 @@ def test_export_writes_a_loadable_model(priors_run, vqvae_run, tmp_path):
     audio = model.decode(maps)
     assert audio.shape == (1, constants.NUM_SAMPLES) and np.isfinite(audio).all()
     assert model.info()["training"]["vqvae"]["step"] == 14
+    # the exported descriptions name the run folders, never the machine's paths
+    for description in out.glob("*.json"):
+        text = description.read_text()
+        assert str(vqvae_run[0].parent) not in text and str(priors_run[0].parent) not in text
+    assert model.info()["training"]["vqvae"]["run_dir"] == vqvae_run[0].name
     assert all(p.suffix in (".safetensors", ".json", ".md") for p in out.rglob("*") if p.is_file())
 
 

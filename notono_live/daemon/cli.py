@@ -25,7 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "data_dir": None, "output": None, "allow_dirs": [], "sample_rate": DEFAULT_OUTPUT_SAMPLE_RATE,
     "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
+    "step_precision": "auto",
 }
+STEP_PRECISIONS = ("auto", "float16", "float32")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-midi", dest="no_midi", action="store_true", default=None, help="do not open MIDI")
     parser.add_argument("--reference-sampler", dest="reference_sampler", action="store_true", default=None,
                         help="sample like the reference code (no KV cache; slow, for bench)")
+    parser.add_argument("--step-precision", dest="step_precision", choices=STEP_PRECISIONS,
+                        help="weights of the one-token sampling step: auto (float16 on CPU, where it is "
+                             "about 1.7x faster; the model's float32 elsewhere), float16 or float32")
     parser.add_argument("--fsync", action="store_true", default=None,
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")
@@ -81,6 +86,9 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"config file {args.config}: unknown key {unknown[0]!r}; "
                              f"expected some of {', '.join(sorted(DEFAULTS))}")
         settings.update(doc)
+        if settings["step_precision"] not in STEP_PRECISIONS:
+            raise SystemExit(f"config file {args.config}: step_precision {settings['step_precision']!r} is not "
+                             f"one of {', '.join(STEP_PRECISIONS)}")
     for key in DEFAULTS:
         value = getattr(args, key, None)
         if value is not None:
@@ -118,6 +126,8 @@ def load_model(settings: dict[str, Any], device: str):
         model = NotonoModel.load(settings["models"], device=device)
     if settings["reference_sampler"]:
         model.use_cache = False
+    import torch
+    model.set_step_precision({"auto": "auto", "float16": torch.float16, "float32": None}[settings["step_precision"]])
     return model
 
 
@@ -249,6 +259,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     thread = threading.Thread(target=server.serve_forever, name="notono-osc", daemon=True)
     thread.start()
+    sampler = (f"KV-cached sampler, {info.get('step_precision')} step weights" if info.get("kv_cache")
+               else "reference sampler (no KV cache)")
+    log.info("sampling with the %s", sampler)
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
           f"samples go to {engine.output_folder}", flush=True)

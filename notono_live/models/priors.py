@@ -75,7 +75,8 @@ class PriorConfig:
         if size == "reference":
             return cls()
         if size == "lite":
-            # ~0.65 ms per KV-cached token on 2 cores (method.md §3): 640 tokens in well under 1 s
+            # measured on the 2-core development CPU, one thread: about 2.4 ms per KV-cached token
+            # with fp32 step weights, 1.35 ms with fp16 ones (1.5 s and 0.86 s for 640 tokens)
             return cls(d_model=256, encoder_layers=2, decoder_layers=4, heads=8, feedforward=1024,
                        condition_dim=32, bottom_cross_attention=False)
         if size == "tiny":
@@ -100,6 +101,11 @@ class PriorConfig:
             raise ValueError(f"unknown prior config keys: {', '.join(sorted(unknown))}")
         return cls(**doc)
 
+
+# batches of at most this many rows use the reduced-precision step weights (see
+# `_CodePrior.set_step_precision`); measured on the development CPU, fp16 products were 3× faster
+# than fp32 at 1 row, about even at 4 and slower at 8
+STEP_PRECISION_MAX_ROWS = 4
 
 # ----------------------------------------------------------------------------------------------
 # Building blocks
@@ -342,8 +348,9 @@ class _CodePrior(nn.Module):
     def _decode_one(self, sequence: Tensor, position: int, cache: DecoderCache) -> Tensor:
         """`decode` of the single position `position` with a warm cache -> logits [B, 1, V].
 
-        The same kernels on the same values as the general path (so the same floats and the same
-        draws), minus what a one-token step does not need: module calls, dropout no-ops, padding,
+        At the model's own step precision (see `set_step_precision`), the same kernels on the same
+        values as the general path (so the same floats and the same draws), minus what a one-token
+        step does not need: module calls, dropout no-ops, padding,
         head split/merge copies and the chunk mask. Sampling runs this 640 times per note; at d256
         everything besides the matrix products costs about as much as they do, and this removes
         the Python/dispatch part of it (measured: 10–17 % less time per generation).
@@ -360,17 +367,18 @@ class _CodePrior(nn.Module):
             x[:, :token_dim] += F.embedding(sequence[:, position - 1], self.decoder_token.weight)
         end = position + 1
         scale = head_dim ** -0.5
+        linear = self._step_linear
         for layer, layer_cache in zip(self.decoder_layers, cache.layers):
             norm = layer.norm_attention
             attention = layer.attention
             h = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
-            qkv = _linear_one(h, attention.qkv).view(b, 3, heads, 1, head_dim)
+            qkv = linear(h, attention.qkv).view(b, 3, heads, 1, head_dim)
             layer_cache.keys[:, :, position:end] = qkv[:, 1]
             layer_cache.values[:, :, position:end] = qkv[:, 2]
             keys = layer_cache.keys[:, :, :end]
             weights = (qkv[:, 0] @ keys.transpose(-1, -2)).mul_(scale).softmax(-1)
             y = (weights @ layer_cache.values[:, :, :end]).view(b, d)
-            x = x + _linear_one(y, attention.out)
+            x = x + linear(y, attention.out)
             if layer.cross is not None:
                 if layer_cache.memory is None:
                     raise ValueError("the cache holds no cross-attention keys; decode a chunk first")
@@ -378,11 +386,52 @@ class _CodePrior(nn.Module):
             norm = layer.norm_feedforward
             first, last = layer.feedforward[0], layer.feedforward[3]
             h = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
-            x = x + _linear_one(F.gelu(_linear_one(h, first)), last)
+            x = x + linear(F.gelu(linear(h, first)), last)
         cache.length = end
         norm = self.decoder_norm
         x = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
-        return _linear_one(x, self.head)[:, None]
+        return linear(x, self.head)[:, None]
+
+    def set_step_precision(self, dtype: torch.dtype | None) -> None:
+        """Run the matrix products of the one-token sampling step with weights in `dtype`.
+
+        A KV-cached step is a chain of matrix-vector products whose cost is reading the weights
+        (13 MB per bottom-map token in fp32 at the lite size, more than the L2 cache holds), so
+        half-width weights halve the traffic: on the 2-core AVX-512 CPU used for development an
+        fp16 step product took about a third of the fp32 time. That holds for matrix-*vector*
+        products only: from about 8 rows on (8 variations in one call) the CPU's fp16 matrix-matrix
+        kernel is slower than fp32, so batches above `STEP_PRECISION_MAX_ROWS` rows keep the fp32
+        kernels. The residual stream, layer norms,
+        attention and softmax stay in the model's dtype; only the inputs of the products are
+        rounded to `dtype` and their outputs cast back. The shipped weights are stored in fp16,
+        so fp16 loses nothing in the weights themselves. None (or the model's own dtype) switches
+        back to the exact kernels of the full pass. The copies are not parameters: training and
+        `state_dict` never see them, and they must be refreshed (call again) after the weights
+        change or the prior moves to another device.
+        """
+        if dtype is None or dtype == self.head.weight.dtype:
+            self._step_weights = None
+            return
+        linears = [self.head]
+        for layer in self.decoder_layers:
+            linears += [layer.attention.qkv, layer.attention.out, layer.feedforward[0], layer.feedforward[3]]
+        self._step_weights = {linear: (linear.weight.detach().to(dtype),
+                                       None if linear.bias is None else linear.bias.detach().to(dtype))
+                              for linear in linears}
+
+    @property
+    def step_precision(self) -> torch.dtype:
+        """The dtype of the weights the one-token sampling step multiplies with."""
+        weights = getattr(self, "_step_weights", None)
+        return next(iter(weights.values()))[0].dtype if weights else self.head.weight.dtype
+
+    def _step_linear(self, x: Tensor, linear: nn.Linear) -> Tensor:
+        weights = getattr(self, "_step_weights", None)
+        packed = weights.get(linear) if weights and x.shape[0] <= STEP_PRECISION_MAX_ROWS else None
+        if packed is None:
+            return _linear_one(x, linear)
+        weight, bias = packed
+        return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
     def _static_inputs(self, memory: Tensor, condition: Tensor) -> Tensor:
         """What the decoder input holds besides the previous token, for every position [B, L, d]:

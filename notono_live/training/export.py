@@ -35,6 +35,13 @@ def _find_prior(folders: list[Path], which: str) -> Path:
                             f"train it (`train priors --which {which}` or `--which both`) before exporting")
 
 
+def _portable(training: dict) -> dict:
+    """Training metadata fit to ship: a run folder is named by its last part only, so no path of
+    the machine that trained the model ends up in the exported JSON."""
+    return {key: Path(value).name if key == "run_dir" and isinstance(value, str) else value
+            for key, value in training.items()}
+
+
 def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtype: torch.dtype = torch.float16,
                  name: str | None = None) -> Path:
     """Write vqvae/top_prior/bottom_prior .json + .safetensors into `out`; returns `out`.
@@ -60,8 +67,9 @@ def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtyp
             raise ValueError(f"the {which} prior in {priors_folder} was trained on codes of another VQ-VAE "
                              f"({(metadata.get('codes') or {}).get('vqvae')}), not of {vqvae_folder}; "
                              f"retrain the priors on this VQ-VAE or export the matching pair")
-    training = {"vqvae": vqvae_metadata.get("training", {}), "top_prior": top_metadata.get("training", {}),
-                "bottom_prior": bottom_metadata.get("training", {})}
+    training = {"vqvae": _portable(vqvae_metadata.get("training", {})),
+                "top_prior": _portable(top_metadata.get("training", {})),
+                "bottom_prior": _portable(bottom_metadata.get("training", {}))}
     out = Path(out)
     model = NotonoModel(vqvae, top, bottom, stats, device="cpu", name=name or out.resolve().name,
                         size=vqvae_metadata.get("size", "custom"), training=training,
