@@ -290,6 +290,8 @@ class _CodePrior(nn.Module):
                                             for _ in range(config.decoder_layers))
         self.decoder_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.codebook_size)
+        # reduced-precision copies for the one-token sampling step (`set_step_precision`), or None
+        self._step_weights: dict[nn.Linear, tuple[Tensor, Tensor | None]] | None = None
         self.register_buffer("encoder_mask", encoder_mask, persistent=False)
         # decoder position i reads encoder position aligned_index[i]
         self.register_buffer("aligned_index", aligned_index, persistent=False)
@@ -401,9 +403,8 @@ class _CodePrior(nn.Module):
         fp16 step product took about a third of the fp32 time. That holds for matrix-*vector*
         products only: from about 8 rows on (8 variations in one call) the CPU's fp16 matrix-matrix
         kernel is slower than fp32, so batches above `STEP_PRECISION_MAX_ROWS` rows keep the fp32
-        kernels. The residual stream, layer norms,
-        attention and softmax stay in the model's dtype; only the inputs of the products are
-        rounded to `dtype` and their outputs cast back. The shipped weights are stored in fp16,
+        kernels. The residual stream, layer norms, attention and softmax stay in the model's dtype;
+        only the inputs of the products are rounded to `dtype` and their outputs cast back. The shipped weights are stored in fp16,
         so fp16 loses nothing in the weights themselves. None (or the model's own dtype) switches
         back to the exact kernels of the full pass. The copies are not parameters: training and
         `state_dict` never see them, and they must be refreshed (call again) after the weights
@@ -422,11 +423,11 @@ class _CodePrior(nn.Module):
     @property
     def step_precision(self) -> torch.dtype:
         """The dtype of the weights the one-token sampling step multiplies with."""
-        weights = getattr(self, "_step_weights", None)
+        weights = self._step_weights
         return next(iter(weights.values()))[0].dtype if weights else self.head.weight.dtype
 
     def _step_linear(self, x: Tensor, linear: nn.Linear) -> Tensor:
-        weights = getattr(self, "_step_weights", None)
+        weights = self._step_weights
         packed = weights.get(linear) if weights and x.shape[0] <= STEP_PRECISION_MAX_ROWS else None
         if packed is None:
             return _linear_one(x, linear)
