@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .constants import STEP_PRECISIONS
+
 # operation -> p50 target in ms (None: no target in the issue)
 TARGETS_MS: dict[str, float | None] = {
     "generate x1": 500.0, "generate x4": None, "inpaint 1 top cell": 100.0, "regenerate first 2 s": None,
@@ -80,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference-repeats", type=int, default=2,
                         help="runs per operation with the reference sampler (default 2; 0 skips it)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads in the daemon")
-    parser.add_argument("--step-precision", dest="step_precision", choices=("auto", "float16", "float32"),
+    parser.add_argument("--step-precision", dest="step_precision", choices=STEP_PRECISIONS,
                         default="auto", help="weights of the one-token sampling step (serve's option)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.set_defaults(func=run)

@@ -101,3 +101,7 @@ def check_pitch(pitch: int) -> int:
     if not (PITCH_MIN <= int(pitch) <= PITCH_MAX):
         raise ValueError(f"pitch {pitch} is outside the model's range {PITCH_MIN}-{PITCH_MAX}")
     return int(pitch)
+
+# names of the sampling step's weight precision (`NotonoModel.set_step_precision`, `serve --step-precision`):
+# auto = float16 on CPU and the model's own dtype elsewhere; float32 = the model's own fp32 kernels
+STEP_PRECISIONS = ("auto", "float16", "float32")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..constants import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT, DEFAULT_OUTPUT_SAMPLE_RATE
+from ..constants import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT, DEFAULT_OUTPUT_SAMPLE_RATE, STEP_PRECISIONS
 
 log = logging.getLogger("notono_live.daemon")
 
@@ -27,7 +27,6 @@ DEFAULTS: dict[str, Any] = {
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
     "step_precision": "auto",
 }
-STEP_PRECISIONS = ("auto", "float16", "float32")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -126,8 +125,7 @@ def load_model(settings: dict[str, Any], device: str):
         model = NotonoModel.load(settings["models"], device=device)
     if settings["reference_sampler"]:
         model.use_cache = False
-    import torch
-    model.set_step_precision({"auto": "auto", "float16": torch.float16, "float32": None}[settings["step_precision"]])
+    model.set_step_precision(settings["step_precision"])
     return model
 
 

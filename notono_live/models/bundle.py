@@ -86,7 +86,8 @@ class NotonoModel:
             small matrix-vector products: extra threads barely help, and on a shared CPU they wait
             on each other at every op (measured here under load: 1.2 s with 1 thread against
             18–50 s with 2 for the same 640 tokens). Encoding and decoding keep torch's setting.
-        step_precision: dtype of the weights in the one-token sampling step ("auto": float16 on
+        step_precision: weights of the one-token sampling step, a name of
+            `constants.STEP_PRECISIONS`, a dtype or None ("auto": float16 on
             CPU, where that step is bound by reading the weights and fp16 copies make it about
             1.7× faster per generation; the model's own dtype elsewhere). None keeps the model's
             dtype, which makes the KV-cached sampler draw exactly what the reference sampler
@@ -115,11 +116,14 @@ class NotonoModel:
         self.set_step_precision(step_precision)
 
     def set_step_precision(self, dtype: torch.dtype | str | None) -> None:
-        """Weights dtype of the KV-cached one-token step of both priors ("auto", a dtype or None)."""
-        if dtype == "auto":
-            dtype = torch.float16 if self.device.type == "cpu" else None
-        elif isinstance(dtype, str):
-            raise ValueError(f"step precision must be 'auto', a torch dtype or None, got {dtype!r}")
+        """Weights dtype of the KV-cached one-token step of both priors: a name of
+        `constants.STEP_PRECISIONS`, a torch dtype, or None (the model's own dtype)."""
+        if isinstance(dtype, str):
+            if dtype not in constants.STEP_PRECISIONS:
+                raise ValueError(f"step precision must be one of {', '.join(constants.STEP_PRECISIONS)}, "
+                                 f"a torch dtype or None, got {dtype!r}")
+            auto = torch.float16 if self.device.type == "cpu" else None
+            dtype = {"auto": auto, "float16": torch.float16, "float32": None}[dtype]
         self.top_prior.set_step_precision(dtype)
         self.bottom_prior.set_step_precision(dtype)
 
