@@ -1,6 +1,7 @@
 """Checkpoints: a saved model loads back identical; a damaged or mismatched one is refused by name."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -174,3 +175,36 @@ def test_model_folder_round_trip_and_refusals(tmp_path, monkeypatch):
     (tmp_path / "m" / "bottom_prior.json").write_text(json.dumps(_edit))
     with pytest.raises(CheckpointError, match="bottom_prior.json: no label_encoders"):
         NotonoModel.load(tmp_path / "m")
+
+
+def _reordered_header(data: bytes) -> bytes:
+    """The same safetensors contents with the header's keys written in reverse order."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    header = {key: header[key] for key in reversed(list(header))}
+    header["__metadata__"] = {k: v for k, v in reversed(list(header["__metadata__"].items()))}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
+
+
+def test_saving_unchanged_weights_keeps_the_file_and_changed_ones_replace_it(tmp_path):
+    model = _trained_tiny_vqvae()
+    _, weights = save_model(tmp_path, "vqvae", model, dtype=torch.float16)
+    reordered = _reordered_header(weights.read_bytes())
+    assert reordered != weights.read_bytes()
+    weights.write_bytes(reordered)   # what another process's writer may produce for the same tensors
+
+    save_model(tmp_path, "vqvae", model, dtype=torch.float16)
+    assert weights.read_bytes() == reordered
+    document = json.loads(component_paths(tmp_path, "vqvae")[0].read_text())
+    assert document["weights_sha256"] == hashlib.sha256(reordered).hexdigest()
+    load_model(tmp_path, "vqvae", "vqvae")   # the digest check passes on the kept file
+
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_model(tmp_path, "vqvae", model, dtype=torch.float16)
+    assert weights.read_bytes() != reordered
+    reloaded, _ = load_model(tmp_path, "vqvae", "vqvae")
+    name = next(iter(dict(model.named_parameters())))
+    assert torch.equal(reloaded.state_dict()[name], model.state_dict()[name].half().float())

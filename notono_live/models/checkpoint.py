@@ -88,6 +88,11 @@ def save_component(directory: str | Path, name: str, state: nn.Module | dict[str
         stored[key] = tensor.contiguous()
     data = save_safetensors_bytes(stored, metadata={"format": CHECKPOINT_FORMAT, "component": component})
     json_path, weights_path = component_paths(directory, name)
+    existing = _same_safetensors(weights_path, data)
+    if existing is not None:
+        # same tensors and metadata: keep the file's bytes (the header's key order is not stable
+        # from one process to the next), so an unchanged component costs no new weights in git
+        data = existing
     document = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -101,9 +106,37 @@ def save_component(directory: str | Path, name: str, state: nn.Module | dict[str
     }
     text = json.dumps(document, indent=2, sort_keys=False)
     # weights first: a JSON is only ever beside the weights it describes
-    atomic_write_bytes(weights_path, data)
+    if existing is None:
+        atomic_write_bytes(weights_path, data)
     atomic_write_bytes(json_path, (text + "\n").encode())
     return json_path, weights_path
+
+
+def _safetensors_parts(data: bytes) -> tuple[dict, bytes] | None:
+    """(header as a dict, tensor bytes) of a safetensors file's contents, or None if unreadable."""
+    if len(data) < 8:
+        return None
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        return None
+    try:
+        header = json.loads(data[8:8 + size])
+    except ValueError:
+        return None
+    return (header, data[8 + size:]) if isinstance(header, dict) else None
+
+
+def _same_safetensors(path: Path, data: bytes) -> bytes | None:
+    """The bytes of the file at `path` if it holds exactly what `data` holds (same tensors, dtypes,
+    shapes, offsets, values and metadata, whatever the order of the header's keys); else None."""
+    try:
+        old = path.read_bytes()
+    except OSError:
+        return None
+    if old == data:
+        return old
+    ours, theirs = _safetensors_parts(data), _safetensors_parts(old)
+    return old if ours is not None and ours == theirs else None
 
 
 def load_component(directory: str | Path, name: str, component: str | None = None,
