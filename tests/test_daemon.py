@@ -385,6 +385,15 @@ def test_junk_datagrams_and_strangers(client, daemon):
     client.send_raw(b"")
     client.send_raw(b"/notono/ping\x00\x00\x00\x00,i\x00")      # truncated int argument
     client.send_raw(encode_message("/notono/ping", [-4]))
+    # an OSC int64 ('h') request id: no reply could carry it, so the error names it under id -1
+    client.send_raw(b"/notono/ping\x00\x00\x00\x00,h\x00\x00" + struct.pack(">q", 2 ** 40))
+    # bundles nested deeper than the server allows, and a bundle holding an element that is neither
+    inner = encode_message("/notono/ping", [5])
+    nested = b"#bundle\x00" + bytes(8) + struct.pack(">i", len(inner)) + inner
+    for _ in range(12):
+        nested = b"#bundle\x00" + bytes(8) + struct.pack(">i", len(nested)) + nested
+    client.send_raw(nested)
+    client.send_raw(b"#bundle\x00" + bytes(8) + struct.pack(">i", 8) + b"junkjunk")
     # a bundle carrying two pings: both answered, the timetag ignored (no sleeping until 2100)
     bundle = b"#bundle\x00" + struct.pack(">Q", (200 << 32)) + b"".join(
         struct.pack(">i", len(m)) + m for m in (encode_message("/notono/ping", [90001]),
@@ -392,17 +401,24 @@ def test_junk_datagrams_and_strangers(client, daemon):
     client.send_raw(bundle)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and len([m for m in client.unsolicited
-                                               if m[0] in ("/notono/error", "/notono/pong")]) < 7:
+                                               if m[0] in ("/notono/error", "/notono/pong")]) < 10:
         time.sleep(0.05)
     time.sleep(0.2)   # anything unexpected would arrive by now
-    codes = sorted(args[1] for addr, args in client.unsolicited if addr == "/notono/error")
-    assert codes == ["bad_request", "malformed", "malformed", "malformed", "oversized"], client.unsolicited
+    errors = [args for addr, args in client.unsolicited if addr == "/notono/error"]
+    assert sorted(args[1] for args in errors) == ["bad_request", "bad_request", "malformed", "malformed",
+                                                  "malformed", "malformed", "malformed", "oversized"], errors
+    assert any(args[0] == p.DAEMON_REQUEST_ID and "32-bit" in args[2] for args in errors), errors
+    assert any("nested more than" in args[2] for args in errors), errors
     assert sorted(args[0] for addr, args in client.unsolicited if addr == "/notono/pong") == [90001, 90002]
     # a sender that never said hello gets nothing back, and the daemon says why in its log
     with NotonoClient(daemon.host, daemon.port, timeout=1.0) as stranger:
         with pytest.raises(TimeoutError):
             stranger.request("/notono/ping", timeout=1.0)
     assert "has not said /notono/hello" in daemon.log_text()
+    # a first hello with a bad argument is answered on the reply port it names
+    with NotonoClient(daemon.host, daemon.port, timeout=5.0) as newcomer:
+        reply = newcomer.request("/notono/hello", newcomer.reply_port, 5, "newcomer")
+        assert reply.error is not None and reply.error[0] == "bad_value" and "sample rate 5" in reply.error[1]
     assert daemon.alive() and client.request("/notono/ping").final[0] == "/notono/pong"
     after = snapshot(daemon.data_dir)
     assert all(after.get(k) == v for k, v in before.items())

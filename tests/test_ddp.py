@@ -32,8 +32,23 @@ def _worker(rank: int, world_size: int, port: int, corpus: str, cache: str, out:
 
     # one process group for both loops, as a script running several loops in one job would do
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
     from notono_live.training.priors import PriorsTrainConfig, train_priors
     from notono_live.training.vqvae import VQVAETrainConfig, train_vqvae
+
+    # every optimiser's parameters just before its first step and just after its last one
+    before, after = {}, {}
+
+    def flat(optimizer):
+        return torch.cat([p.detach().flatten().clone() for g in optimizer.param_groups for p in g["params"]])
+
+    def pre_step(optimizer, args, kwargs):
+        if id(optimizer) not in before:
+            before[id(optimizer)] = flat(optimizer)
+
+    register_optimizer_step_pre_hook(pre_step)
+    register_optimizer_step_post_hook(lambda optimizer, args, kwargs: after.__setitem__(id(optimizer), flat(optimizer)))
 
     vqvae = train_vqvae(VQVAETrainConfig(corpus=corpus, out=f"{out}/vqvae", size="tiny", max_steps=2, batch_size=2,
                                          device="cpu", cache=cache, validation_notes=0))
@@ -45,6 +60,7 @@ def _worker(rank: int, world_size: int, port: int, corpus: str, cache: str, out:
             tensors.update({f"{name}.{key}": value.detach().contiguous().clone()
                             for key, value in module.state_dict().items()})
     tensors["notes_seen"] = torch.tensor([vqvae.summary.notes_seen, priors.summary.notes_seen])
+    tensors["optimizers_moved"] = torch.tensor([not torch.equal(before[key], after[key]) for key in before])
     save_file(tensors, f"{out}/rank{rank}.safetensors")
     dist.destroy_process_group()
 
@@ -62,11 +78,10 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path, small_corpus, spectrogr
     assert different == []
     # each rank saw its own share: the job counts both ranks' notes
     assert ranks[0]["notes_seen"].tolist() == [2 * 2 * 2, 2 * 4 * 2]
-    # the weights moved: training happened (compare with a fresh model of the same seed)
-    from notono_live.models.vqvae import VQVAE2, VQVAE2Config
-    torch.manual_seed(0)
-    fresh = VQVAE2(VQVAE2Config.from_size("tiny")).state_dict()
-    assert not torch.equal(fresh["decoder.0.weight"], ranks[0]["vqvae.decoder.0.weight"])
+    # the weights moved: every optimiser (the VQ-VAE's and the priors') changed its parameters
+    # between just before its first step and just after its last one
+    moved = ranks[0]["optimizers_moved"].tolist()
+    assert len(moved) == 3 and all(moved), moved   # the VQ-VAE, the top prior, the bottom prior
     # rank 0 wrote the checkpoints; both runs can be resumed
     assert (tmp_path / "vqvae" / "checkpoint" / "training_state.safetensors").is_file()
     assert (tmp_path / "priors" / "checkpoint" / "training_state.safetensors").is_file()

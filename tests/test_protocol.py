@@ -75,14 +75,20 @@ def test_parse_repeated_groups():
     ("/notono/generate", [1, True, "organ"], "bad_request", "pitch"),
     ("/notono/ping", [1, 2], "bad_request", "extra"),
     ("/notono/generate", [1, 60, "organ", float("nan")], "bad_value", "NaN"),
+    ("/notono/generate", [2 ** 31, 60, "organ"], "bad_request", "32-bit"),         # an OSC int64 id
+    ("/notono/nope", [2 ** 40], "unknown_address", "/notono/nope"),
+    ("/notono/generate", [1, 60, "organ", 1.0, 0.8, 1, 2 ** 40], "bad_value", "32-bit"),
+    ("/notono/generate", [1, 60, "organ", 1.0, 0.8, 1, -2 ** 31 - 1], "bad_value", "32-bit"),
 ])
 def test_parse_errors_name_what_is_wrong(address, args, code, needle):
     with pytest.raises(p.ProtocolError) as info:
         p.parse_request(address, args)
     assert info.value.code == code
     assert needle in info.value.message
-    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and args[0] >= 0:
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and 0 <= args[0] <= p.INT32_MAX:
         assert info.value.request_id == args[0]
+    else:   # an id that is not a usable int32 is never echoed: the reply could not carry it
+        assert info.value.request_id == p.DAEMON_REQUEST_ID
 
 
 def test_family_doc_lists_every_family():

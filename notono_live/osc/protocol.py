@@ -25,6 +25,7 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 PREFIX = "/notono"
+INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1   # OSC's 'i': every int the daemon sends or accepts
 DAEMON_REQUEST_ID = -1      # id of messages the daemon sends on its own (MIDI-triggered renders)
 MAX_DATAGRAM_BYTES = 16_384  # larger datagrams are refused with error `oversized`
 
@@ -296,7 +297,8 @@ ERROR_CODES: dict[str, str] = {
     "bad_file": "the audio file is missing or not audio",
     "forbidden_path": "the folder is outside the allowed folders",
     "busy": "the inference queue is full; try again",
-    "superseded": "a newer inpaint or bottom regeneration of the same sound replaced this one while it waited",
+    "superseded": "a newer inpaint or bottom regeneration of the same sound (or a newer press of the same MIDI "
+                  "action) replaced this one while it waited",
     "oversized": "the datagram is larger than MAX_DATAGRAM_BYTES",
     "malformed": "the datagram is not OSC",
     "write_failed": "a file could not be written (disk full, output folder removed...); nothing half-written is left",
@@ -343,6 +345,10 @@ def _coerce(arg: Arg, value: Any, position: int, address: str, request_id: int) 
     if arg.type is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, arg.type) and not isinstance(value, bool):
+        if arg.type is int and not INT32_MIN <= value <= INT32_MAX:
+            # an OSC 'h' (int64) arrives as a Python int; replies and Max only carry 32-bit ints
+            raise ProtocolError("bad_value", f"{address}: argument {position} ({arg.name}) = {value} does not "
+                                f"fit a 32-bit int", request_id)
         if arg.type is float and value != value:  # NaN
             raise ProtocolError("bad_value", f"{address}: argument {position} ({arg.name}) is NaN", request_id)
         return value
@@ -355,15 +361,19 @@ def _coerce(arg: Arg, value: Any, position: int, address: str, request_id: int) 
 def parse_request(address: str, args: list[Any]) -> Request:
     """Check an incoming message against the table; raises ProtocolError naming what is wrong."""
     request_id = DAEMON_REQUEST_ID
-    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and args[0] <= INT32_MAX:
         request_id = args[0]
     spec = REQUESTS.get(address)
     if spec is None:
         raise ProtocolError("unknown_address", f"unknown address {address!r:.80}", request_id)
     if not args:
         raise ProtocolError("bad_request", f"{address}: missing request_id (an int) as first argument")
-    if request_id == DAEMON_REQUEST_ID and not (isinstance(args[0], int) and not isinstance(args[0], bool)):
+    if not (isinstance(args[0], int) and not isinstance(args[0], bool)):
         raise ProtocolError("bad_request", f"{address}: request_id must be an int, got {args[0]!r:.40}")
+    if args[0] > INT32_MAX:
+        # it could not be echoed: every reply carries it as an OSC int32
+        raise ProtocolError("bad_request", f"{address}: request_id {args[0]} does not fit a 32-bit int "
+                                           f"(at most {INT32_MAX})")
     if request_id < 0:
         raise ProtocolError("bad_request", f"{address}: request_id must be >= 0, got {request_id}")
     rest = list(args[1:])

@@ -67,6 +67,41 @@ def sound_reply_args(record: VersionRecord) -> list[Any]:
             record.parent, record.operation, record.sample_rate]
 
 
+MAX_BUNDLE_DEPTH = 8   # bundles inside bundles; deeper ones are refused as malformed
+_BUNDLE_HEADER = 16    # "#bundle\0" and the 8-byte timetag
+
+
+def check_bundle_layout(data: bytes, depth: int = 1) -> None:
+    """Raise ValueError unless `data` is a bundle whose elements are all whole OSC messages or
+    bundles (nested at most MAX_BUNDLE_DEPTH deep), each with a size that fits the datagram."""
+    if depth > MAX_BUNDLE_DEPTH:
+        raise ValueError(f"bundles nested more than {MAX_BUNDLE_DEPTH} deep")
+    if len(data) < _BUNDLE_HEADER or not data.startswith(b"#bundle\x00"):
+        raise ValueError("truncated bundle header")
+    offset = _BUNDLE_HEADER
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise ValueError(f"truncated bundle element size at byte {offset}")
+        size = int.from_bytes(data[offset:offset + 4], "big", signed=True)
+        start, offset = offset + 4, offset + 4 + size
+        if size <= 0 or size % 4 or offset > len(data):
+            raise ValueError(f"bundle element at byte {start - 4} has a bad size ({size})")
+        element = data[start:offset]
+        if element.startswith(b"#bundle"):
+            check_bundle_layout(element, depth + 1)
+        elif not element.startswith(b"/"):
+            raise ValueError(f"bundle element at byte {start - 4} is neither a message nor a bundle")
+
+
+def _bundle_messages(bundle: OscBundle):
+    # timetags are ignored on purpose: python-osc's dispatcher would sleep until them
+    for content in bundle:
+        if isinstance(content, OscBundle):
+            yield from _bundle_messages(content)
+        else:
+            yield content.address, list(content.params)
+
+
 class OscServer:
     """Serves the protocol on one UDP socket.
 
@@ -179,16 +214,12 @@ class OscServer:
         for address, args in messages:
             self.handle_message(address, args, sender)
 
-    def _messages(self, data: bytes, depth: int = 0):
-        if depth > 8:
-            raise ValueError("bundles nested too deep")
+    def _messages(self, data: bytes):
         if OscBundle.dgram_is_bundle(data):
-            # timetags are ignored on purpose: python-osc's dispatcher would sleep until them
-            for content in OscBundle(data):
-                if isinstance(content, OscBundle):
-                    yield from self._messages(content.dgram, depth + 1)
-                else:
-                    yield content.address, list(content.params)
+            # python-osc parses nested bundles recursively on its own and only logs (without our rate
+            # limit) an element it cannot identify, so the layout is checked on the raw bytes first
+            check_bundle_layout(data)
+            yield from _bundle_messages(OscBundle(data))
         elif OscMessage.dgram_is_message(data):
             message = OscMessage(data)
             yield message.address, list(message.params)
@@ -229,12 +260,23 @@ class OscServer:
         with self._clients_lock:
             targets = list(self.clients.values()) if sender is None else [self.clients.get(sender)]
         for target in targets:
-            if target is None:
-                continue
-            try:
-                self.sock.sendto(data, target)
-            except OSError as error:
-                log.warning("could not send %s to %s:%s: %s", address, target[0], target[1], error)
+            if target is not None:
+                self._send_bytes(data, target, address)
+
+    def _send_to(self, target: Address, address: str, *args: Any) -> None:
+        """Send one message to an explicit address (a client not yet registered)."""
+        try:
+            data = encode_message(address, args)
+        except Exception:
+            log.exception("could not encode reply %s", address)
+            return
+        self._send_bytes(data, target, address)
+
+    def _send_bytes(self, data: bytes, target: Address, address: str) -> None:
+        try:
+            self.sock.sendto(data, target)
+        except OSError as error:
+            log.warning("could not send %s to %s:%s: %s", address, target[0], target[1], error)
 
     def _reply_error(self, sender: Address, request_id: int, code: str, message: str) -> None:
         if self._reply_address(sender) is None:
@@ -254,6 +296,15 @@ class OscServer:
             raise ValueError(f"reply_port {port} must be in 1..65535")
         rate = req.values["sample_rate"]
         if rate:
+            try:
+                self.engine.check_sample_rate(rate)
+            except ValueError as error:
+                if self._reply_address(sender) is not None:
+                    raise   # answered on the reply port this client announced before
+                # this client has no reply port yet: answer on the one its hello names
+                log.info("error bad_value for hello %s: %s", req.request_id, error)
+                self._send_to((sender[0], port), "/notono/error", req.request_id, "bad_value", str(error))
+                return
             # the client's renders use its rate; renders with no client (MIDI) use the last hello's
             self.engine.set_sample_rate(rate)
         with self._clients_lock:
