@@ -4,7 +4,7 @@ Grids are numpy int arrays indexed ``[frequency_row, time_column]`` with row 0 t
 frequency: the top map is 32×4 (1 s per column), the bottom map 64×8 (0.5 s per column).
 Top cell (r, c) sits above the 2×2 bottom patch rows 2r..2r+1, columns 2c..2c+1.
 
-The priors read the maps as token sequences (method.md §3):
+The priors read the maps as token sequences (NOTONO, Bazin et al., 2020):
 - top: time-major, frequency innermost: token k = c * 32 + r;
 - bottom: for each top cell in that order, its 2×2 patch, again time-major inside the patch:
   (2r, 2c), (2r+1, 2c), (2r, 2c+1), (2r+1, 2c+1). Top token k sits above bottom tokens 4k..4k+3.

@@ -56,7 +56,7 @@ FAMILIES = (
 )                          # NSynth's instrument_family order
 NUM_FAMILIES = len(FAMILIES)
 
-# --- General MIDI programs (0-based) rendered for each NSynth family (method.md §5)
+# --- General MIDI programs (0-based) rendered for each NSynth family
 GM_PROGRAMS_BY_FAMILY: dict[str, tuple[int, ...]] = {
     "bass": tuple(range(32, 40)),
     "brass": tuple(range(56, 64)),

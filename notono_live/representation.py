@@ -1,4 +1,4 @@
-"""Sound as an image: the Mel-IF representation (method.md §1) and its exact linear twin.
+"""Sound as an image: the Mel-IF representation (Bazin et al., 2020) and its exact linear twin.
 
 A 4-second, 16 kHz note becomes a 2 × 1024 × 128 image: channel 0 is the log power, channel 1 the
 instantaneous frequency (IF) divided by π, row 0 the lowest frequency. `MelIF` projects both on a
@@ -251,7 +251,7 @@ class _STFTTransform:
 
     @staticmethod
     def _pad_time(image: torch.Tensor) -> torch.Tensor:
-        # 126 STFT frames -> 128 by repeating the last frame (method.md §1).
+        # 126 STFT frames -> 128 by repeating the last frame.
         extra = IMAGE_TIME - image.shape[-1]
         return torch.cat([image, image[..., -1:].expand(*image.shape[:-1], extra)], dim=-1)
 
@@ -290,7 +290,7 @@ class _STFTTransform:
 # ---------------------------------------------------------------------------------------------
 
 class MelIF(_STFTTransform):
-    """Mel-IF transform with NOTONO's phase thresholding (method.md §1), batched in torch.
+    """Mel-IF transform with NOTONO's phase thresholding (Bazin et al., 2020), batched in torch.
 
     ``forward`` maps audio [B, 64000] to an image [B, 2, 1024, 128]: channel 0 is
     ln(mel power + 1e-6) with power projected on HTK triangles (peak 1), channel 1 the mel
@@ -413,7 +413,7 @@ class LinearIF(_STFTTransform):
 
 @dataclass
 class NormalizationStats:
-    """Min/max of each image channel over the training set, stored with a model (method.md §1).
+    """Min/max of each image channel over the training set, stored with a model.
 
     ``normalize`` maps the log power to [-0.8, 0.8] and the IF to [-1, 1]; ``denormalize`` undoes it.
     Values outside the training range map outside the target ranges (no clipping) so the mapping

@@ -2,7 +2,7 @@
 
 A corpus is a folder with ``examples.json`` (note name -> NSynth's fields) and ``audio/<note>.wav``.
 The real NSynth (any of its train/valid/test folders) reads unchanged, and so does a corpus from
-`notono-live data render`. As in NOTONO (method.md §5) the notes are filtered to pitches 24–84 and
+`notono-live data render`. As in NOTONO the notes are filtered to pitches 24–84 and
 the 11 families, and split 80/20 at random with a fixed seed over notes rather than instruments.
 
 WAVs at another sample rate are resampled on reading with a warning naming the file (see

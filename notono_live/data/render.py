@@ -1,4 +1,4 @@
-"""Corpus builder: render an NSynth-layout corpus from General MIDI SoundFonts (method.md §5).
+"""Corpus builder: render an NSynth-layout corpus from General MIDI SoundFonts.
 
 NSynth cannot be downloaded on these machines, so the project renders its own: for each SoundFont,
 every GM program mapped to one of NSynth's 11 families (`constants.GM_PROGRAMS_BY_FAMILY`), at each

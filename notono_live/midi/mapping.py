@@ -43,7 +43,7 @@ MESSAGE_TYPES = ("cc", "note", "program")
 CC_MODES = ("absolute", "relative_twos_complement", "relative_binary_offset", "relative_sign_magnitude")
 TAKEOVERS = ("pickup", "jump")
 
-# Sampling temperature range a knob spans by default; the priors' useful range (method.md §4).
+# Sampling temperature range a knob spans by default; the priors' useful range.
 TEMPERATURE_RANGE = (0.1, 2.0)
 # Amount one tick of an endless encoder moves each control, in the control's own unit.
 DEFAULT_STEPS = {"region_x": 1, "region_y": 1, "region_width": 1, "region_height": 1, "layer": 1,

@@ -1,4 +1,4 @@
-"""The two Transformer priors over codemaps, conditioned on pitch and instrument family (method.md §3).
+"""The two Transformer priors over codemaps, conditioned on pitch and instrument family (NOTONO, Bazin et al., 2020).
 
 p(top, bottom) = p(top) · p(bottom | top), read in the token order of `notono_live.codemaps`.
 

@@ -1,4 +1,4 @@
-"""Vector quantiser with an exponential-moving-average codebook (VQ-VAE-2, method.md §2).
+"""Vector quantiser with an exponential-moving-average codebook (VQ-VAE-2, as NOTONO uses it).
 
 The codebook is not trained by gradients: each training step moves every code towards the mean of
 the encoder vectors assigned to it (decay 0.99), and the encoder is pulled towards its codes by a

@@ -1,4 +1,4 @@
-"""Sampling codemaps from the priors: generation, inpainting and bottom regeneration (method.md §3–§4).
+"""Sampling codemaps from the priors: generation, inpainting and bottom regeneration (NOTONO, Bazin et al., 2020).
 
 Masked positions are visited in the priors' linear order; every other cell is copied from the
 input and never written, so it is kept bit-for-bit. With the KV cache (default) the decoder only

@@ -1,4 +1,4 @@
-"""VQ-VAE-2 over Mel-IF images: 2×1024×128 -> bottom codemap 64×8 and top codemap 32×4 (method.md §2).
+"""VQ-VAE-2 over Mel-IF images: 2×1024×128 -> bottom codemap 64×8 and top codemap 32×4 (NOTONO, Bazin et al., 2020).
 
 The bottom encoder downsamples ×16 in both axes with four stride-2 4×4 convolutions; the top encoder
 halves once more. The top codes are decoded back to the bottom resolution and concatenated with the

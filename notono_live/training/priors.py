@@ -1,4 +1,4 @@
-"""Train the two Transformer priors on codes of a trained VQ-VAE (method.md §3): `notono-live train priors`.
+"""Train the two Transformer priors on codes of a trained VQ-VAE (NOTONO, Bazin et al., 2020): `notono-live train priors`.
 
 Read top to bottom:
 1. `extract_codes` encodes every note of the corpus ONCE with the trained VQ-VAE and writes

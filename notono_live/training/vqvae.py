@@ -1,4 +1,4 @@
-"""Train the VQ-VAE-2 on a corpus's training split (method.md §2): `notono-live train vqvae`.
+"""Train the VQ-VAE-2 on a corpus's training split (NOTONO, Bazin et al., 2020): `notono-live train vqvae`.
 
 Read top to bottom: set up the (possibly distributed) job, open the training split with its
 spectrogram cache, compute the normalisation statistics once (min/max over the training split), build
