@@ -139,6 +139,22 @@ def _same_safetensors(path: Path, data: bytes) -> bytes | None:
     return old if ours is not None and ours == theirs else None
 
 
+def keep_unchanged_weights(new_directory: str | Path, old_directory: str | Path, name: str) -> bool:
+    """Where `old_directory` already holds `<name>.safetensors` with exactly the tensors and metadata
+    just saved in `new_directory`, put the old file's bytes in the new folder (and their digest in
+    the new JSON), so that replacing the old folder with the new one leaves that file unchanged.
+    Returns whether it did."""
+    new_json, new_weights = component_paths(new_directory, name)
+    existing = _same_safetensors(component_paths(old_directory, name)[1], new_weights.read_bytes())
+    if existing is None:
+        return False
+    document = read_checkpoint_json(new_json)
+    document["weights_sha256"] = hashlib.sha256(existing).hexdigest()
+    atomic_write_bytes(new_weights, existing)
+    atomic_write_bytes(new_json, (json.dumps(document, indent=2, sort_keys=False) + "\n").encode())
+    return True
+
+
 def load_component(directory: str | Path, name: str, component: str | None = None,
                    expected_state: dict[str, torch.Tensor] | nn.Module | None = None) -> Checkpoint:
     """Read and verify `<name>.json` + `<name>.safetensors` from directory.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.checkpoint import keep_unchanged_weights
 from . import common, modelio
 
 MODEL_FILES = ("vqvae", "top_prior", "bottom_prior")
@@ -78,6 +79,9 @@ def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtyp
     shutil.rmtree(staging, ignore_errors=True)
     try:
         model.save(staging, dtype=dtype)
+        for stem in MODEL_FILES:
+            # an unchanged component keeps its file byte for byte: no new weights in git history
+            keep_unchanged_weights(staging, out, stem)
         NotonoModel.load(staging)          # refuse to ship what would not load
         out.mkdir(parents=True, exist_ok=True)
         for stem in MODEL_FILES:
