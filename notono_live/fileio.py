@@ -15,6 +15,18 @@ from pathlib import Path
 __all__ = ["atomic_write_bytes"]
 
 
+def _process_umask() -> int:
+    # read once, at import, before the daemon starts threads (os.umask can only be read by setting it)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; a finished file gets the mode open() would give
+# it (0666 less the umask), so Live, a sampler or another user's session can read a rendered WAV
+FILE_MODE = 0o666 & ~_process_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True,
                        fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically and return the path; creates the parent folder.
@@ -36,6 +48,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):   # POSIX; on Windows the file already has the default access
+                os.fchmod(handle.fileno(), FILE_MODE)
             handle.write(data)
             if fsync:
                 handle.flush()

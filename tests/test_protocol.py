@@ -77,6 +77,7 @@ def test_parse_repeated_groups():
     ("/notono/generate", [1, 60, "organ", float("nan")], "bad_value", "NaN"),
     ("/notono/generate", [2 ** 31, 60, "organ"], "bad_request", "32-bit"),         # an OSC int64 id
     ("/notono/nope", [2 ** 40], "unknown_address", "/notono/nope"),
+    ("/notono/nope", [-2 ** 40], "unknown_address", "/notono/nope"),
     ("/notono/generate", [1, 60, "organ", 1.0, 0.8, 1, 2 ** 40], "bad_value", "32-bit"),
     ("/notono/generate", [1, 60, "organ", 1.0, 0.8, 1, -2 ** 31 - 1], "bad_value", "32-bit"),
 ])

@@ -361,7 +361,7 @@ def _coerce(arg: Arg, value: Any, position: int, address: str, request_id: int) 
 def parse_request(address: str, args: list[Any]) -> Request:
     """Check an incoming message against the table; raises ProtocolError naming what is wrong."""
     request_id = DAEMON_REQUEST_ID
-    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and args[0] <= INT32_MAX:
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and INT32_MIN <= args[0] <= INT32_MAX:
         request_id = args[0]
     spec = REQUESTS.get(address)
     if spec is None:

@@ -93,6 +93,14 @@ def check_bundle_layout(data: bytes, depth: int = 1) -> None:
             raise ValueError(f"bundle element at byte {start - 4} is neither a message nor a bundle")
 
 
+def _first_hello_port(address: str, args: list[Any], sender: Address) -> Address | None:
+    """Where to answer a hello that could not be parsed: the reply port it names, if that is usable."""
+    port = args[1] if address == "/notono/hello" and len(args) > 1 else None
+    if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+        return (sender[0], port)
+    return None
+
+
 def _bundle_messages(bundle: OscBundle):
     # timetags are ignored on purpose: python-osc's dispatcher would sleep until them
     for content in bundle:
@@ -230,7 +238,13 @@ class OscServer:
         try:
             request = p.parse_request(address, args)
         except p.ProtocolError as error:
-            self._reply_error(sender, error.request_id, error.code, error.message)
+            target = _first_hello_port(address, args, sender) if self._reply_address(sender) is None else None
+            if target is not None:
+                # a client's first hello, refused: answer on the reply port it names
+                log.info("error %s for hello %s: %s", error.code, error.request_id, error.message)
+                self._send_to(target, "/notono/error", error.request_id, error.code, error.message)
+            else:
+                self._reply_error(sender, error.request_id, error.code, error.message)
             return
         if address != "/notono/hello" and self._reply_address(sender) is None:
             self._log_drop(f"nohello:{sender}", f"request {address} from {sender[0]}:{sender[1]}, which has not "
