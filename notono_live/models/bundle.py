@@ -181,8 +181,11 @@ class NotonoModel:
         return cls(vqvae, top, bottom, _default_stats(), device=device, name=f"untrained-{size}",
                    size=size, use_cache=use_cache)
 
-    def save(self, directory: str | Path, dtype: torch.dtype = torch.float16) -> None:
-        """Write the three components (fp16 by default) with stats, labels and training summaries."""
+    def save(self, directory: str | Path, dtype: torch.dtype = torch.float16,
+             keep_from: str | Path | None = None) -> None:
+        """Write the three components (fp16 by default) with stats, labels and training summaries;
+        a weights file in `keep_from` (default: `directory`) that holds the same tensors is kept byte
+        for byte (see `save_component`)."""
         directory = Path(directory)
         common = {"label_encoders": label_encoders(), "size": self.size}
         for name, model in (("vqvae", self.vqvae), ("top_prior", self.top_prior),
@@ -193,7 +196,7 @@ class NotonoModel:
             if name == "vqvae":
                 metadata["normalization_stats"] = self.stats.to_dict()
                 metadata["representation"] = self.representation.settings()
-            save_model(directory, name, model, metadata, dtype)
+            save_model(directory, name, model, metadata, dtype, keep_from)
 
     # --- audio <-> codemaps -------------------------------------------------------------------
     @torch.inference_mode()

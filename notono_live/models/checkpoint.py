@@ -62,7 +62,7 @@ def component_paths(directory: str | Path, name: str) -> tuple[Path, Path]:
 
 def save_component(directory: str | Path, name: str, state: nn.Module | dict[str, torch.Tensor],
                    component: str, config: dict, metadata: dict | None = None,
-                   dtype: torch.dtype = torch.float32) -> tuple[Path, Path]:
+                   dtype: torch.dtype = torch.float32, keep_from: str | Path | None = None) -> tuple[Path, Path]:
     """Write `<name>.safetensors` and `<name>.json` into directory (each atomically).
 
     Args:
@@ -73,6 +73,10 @@ def save_component(directory: str | Path, name: str, state: nn.Module | dict[str
         config: the component's config as a JSON-serialisable dict.
         metadata: extra JSON-serialisable facts to keep with the weights.
         dtype: floating dtype on disk (float32 or float16); codebook EMA statistics stay float32.
+        keep_from: the folder whose `<name>.safetensors` to keep byte for byte when it holds exactly
+            these tensors and metadata (default: `directory` itself). Safetensors does not fix its
+            header's key order from one process to the next, so without this an unchanged component
+            could be rewritten with new bytes and cost new weights in git history.
 
     Returns:
         (json_path, weights_path).
@@ -88,10 +92,8 @@ def save_component(directory: str | Path, name: str, state: nn.Module | dict[str
         stored[key] = tensor.contiguous()
     data = save_safetensors_bytes(stored, metadata={"format": CHECKPOINT_FORMAT, "component": component})
     json_path, weights_path = component_paths(directory, name)
-    existing = _same_safetensors(weights_path, data)
+    existing = _same_safetensors(component_paths(keep_from or directory, name)[1], data)
     if existing is not None:
-        # same tensors and metadata: keep the file's bytes (the header's key order is not stable
-        # from one process to the next), so an unchanged component costs no new weights in git
         data = existing
     document = {
         "format": CHECKPOINT_FORMAT,
@@ -106,7 +108,7 @@ def save_component(directory: str | Path, name: str, state: nn.Module | dict[str
     }
     text = json.dumps(document, indent=2, sort_keys=False)
     # weights first: a JSON is only ever beside the weights it describes
-    if existing is None:
+    if existing is None or keep_from is not None:   # else the file in place already holds these bytes
         atomic_write_bytes(weights_path, data)
     atomic_write_bytes(json_path, (text + "\n").encode())
     return json_path, weights_path
@@ -137,22 +139,6 @@ def _same_safetensors(path: Path, data: bytes) -> bytes | None:
         return old
     ours, theirs = _safetensors_parts(data), _safetensors_parts(old)
     return old if ours is not None and ours == theirs else None
-
-
-def keep_unchanged_weights(new_directory: str | Path, old_directory: str | Path, name: str) -> bool:
-    """Where `old_directory` already holds `<name>.safetensors` with exactly the tensors and metadata
-    just saved in `new_directory`, put the old file's bytes in the new folder (and their digest in
-    the new JSON), so that replacing the old folder with the new one leaves that file unchanged.
-    Returns whether it did."""
-    new_json, new_weights = component_paths(new_directory, name)
-    existing = _same_safetensors(component_paths(old_directory, name)[1], new_weights.read_bytes())
-    if existing is None:
-        return False
-    document = read_checkpoint_json(new_json)
-    document["weights_sha256"] = hashlib.sha256(existing).hexdigest()
-    atomic_write_bytes(new_weights, existing)
-    atomic_write_bytes(new_json, (json.dumps(document, indent=2, sort_keys=False) + "\n").encode())
-    return True
 
 
 def load_component(directory: str | Path, name: str, component: str | None = None,
@@ -269,10 +255,10 @@ def component_kind(model: nn.Module) -> str:
 
 
 def save_model(directory: str | Path, name: str, model: nn.Module, metadata: dict | None = None,
-               dtype: torch.dtype = torch.float32) -> tuple[Path, Path]:
+               dtype: torch.dtype = torch.float32, keep_from: str | Path | None = None) -> tuple[Path, Path]:
     """Save a VQVAE2, TopPrior or BottomPrior with its config (see `save_component`)."""
     return save_component(directory, name, model, component_kind(model), model.config.to_dict(),
-                          metadata, dtype)
+                          metadata, dtype, keep_from)
 
 
 def load_model(directory: str | Path, name: str, component: str,

@@ -374,8 +374,8 @@ def parse_request(address: str, args: list[Any]) -> Request:
         # it could not be echoed: every reply carries it as an OSC int32
         raise ProtocolError("bad_request", f"{address}: request_id {args[0]} does not fit a 32-bit int "
                                            f"(at most {INT32_MAX})")
-    if request_id < 0:
-        raise ProtocolError("bad_request", f"{address}: request_id must be >= 0, got {request_id}")
+    if args[0] < 0:
+        raise ProtocolError("bad_request", f"{address}: request_id must be >= 0, got {args[0]}")
     rest = list(args[1:])
     values: dict[str, Any] = {}
     for i, arg in enumerate(spec.args):

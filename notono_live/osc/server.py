@@ -94,7 +94,7 @@ def check_bundle_layout(data: bytes, depth: int = 1) -> None:
 
 
 def _first_hello_port(address: str, args: list[Any], sender: Address) -> Address | None:
-    """Where to answer a hello that could not be parsed: the reply port it names, if that is usable."""
+    """Where to answer a refused hello from a client with no reply port yet: the port it names, if usable."""
     port = args[1] if address == "/notono/hello" and len(args) > 1 else None
     if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
         return (sender[0], port)
@@ -235,16 +235,12 @@ class OscServer:
             raise ValueError("neither an OSC message nor a bundle")
 
     def handle_message(self, address: str, args: list[Any], sender: Address) -> None:
+        # a client's first hello that is refused is answered on the reply port it names
+        fallback = _first_hello_port(address, args, sender)
         try:
             request = p.parse_request(address, args)
         except p.ProtocolError as error:
-            target = _first_hello_port(address, args, sender) if self._reply_address(sender) is None else None
-            if target is not None:
-                # a client's first hello, refused: answer on the reply port it names
-                log.info("error %s for hello %s: %s", error.code, error.request_id, error.message)
-                self._send_to(target, "/notono/error", error.request_id, error.code, error.message)
-            else:
-                self._reply_error(sender, error.request_id, error.code, error.message)
+            self._reply_error(sender, error.request_id, error.code, error.message, fallback)
             return
         if address != "/notono/hello" and self._reply_address(sender) is None:
             self._log_drop(f"nohello:{sender}", f"request {address} from {sender[0]}:{sender[1]}, which has not "
@@ -256,7 +252,7 @@ class OscServer:
             code, message = error_code_for(error)
             if code == "internal":
                 log.exception("%s failed", address)
-            self._reply_error(sender, request.request_id, code, message)
+            self._reply_error(sender, request.request_id, code, message, fallback)
 
     # --- replies ----------------------------------------------------------------------------
 
@@ -292,12 +288,17 @@ class OscServer:
         except OSError as error:
             log.warning("could not send %s to %s:%s: %s", address, target[0], target[1], error)
 
-    def _reply_error(self, sender: Address, request_id: int, code: str, message: str) -> None:
-        if self._reply_address(sender) is None:
+    def _reply_error(self, sender: Address, request_id: int, code: str, message: str,
+                     fallback: Address | None = None) -> None:
+        """/notono/error to the sender's reply port; to `fallback` while it has none; else only logged."""
+        if self._reply_address(sender) is None and fallback is None:
             self._log_drop(f"err:{code}:{sender[0]}", f"{code} from {sender[0]}:{sender[1]} (no reply port): {message}")
             return
         log.info("error %s for request %s: %s", code, request_id, message)
-        self.send(sender, "/notono/error", request_id, code, message)
+        if self._reply_address(sender) is None:
+            self._send_to(fallback, "/notono/error", request_id, code, message)
+        else:
+            self.send(sender, "/notono/error", request_id, code, message)
 
     def _done(self, sender: Address | None, request_id: int, count: int) -> None:
         self.send(sender, "/notono/done", request_id, count)
@@ -310,15 +311,6 @@ class OscServer:
             raise ValueError(f"reply_port {port} must be in 1..65535")
         rate = req.values["sample_rate"]
         if rate:
-            try:
-                self.engine.check_sample_rate(rate)
-            except ValueError as error:
-                if self._reply_address(sender) is not None:
-                    raise   # answered on the reply port this client announced before
-                # this client has no reply port yet: answer on the one its hello names
-                log.info("error bad_value for hello %s: %s", req.request_id, error)
-                self._send_to((sender[0], port), "/notono/error", req.request_id, "bad_value", str(error))
-                return
             # the client's renders use its rate; renders with no client (MIDI) use the last hello's
             self.engine.set_sample_rate(rate)
         with self._clients_lock:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from ..models.checkpoint import keep_unchanged_weights
 from . import common, modelio
 
 MODEL_FILES = ("vqvae", "top_prior", "bottom_prior")
@@ -78,10 +77,8 @@ def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtyp
     staging = out.parent / f".{out.name}.export-tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        model.save(staging, dtype=dtype)
-        for stem in MODEL_FILES:
-            # an unchanged component keeps its file byte for byte: no new weights in git history
-            keep_unchanged_weights(staging, out, stem)
+        # an unchanged component keeps its file in `out` byte for byte: no new weights in git history
+        model.save(staging, dtype=dtype, keep_from=out)
         NotonoModel.load(staging)          # refuse to ship what would not load
         out.mkdir(parents=True, exist_ok=True)
         for stem in MODEL_FILES:
