@@ -84,6 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads in the daemon")
     parser.add_argument("--step-precision", dest="step_precision", choices=STEP_PRECISIONS,
                         default="auto", help="weights of the one-token sampling step (serve's option)")
+    parser.add_argument("--guidance", type=float, default=-1.0,
+                        help="guidance scale of the sampling requests (default -1: the model's default)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.set_defaults(func=run)
 
@@ -114,9 +116,11 @@ def _measure(client: Any, name: str, repeats: int, send: Callable[[int], tuple])
 
 
 def measure_operations(client: Any, repeats: int, names: list[str] | None = None,
-                       source_wav: str | None = None) -> tuple[list[OperationTiming], str]:
+                       source_wav: str | None = None, guidance: float = -1.0) -> tuple[list[OperationTiming], str]:
     """Time every benchmarked operation against a connected daemon; also returns the WAV the edits
-    started from (a generated sound, or `source_wav` encoded)."""
+    started from (a generated sound, or `source_wav` encoded). `guidance` goes with every sampling
+    request (-1: the model's default)."""
+    g = float(guidance)
     if source_wav is None:
         first = client.request("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 1, timeout=600.0)
     else:
@@ -125,15 +129,15 @@ def measure_operations(client: Any, repeats: int, names: list[str] | None = None
         raise RuntimeError(f"could not make a sound to edit: {first.error}")
     sound, wav = first.sounds[0]["sound"], first.sounds[0]["wav"]
     plans: dict[str, Callable[[int], tuple]] = {
-        "generate x1": lambda i: ("/notono/generate", 48 + i % 24, "keyboard", 1.0, 0.8, 1, 100 + i),
-        "generate x4": lambda i: ("/notono/generate", 48 + i % 24, "organ", 1.0, 0.8, 4, 200 + i),
+        "generate x1": lambda i: ("/notono/generate", 48 + i % 24, "keyboard", 1.0, 0.8, 1, 100 + i, 0, g),
+        "generate x4": lambda i: ("/notono/generate", 48 + i % 24, "organ", 1.0, 0.8, 4, 200 + i, 0, g),
         "inpaint 1 top cell": lambda i: ("/notono/inpaint/region", sound, "top", i % 32, i % 4, 1, 1, -1, "",
-                                         1.0, 0.8, 300 + i),
+                                         1.0, 0.8, 300 + i, g),
         "regenerate first 2 s": lambda i: ("/notono/inpaint/region", sound, "top", 0, 0, 32, 2, -1, "", 1.0, 0.8,
-                                           400 + i),
+                                           400 + i, g),
         "regenerate lowest quarter": lambda i: ("/notono/inpaint/region", sound, "top", 0, 0, 8, 4, -1, "", 1.0,
-                                                0.8, 500 + i),
-        "keep top, new bottom": lambda i: ("/notono/bottom/regenerate", sound, -1, "", 1.0, 0.8, 600 + i),
+                                                0.8, 500 + i, g),
+        "keep top, new bottom": lambda i: ("/notono/bottom/regenerate", sound, -1, "", 1.0, 0.8, 600 + i, g),
         "encode": lambda i: ("/notono/encode", wav, 60, "keyboard"),
     }
     return [_measure(client, name, repeats, plans[name]) for name in (names or list(plans))], wav
@@ -166,8 +170,9 @@ def run(args: argparse.Namespace) -> int:
                 hello = client.connect()
                 _, _, result.model, result.device, *_ = hello.final[1]
                 print(f"model {result.model} on {result.device}; step weights {args.step_precision}; "
+                      f"guidance {'model default' if args.guidance == -1 else args.guidance}; "
                       f"{args.repeats} runs per operation", flush=True)
-                result.operations, source_wav = measure_operations(client, args.repeats)
+                result.operations, source_wav = measure_operations(client, args.repeats, guidance=args.guidance)
             memory = daemon.memory()
             result.peak_rss_bytes = memory[1] if memory else 0
         finally:
@@ -180,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
                 with NotonoClient(reference.host, reference.port, timeout=3600.0) as client:
                     client.connect()
                     result.reference, _ = measure_operations(client, args.reference_repeats,
-                                                             ["generate x1", "inpaint 1 top cell"], source_wav)
+                                                             ["generate x1", "inpaint 1 top cell"], source_wav,
+                                                             args.guidance)
             finally:
                 reference.stop()
 

@@ -86,6 +86,9 @@ DEFAULT_REPLY_PORT = 7401        # default port the device listens on
 DEFAULT_OUTPUT_SAMPLE_RATE = 44_100
 # Most variations one request may ask for: they run as one batch, so this caps its memory and latency.
 MAX_VARIATIONS = 16
+# largest classifier-free guidance scale accepted: beyond it the guided logits are mostly the
+# extrapolation, not the model
+MAX_GUIDANCE = 10.0
 
 
 def family_index(name: str) -> int:

@@ -343,6 +343,8 @@ BAD_REQUESTS = [
     ("bad_value", "/notono/generate", [60, "organ", 1.0, 1.5], "top_p"),
     ("bad_value", "/notono/generate", [60, "organ", 1.0, 0.8, 0], "variations"),
     ("bad_value", "/notono/generate", [60, "organ", 1.0, 0.8, 1, -7], "seed"),
+    ("bad_value", "/notono/generate", [60, "organ", 1.0, 0.8, 1, -1, 0, 10.5], "guidance 10.5"),
+    ("bad_value", "/notono/generate", [60, "organ", 1.0, 0.8, 1, -1, 0, -2.0], "guidance -2"),
     ("bad_value", "/notono/hello", [0], "reply_port"),
     ("bad_value", "/notono/hello", [9000, 5], "sample rate"),
     ("not_found", "/notono/inpaint/region", [9999, "top", 0, 0, 1, 1], "9999"),
@@ -364,6 +366,10 @@ def test_bad_values_on_a_real_sound(client, sound, daemon, tmp_path, rendered_wa
     expect_error(client, "bad_value", "/notono/inpaint/region", sid, "middle", 0, 0, 1, 1, needle="middle")
     expect_error(client, "bad_value", "/notono/inpaint/region", sid, "top", 0, 0, 0, 1, needle="at least 1")
     expect_error(client, "bad_value", "/notono/inpaint/region", sid, "top", 0, 0, 1, 1, 90, needle="pitch 90")
+    expect_error(client, "bad_value", "/notono/inpaint/region", sid, "top", 0, 0, 1, 1, -1, "", 1.0, 0.8, -1,
+                 11.0, needle="guidance 11")
+    expect_error(client, "bad_value", "/notono/bottom/regenerate", sid, -1, "", 1.0, 0.8, -1, -0.5,
+                 needle="guidance -0.5")
     expect_error(client, "bad_value", "/notono/inpaint/cells", sid, "bottom", -1, "", 1.0, 0.8, -1, 64, 0,
                  needle="outside the bottom map")
     expect_error(client, "bad_value", "/notono/inpaint/cells", sid, "bottom", -1, "", 1.0, 0.8, -1, needle="no cells")

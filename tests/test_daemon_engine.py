@@ -61,6 +61,36 @@ def test_control_sink_drives_the_current_sound(engine):
     assert engine.controls.pitch == 84
 
 
+def test_guidance_requests_resolve_against_the_model(engine, model, tmp_path):
+    from notono_live.models.bundle import DEFAULT_GUIDANCE, NotonoModel
+
+    # the shipped priors were trained with condition dropout: -1 asks for the model's default scale
+    assert model.supports_guidance
+    assert engine.resolve_guidance(-1) == model.default_guidance == DEFAULT_GUIDANCE
+    assert engine.resolve_guidance(1) == 1.0 and engine.resolve_guidance(0) == 0.0
+    for bad in (-0.5, 10.5):
+        with pytest.raises(ValueError, match=f"guidance {bad}"):
+            engine.resolve_guidance(bad)
+    guided = engine.generate(36, "brass", seed=5)[0]
+    plain = engine.generate(36, "brass", seed=5, guidance=1.0)[0]
+    assert guided.params["guidance"] == DEFAULT_GUIDANCE and plain.params["guidance"] == 1.0
+    assert not np.array_equal(guided.codemaps.bottom, plain.codemaps.bottom)
+    bottom = engine.regenerate_bottom(guided.sound, seed=2, guidance=3.0)
+    assert bottom.params["guidance"] == 3.0 and np.array_equal(bottom.codemaps.top, guided.codemaps.top)
+    # the daemon's own default (serve --guidance) replaces the model's for requests that leave it at -1
+    fast = Engine(model, SoundStore(tmp_path / "fast"), tmp_path / "fast_samples", default_guidance=1.0)
+    assert fast.resolve_guidance(-1) == 1.0 and fast.resolve_guidance(3) == 3.0
+    assert fast.generate(36, "brass", seed=5)[0].params["guidance"] == 1.0
+    # priors trained without condition dropout take only 1 (the default then)
+    untrained = NotonoModel.untrained("tiny", seed=0)
+    bare = Engine(untrained, SoundStore(tmp_path / "bare"), tmp_path / "bare_samples")
+    assert bare.resolve_guidance(-1) == 1.0
+    with pytest.raises(ValueError, match="condition dropout"):
+        bare.resolve_guidance(2.0)
+    with pytest.raises(ValueError, match="condition dropout"):
+        Engine(untrained, SoundStore(tmp_path / "bare2"), tmp_path / "bare_samples", default_guidance=2.0)
+
+
 def test_erase_keeps_cells_outside_the_region(engine, rendered_wav):
     record = engine.encode_file(str(rendered_wav), 60, "keyboard")
     erased = engine.erase_region(record.sound, "top", 0, 0, 8, 4, amount_db=60.0)

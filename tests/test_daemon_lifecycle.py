@@ -181,6 +181,9 @@ def test_refuses_unsafe_or_unknown_settings(tmp_path):
     refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode != 0 and "step_precision 'int4'" in refused.stderr
+    refused = subprocess.run(serve + ["--guidance", "12"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "guidance 12" in refused.stderr
 
 
 def test_step_precision_setting_reaches_the_samplers():

@@ -1,8 +1,8 @@
 """A real 2-process DistributedDataParallel run (gloo, CPU) of both training loops.
 
 Two processes are spawned with torchrun's environment variables (RANK, WORLD_SIZE, MASTER_ADDR...),
-each runs the same `train_vqvae` then `train_priors` call a user's torchrun job would make, and
-dumps its final weights and buffers. The ranks must end bit-identical: the gradients are all-reduced
+each runs the same `train_vqvae` then `train_priors` call (with condition dropout) a user's torchrun
+job would make, and dumps its final weights and buffers. The ranks must end bit-identical: the gradients are all-reduced
 by DDP and the EMA codebooks by the quantiser.
 """
 from __future__ import annotations
@@ -53,7 +53,8 @@ def _worker(rank: int, world_size: int, port: int, corpus: str, cache: str, out:
     vqvae = train_vqvae(VQVAETrainConfig(corpus=corpus, out=f"{out}/vqvae", size="tiny", max_steps=2, batch_size=2,
                                          device="cpu", cache=cache, validation_notes=0))
     priors = train_priors(PriorsTrainConfig(corpus=corpus, vqvae=f"{out}/vqvae", out=f"{out}/priors", size="tiny",
-                                            max_steps=2, batch_size=4, device="cpu", cache=cache, validation_maps=0))
+                                            max_steps=2, batch_size=4, device="cpu", cache=cache, validation_maps=0,
+                                            condition_dropout=0.5))
     tensors = {}
     for result in (vqvae, priors):
         for name, module in result.models.items():
@@ -74,6 +75,9 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path, small_corpus, spectrogr
     assert ranks[0].keys() == ranks[1].keys()
     codebooks = [key for key in ranks[0] if key.endswith(".embed")]
     assert len(codebooks) == 2                                   # top and bottom EMA codebooks
+    # condition dropout gave both priors the unconditioned input, and DDP kept it in step too
+    assert {key for key in ranks[0] if "null_condition" in key} == {
+        "top_prior.null_condition.weight", "bottom_prior.null_condition.weight"}
     different = [key for key in ranks[0] if not torch.equal(ranks[0][key], ranks[1][key])]
     assert different == []
     # each rank saw its own share: the job counts both ranks' notes

@@ -52,7 +52,7 @@ def test_parse_fills_defaults_and_accepts_int_for_float():
     req = p.parse_request("/notono/generate", [7, 60, "organ", 1])
     assert req.request_id == 7
     assert req.values == {"pitch": 60, "family": "organ", "temperature": 1.0, "top_p": 0.8,
-                          "variations": 1, "seed": -1, "top_k": 0}
+                          "variations": 1, "seed": -1, "top_k": 0, "guidance": -1.0}
     assert isinstance(req.values["temperature"], float)
 
 

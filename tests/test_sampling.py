@@ -217,6 +217,79 @@ def test_filters_keep_the_expected_codes():
         SamplingOptions(top_p=1.5)
 
 
+# --- classifier-free guidance ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def guided_priors():
+    torch.manual_seed(1)
+    config = PriorConfig(**{**PriorConfig.from_size("tiny").to_dict(), "unconditional": True})
+    return TopPrior(config).eval(), BottomPrior(config).eval()
+
+
+def test_guided_greedy_draws_follow_the_guided_logits_of_the_full_pass(guided_priors):
+    """Greedy guided sampling (KV cache, one token at a time) must pick, at every position, the
+    argmax of u + g·(c − u) computed by teacher-forced full passes over the drawn sequence, with
+    c from the labels and u from the unconditioned input."""
+    top_prior, bottom_prior = guided_priors
+    pitch, family = torch.tensor([5, 40]), torch.tensor([2, 9])
+    greedy = SamplingOptions(top_k=1, top_p=1.0, guidance=3.0)
+    top, bottom = generate_codes(top_prior, bottom_prior, pitch_index=pitch, family_index=family, options=greedy)
+    top_seq, bottom_seq = grid_to_sequence("top", top), grid_to_sequence("bottom", bottom)
+    keep_none = torch.zeros(2, constants.TOP_TOKENS, dtype=torch.bool)
+    on, off = torch.zeros(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+    with torch.no_grad():
+        for logits_of, drawn in (
+                (lambda drop: top_prior(top_seq, keep_none, pitch, family, drop), top_seq),
+                (lambda drop: bottom_prior(bottom_seq, top_seq, pitch, family, drop), bottom_seq)):
+            conditioned, unconditioned = logits_of(on), logits_of(off)
+            assert not torch.allclose(conditioned, unconditioned)
+            guided = unconditioned + 3.0 * (conditioned - unconditioned)
+            assert torch.equal(guided.argmax(-1), drawn)
+    # guidance changed the draws: the conditioned prior alone picks other codes
+    plain = generate_codes(top_prior, bottom_prior, pitch_index=pitch, family_index=family,
+                           options=SamplingOptions(top_k=1, top_p=1.0))
+    assert not torch.equal(plain[0], top)
+
+
+def test_guided_sampling_keeps_unmasked_cells_and_matches_the_reference_sampler(guided_priors):
+    top_prior, bottom_prior = guided_priors
+    top, bottom = _random_maps(2, seed=5)
+    top_mask = np.zeros(constants.TOP_SHAPE, dtype=bool)
+    top_mask[3:9, 1:3] = True
+    pitch, family = _labels(2)
+    options = SamplingOptions(guidance=2.5)
+    runs = [inpaint_codes(top_prior, bottom_prior, top, bottom, top_mask, None, pitch_index=pitch,
+                          family_index=family, options=options, generator=torch.Generator().manual_seed(3),
+                          use_cache=cache) for cache in (True, False)]
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    new_top, new_bottom = runs[0]
+    bottom_mask = upsample_top_mask(top_mask)
+    assert torch.equal(new_top[:, ~torch.as_tensor(top_mask)], top[:, ~torch.as_tensor(top_mask)])
+    assert torch.equal(new_bottom[:, ~torch.as_tensor(bottom_mask)], bottom[:, ~torch.as_tensor(bottom_mask)])
+    assert not torch.equal(new_top, top)
+
+
+def test_guidance_is_refused_without_an_unconditioned_input(priors, guided_priors):
+    top_prior, bottom_prior = priors
+    pitch, family = _labels(1)
+    with pytest.raises(ValueError, match="no unconditioned input"):
+        generate_codes(top_prior, bottom_prior, pitch_index=pitch, family_index=family,
+                       options=SamplingOptions(guidance=2.0))
+    with pytest.raises(ValueError, match="no unconditioned input"):
+        top_prior.condition(pitch, family, torch.ones(1, dtype=torch.bool))
+    # guidance 1 is the conditioned prior alone: no unconditioned input needed
+    generate_codes(top_prior, bottom_prior, pitch_index=pitch, family_index=family,
+                   options=SamplingOptions(guidance=1.0), generator=torch.Generator().manual_seed(0))
+    for bad in (-0.5, 10.5, float("nan")):
+        with pytest.raises(ValueError, match="guidance"):
+            SamplingOptions(guidance=bad)
+    # dropped rows get the unconditioned input, the others keep their labels
+    guided_top = guided_priors[0]
+    both = guided_top.condition(torch.tensor([3, 3]), torch.tensor([1, 1]), torch.tensor([True, False]))
+    assert torch.equal(both[0], guided_top.null_condition.weight[0])
+    assert torch.equal(both[1], guided_top.condition(torch.tensor([3]), torch.tensor([1]))[0])
+
+
 # --- NotonoModel ----------------------------------------------------------------------------------
 
 def test_model_generate_inpaint_regenerate(model):

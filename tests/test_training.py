@@ -203,6 +203,66 @@ def test_priors_train_under_bf16_autocast_and_keep_fp32_weights(tmp_path, small_
         train_priors(PriorsTrainConfig(**{**config.__dict__, "precision": "fp8"}))
 
 
+def test_condition_dropout_on_resume_adds_the_unconditioned_input(tmp_path, priors_run, vqvae_run, small_corpus,
+                                                                  spectrogram_cache):
+    import shutil
+
+    from safetensors import safe_open
+
+    from notono_live.models.bundle import DEFAULT_GUIDANCE, NotonoModel
+    from notono_live.training import modelio
+    from notono_live.training.export import export_model
+    from notono_live.training.priors import PriorsTrainConfig, train_priors
+
+    run_dir = tmp_path / "priors"
+    shutil.copytree(priors_run[0], run_dir)
+    before = {name: modelio.load_prior(run_dir / common.CHECKPOINT_DIR, name, torch.device("cpu"))
+              for name in ("top", "bottom")}
+    config = PriorsTrainConfig(corpus=small_corpus, vqvae=vqvae_run[0], out=run_dir, size="tiny", max_steps=14,
+                               batch_size=8, lr=3e-3, cache=spectrogram_cache, validation_maps=8,
+                               condition_dropout=0.5)
+    result = train_priors(config)
+    assert result.summary.step == 14
+    state_file = run_dir / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE
+    for name, old in before.items():
+        new = modelio.load_prior(run_dir / common.CHECKPOINT_DIR, name, torch.device("cpu"))
+        assert new.config.unconditional and not old.config.unconditional
+        count = len(list(old.parameters()))
+        assert len(list(new.parameters())) == count + 1
+        # Adam went on for the earlier parameters (12 + 2 steps) and started the new input at the resume
+        with safe_open(str(state_file), "pt") as handle:
+            assert float(handle.get_tensor(f"optim.{name}.state.0.step")) == 14
+            assert float(handle.get_tensor(f"optim.{name}.state.{count}.step")) == 2
+        # the new input moved off its starting point, the mean label embedding
+        start = torch.cat([old.pitch_embedding.weight.mean(0), old.family_embedding.weight.mean(0)])
+        assert not torch.allclose(new.null_condition.weight[0], start)
+    # a later resume reads the two parameter groups back
+    again = train_priors(PriorsTrainConfig(**{**config.__dict__, "max_steps": 16}))
+    assert again.summary.step == 16
+    with safe_open(str(state_file), "pt") as handle:
+        for name, old in before.items():
+            count = len(list(old.parameters()))
+            assert float(handle.get_tensor(f"optim.{name}.state.0.step")) == 16
+            assert float(handle.get_tensor(f"optim.{name}.state.{count}.step")) == 4
+    # held-out losses are measured with and without the labels
+    from notono_live.training.priors import CODES_FILE, evaluate_priors, load_codes
+    sets, _ = load_codes(run_dir / CODES_FILE)
+    trained = {name: modelio.load_prior(run_dir / common.CHECKPOINT_DIR, name, torch.device("cpu"))
+               for name in ("top", "bottom")}
+    losses = evaluate_priors(trained, sets["heldout"], torch.device("cpu"))
+    assert set(losses) == {"top", "bottom", "top_unconditioned", "bottom_unconditioned"}
+    assert all(np.isfinite(value) for value in losses.values())
+    assert losses["bottom"] != losses["bottom_unconditioned"]
+    with pytest.raises(ValueError, match="condition-dropout"):
+        train_priors(PriorsTrainConfig(**{**config.__dict__, "condition_dropout": 1.0}))
+
+    model = NotonoModel.load(export_model(vqvae_run[0], run_dir, tmp_path / "models"))
+    assert model.default_guidance == DEFAULT_GUIDANCE and model.info()["size"] == "tiny"
+    guided = model.generate(48, "organ", n=1, seed=4)[0]
+    plain = model.generate(48, "organ", n=1, seed=4, guidance=1.0)[0]
+    assert guided.top.shape == constants.TOP_SHAPE and not np.array_equal(guided.bottom, plain.bottom)
+
+
 def test_export_writes_a_loadable_model(priors_run, vqvae_run, tmp_path):
     from notono_live.models.bundle import NotonoModel
     from notono_live.training.export import export_model

@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "data_dir": None, "output": None, "allow_dirs": [], "sample_rate": DEFAULT_OUTPUT_SAMPLE_RATE,
     "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
-    "step_precision": "auto",
+    "step_precision": "auto", "guidance": None,
 }
 
 
@@ -58,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--step-precision", dest="step_precision", choices=STEP_PRECISIONS,
                         help="weights of the one-token sampling step: auto (float16 on CPU, where it is "
                              "about 1.7x faster; the model's float32 elsewhere), float16 or float32")
+    parser.add_argument("--guidance", type=float,
+                        help="classifier-free guidance scale of requests that leave it at -1: MIDI, the device, "
+                             "sample packs (default: the model's, 2 for the shipped one; 1 samples the paper's "
+                             "way, about twice as fast)")
     parser.add_argument("--fsync", action="store_true", default=None,
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")
@@ -222,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(settings, device)
     except (OSError, ValueError) as error:
         raise SystemExit(f"cannot load the model: {error}")
-    engine = Engine(model, store, output, allowed_folders=[data_dir, *settings["allow_dirs"]],
-                    sample_rate=int(settings["sample_rate"]))
+    try:
+        engine = Engine(model, store, output, allowed_folders=[data_dir, *settings["allow_dirs"]],
+                        sample_rate=int(settings["sample_rate"]), default_guidance=settings["guidance"])
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"--guidance / guidance: {error}")
     worker = InferenceWorker(int(settings["queue_size"]))
     warm_up_on(worker, model, engine)
     info = model.info()
@@ -258,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     thread = threading.Thread(target=server.serve_forever, name="notono-osc", daemon=True)
     thread.start()
     sampler = (f"KV-cached sampler, {info.get('step_precision')} step weights" if info.get("kv_cache")
-               else "reference sampler (no KV cache)")
+               else "reference sampler (no KV cache)") + f", guidance {engine.resolve_guidance(-1):g} by default"
     log.info("sampling with the %s", sampler)
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "

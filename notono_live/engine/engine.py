@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..codemaps import Codemaps, LAYERS, layer_shape, rectangle_mask
-from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, MAX_VARIATIONS, PITCH_MAX,
-                         PITCH_MIN, check_pitch, family_index)
+from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, MAX_GUIDANCE, MAX_VARIATIONS,
+                         PITCH_MAX, PITCH_MIN, check_pitch, family_index)
 from . import render
 from .store import SoundStore, VersionRecord
 
@@ -96,8 +96,13 @@ class Engine:
     """
 
     def __init__(self, model: Any, store: SoundStore, output_folder: str | Path,
-                 allowed_folders: Iterable[str | Path] = (), sample_rate: int = DEFAULT_OUTPUT_SAMPLE_RATE) -> None:
+                 allowed_folders: Iterable[str | Path] = (), sample_rate: int = DEFAULT_OUTPUT_SAMPLE_RATE,
+                 default_guidance: float | None = None) -> None:
         self.model = model
+        # what a request's guidance -1 means: this scale, or the model's default when None
+        self.default_guidance: float | None = None
+        if default_guidance is not None:
+            self.default_guidance = self.resolve_guidance(float(default_guidance))
         self.store = store
         self.default_output = resolve_folder(output_folder)
         self.allowed_folders = [resolve_folder(f) for f in allowed_folders]
@@ -137,6 +142,19 @@ class Engine:
             raise ValueError(f"top_p {top_p} must be in (0, 1]")
         if not (0 <= top_k <= CODEBOOK_SIZE):
             raise ValueError(f"top_k {top_k} must be in 0..{CODEBOOK_SIZE}")
+
+    def resolve_guidance(self, guidance: float) -> float:
+        """The guidance scale a request asks for: -1 means the daemon's default (`serve --guidance`,
+        else the model's); otherwise 0-10, and anything but 1 needs priors trained with condition
+        dropout."""
+        if guidance == -1:
+            return self.model.default_guidance if self.default_guidance is None else self.default_guidance
+        if not (0.0 <= guidance <= MAX_GUIDANCE):
+            raise ValueError(f"guidance {guidance} must be in [0, {MAX_GUIDANCE:g}], or -1 for the model's default")
+        if guidance != 1.0 and not self.model.supports_guidance:
+            raise ValueError(f"guidance {guidance}: this model's priors were trained without condition "
+                             f"dropout, so only 1 (or -1, the default) is possible")
+        return float(guidance)
 
     @staticmethod
     def check_layer(layer: str) -> str:
@@ -243,18 +261,19 @@ class Engine:
     # --- operations that render -------------------------------------------------------------
 
     def generate(self, pitch: int, family: str, temperature: float = 1.0, top_p: float = 0.8,
-                 variations: int = 1, seed: int = -1, top_k: int = 0,
+                 variations: int = 1, seed: int = -1, top_k: int = 0, guidance: float = -1.0,
                  progress: Progress = _no_progress) -> list[VersionRecord]:
         check_pitch(pitch)
         self.check_family(family)
         self.check_sampling(temperature, top_p, top_k)
+        guidance = self.resolve_guidance(guidance)
         if not (1 <= variations <= MAX_VARIATIONS):
             raise ValueError(f"variations {variations} must be in 1..{MAX_VARIATIONS}")
         seed = self._seed(seed)
         progress(0.1, "sampling")
         maps = self.model.generate(pitch, family, n=variations, temperature=temperature, top_p=top_p,
-                                   top_k=top_k, seed=seed)
-        params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed}
+                                   top_k=top_k, seed=seed, guidance=guidance)
+        params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance}
         return self._render_new_sounds(maps, pitch, family, "generate", params, progress)
 
     def encode_file(self, path: str, pitch: int = 60, family: str = "keyboard",
@@ -284,41 +303,45 @@ class Engine:
 
     def inpaint_region(self, sound: int, layer: str, row: int, col: int, height: int, width: int,
                        pitch: int = -1, family: str = "", temperature: float = 1.0, top_p: float = 0.8,
-                       seed: int = -1, progress: Progress = _no_progress) -> VersionRecord:
+                       seed: int = -1, guidance: float = -1.0, progress: Progress = _no_progress) -> VersionRecord:
         self.check_layer(layer)
         mask = rectangle_mask(layer, row, col, height, width)
-        return self._inpaint(sound, layer, mask, pitch, family, temperature, top_p, seed, progress,
+        return self._inpaint(sound, layer, mask, pitch, family, temperature, top_p, seed, guidance, progress,
                              {"region": [row, col, height, width]})
 
     def inpaint_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int]], pitch: int = -1,
                       family: str = "", temperature: float = 1.0, top_p: float = 0.8, seed: int = -1,
-                      progress: Progress = _no_progress) -> VersionRecord:
+                      progress: Progress = _no_progress, guidance: float = -1.0) -> VersionRecord:
         self.check_layer(layer)
         mask = self.cells_mask(layer, cells)
-        return self._inpaint(sound, layer, mask, pitch, family, temperature, top_p, seed, progress,
+        return self._inpaint(sound, layer, mask, pitch, family, temperature, top_p, seed, guidance, progress,
                              {"cells": [list(c) for c in cells]})
 
-    def _inpaint(self, sound, layer, mask, pitch, family, temperature, top_p, seed, progress, extra):
+    def _inpaint(self, sound, layer, mask, pitch, family, temperature, top_p, seed, guidance, progress, extra):
         base = self.store.get(sound)
         pitch, family = self._conditioning(base, pitch, family)
         self.check_sampling(temperature, top_p)
+        guidance = self.resolve_guidance(guidance)
         seed = self._seed(seed)
         progress(0.1, "sampling")
         maps = self.model.inpaint(base.codemaps, layer, mask, pitch, family, n=1, temperature=temperature,
-                                  top_p=top_p, seed=seed)[0]
-        params = {"layer": layer, **extra, "temperature": temperature, "top_p": top_p, "seed": seed}
+                                  top_p=top_p, seed=seed, guidance=guidance)[0]
+        params = {"layer": layer, **extra, "temperature": temperature, "top_p": top_p, "seed": seed,
+                  "guidance": guidance}
         return self._render_version(base, maps, pitch, family, "inpaint", params, progress)
 
     def regenerate_bottom(self, sound: int, pitch: int = -1, family: str = "", temperature: float = 1.0,
-                          top_p: float = 0.8, seed: int = -1, progress: Progress = _no_progress) -> VersionRecord:
+                          top_p: float = 0.8, seed: int = -1, guidance: float = -1.0,
+                          progress: Progress = _no_progress) -> VersionRecord:
         base = self.store.get(sound)
         pitch, family = self._conditioning(base, pitch, family)
         self.check_sampling(temperature, top_p)
+        guidance = self.resolve_guidance(guidance)
         seed = self._seed(seed)
         progress(0.1, "sampling")
         maps = self.model.regenerate_bottom(base.codemaps, pitch, family, n=1, temperature=temperature,
-                                            top_p=top_p, seed=seed)[0]
-        params = {"temperature": temperature, "top_p": top_p, "seed": seed}
+                                            top_p=top_p, seed=seed, guidance=guidance)[0]
+        params = {"temperature": temperature, "top_p": top_p, "seed": seed, "guidance": guidance}
         return self._render_version(base, maps, pitch, family, "bottom", params, progress)
 
     def set_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int, int]],
@@ -375,7 +398,7 @@ class Engine:
                                     "randomize", params, progress)
 
     def sample_pack(self, sound: int, pitch_low: int, pitch_high: int, step: int = 1, seed: int = -1,
-                    progress: Progress = _no_progress,
+                    progress: Progress = _no_progress, guidance: float = -1.0,
                     on_sound: Callable[[VersionRecord], None] | None = None) -> list[VersionRecord]:
         """Keep a sound's top map and render its bottom at each pitch of a range: new sounds."""
         check_pitch(pitch_low)
@@ -384,6 +407,7 @@ class Engine:
             raise ValueError(f"pitch_high {pitch_high} is below pitch_low {pitch_low}")
         if not (1 <= step <= 24):
             raise ValueError(f"step {step} must be in 1..24")
+        guidance = self.resolve_guidance(guidance)
         base = self.store.get(sound)
         seed = self._seed(seed)
         pitches = list(range(pitch_low, pitch_high + 1, step))
@@ -391,8 +415,9 @@ class Engine:
         for i, pitch in enumerate(pitches):
             report = _scaled(progress, i / len(pitches), (i + 1) / len(pitches), f"pitch {pitch}")
             report(0.0, "sampling")
-            maps = self.model.regenerate_bottom(base.codemaps, pitch, base.family, n=1, seed=seed + i)[0]
-            params = {"source": [base.sound, base.version], "seed": seed + i}
+            maps = self.model.regenerate_bottom(base.codemaps, pitch, base.family, n=1, seed=seed + i,
+                                                guidance=guidance)[0]
+            params = {"source": [base.sound, base.version], "seed": seed + i, "guidance": guidance}
             record = self._render_new_sounds([maps], pitch, base.family, "pack", params, report)[0]
             out.append(record)
             if on_sound:

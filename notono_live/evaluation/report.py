@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +55,8 @@ class EvalSettings:
         real_per_cell: real held-out notes checked per cell (at most).
         classifier_notes: training notes the family classifier is fitted on (at most).
         temperature, top_p, top_k: sampling settings of the generations.
+        guidance: classifier-free guidance scale of every sampling operation (None: the model's
+            `default_guidance`).
         seed: seed of the generations and subsamples.
     """
 
@@ -74,6 +76,7 @@ class EvalSettings:
     temperature: float = 1.0
     top_p: float = 0.8
     top_k: int = 0
+    guidance: float | None = None
     seed: int = 0
 
     def apply_quick(self) -> "EvalSettings":
@@ -233,6 +236,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     """Measure a model on the held-out split and write report.md, figures, WAVs and metrics.json."""
     from ..audio_io import write_wav_atomic
     from ..models.bundle import NotonoModel
+    from ..models.sampling import SamplingOptions
     from ..representation import MelIF
     from ..training.common import resolve_device
     from ..training.data import open_split
@@ -247,6 +251,12 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     device = resolve_device(settings.device)
     # everything that can refuse (model folder, corpus) is opened before anything is written
     model = NotonoModel.load(settings.models, device=str(device))
+    if settings.guidance is None:    # the report names the scale it sampled with
+        settings = replace(settings, guidance=model.default_guidance)
+    SamplingOptions(guidance=settings.guidance)      # refuses a scale out of range, before any work
+    if settings.guidance != 1.0 and not model.supports_guidance:
+        raise ValueError(f"guidance {settings.guidance:g}: the priors in {settings.models or 'the default models'} "
+                         f"were trained without condition dropout; only 1 is possible")
     transform = MelIF()
     check_pitch = _pitch_checker()
     heldout = open_split(settings.corpus, "heldout", settings.split_seed, settings.cache)
@@ -334,7 +344,8 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
         for p, pitch in enumerate(grid_pitches):
             cell_seed = settings.seed * 100_003 + f * 131 + p
             maps = model.generate(pitch, family, n=settings.samples_per_cell, temperature=settings.temperature,
-                                  top_p=settings.top_p, top_k=settings.top_k, seed=cell_seed)
+                                  top_p=settings.top_p, top_k=settings.top_k, seed=cell_seed,
+                                  guidance=settings.guidance)
             audio = model.decode(maps)
             oks = [check_pitch(a, pitch) for a in audio]
             generated[f, p] = float(np.mean(oks))
@@ -396,7 +407,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     # --- 4. the paper's three operations on one held-out note --------------------------------
     t0 = time.monotonic()
     operations = _operations(model, records, passes_original, check_pitch, out, settings.seed, write_wav_atomic,
-                             figures)
+                             figures, settings.guidance)
     seconds["operations"] = time.monotonic() - t0
 
     bars = _bars(reconstruction_result, grid, family)
@@ -420,7 +431,7 @@ def _model_info(model) -> dict[str, Any]:
 
 
 def _operations(model, records, passes_original: dict[int, bool], check_pitch, out: Path, seed: int,
-                write_wav, figures) -> list[OperationResult]:
+                write_wav, figures, guidance: float | None = None) -> list[OperationResult]:
     """Regenerate the first 2 s; regenerate the lowest quarter of rows; keep top, new bottom."""
     # prefer a low bass/organ note whose original passes (frequency inpainting adds low end there)
     candidates = [i for i, ok in passes_original.items() if ok] or list(passes_original)
@@ -438,11 +449,14 @@ def _operations(model, records, passes_original: dict[int, bool], check_pitch, o
     lowest[: top_rows // 4, :] = True            # lowest quarter of top rows -> lowest quarter of bottom rows
     edits = [
         ("regenerate_first_2s", "top columns 0-1 and the bottom cells under them resampled",
-         lambda: model.inpaint(maps, "top", temporal, record.pitch, record.family, n=1, seed=seed)[0]),
+         lambda: model.inpaint(maps, "top", temporal, record.pitch, record.family, n=1, seed=seed,
+                               guidance=guidance)[0]),
         ("regenerate_lowest_quarter", "lowest quarter of rows of both maps resampled",
-         lambda: model.inpaint(maps, "top", lowest, record.pitch, record.family, n=1, seed=seed + 1)[0]),
+         lambda: model.inpaint(maps, "top", lowest, record.pitch, record.family, n=1, seed=seed + 1,
+                               guidance=guidance)[0]),
         ("keep_top_new_bottom", "top map kept, whole bottom map resampled",
-         lambda: model.regenerate_bottom(maps, record.pitch, record.family, n=1, seed=seed + 2)[0]),
+         lambda: model.regenerate_bottom(maps, record.pitch, record.family, n=1, seed=seed + 2,
+                                         guidance=guidance)[0]),
     ]
     results = [OperationResult("original", str(write_wav(folder / "original.wav", audio).relative_to(out)),
                                check_pitch(audio, record.pitch), f"held-out note {record.note}")]
@@ -534,7 +548,8 @@ def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
         f"({c.top_fraction_used:.1%} of the 512 codes used), bottom map perplexity {c.bottom_perplexity:.1f} "
         f"({c.bottom_fraction_used:.1%} used).", "",
         "## Generation: pitch accuracy on the family × pitch grid", "",
-        f"{settings.samples_per_cell} samples per cell (temperature {settings.temperature}, top-p {settings.top_p}), "
+        f"{settings.samples_per_cell} samples per cell (temperature {settings.temperature}, top-p {settings.top_p}, "
+        f"guidance {settings.guidance:g}), "
         f"beside up to {settings.real_per_cell} real held-out notes per cell. Generated: "
         f"{_cell(g.generated_on_real_cells)} on the cells that have real notes, {_cell(g.generated_overall)} over all "
         f"{g.generated_count} sounds. Real: {_cell(g.real_overall)} over {g.real_count} notes.", "",

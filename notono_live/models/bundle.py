@@ -12,6 +12,7 @@ component carries the label encoders (`label_encoders`), checked against this pa
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ from .vqvae import VQVAE2, VQVAE2Config, parameter_count
 MODELS_ENV = "NOTONO_MODELS"
 COMPONENTS = {"vqvae": "vqvae", "top_prior": "top_prior", "bottom_prior": "bottom_prior"}
 _ENCODE_BATCH = 8   # notes per VQ-VAE pass; bounds memory on long encode lists
+# guidance scale of a model whose priors were trained with condition dropout, when a call names none
+DEFAULT_GUIDANCE = 2.0
 
 
 def label_encoders() -> dict:
@@ -249,12 +252,31 @@ class NotonoModel:
         return np.concatenate(out).astype(np.float32, copy=False)
 
     # --- sampling -----------------------------------------------------------------------------
+    @property
+    def supports_guidance(self) -> bool:
+        """Whether both priors were trained with condition dropout (classifier-free guidance)."""
+        return self.top_prior.null_condition is not None and self.bottom_prior.null_condition is not None
+
+    @property
+    def default_guidance(self) -> float:
+        """The guidance scale sampling uses when none is given: `DEFAULT_GUIDANCE` when both priors
+        were trained with condition dropout, else 1.0 (the conditioned prior alone)."""
+        return DEFAULT_GUIDANCE if self.supports_guidance else 1.0
+
+    def _options(self, temperature: float, top_k: int, top_p: float, guidance: float | None) -> SamplingOptions:
+        return SamplingOptions(temperature, top_k, top_p,
+                               self.default_guidance if guidance is None else float(guidance))
+
     def generate(self, pitch: int, family: str, n: int = 1, temperature: float = 1.0,
                  top_p: float = 0.8, top_k: int = 0, seed: int | None = None,
-                 use_cache: bool | None = None) -> list[Codemaps]:
-        """n new sounds for a pitch (MIDI 24–84) and family: top from a fully masked map, then bottom."""
+                 use_cache: bool | None = None, guidance: float | None = None) -> list[Codemaps]:
+        """n new sounds for a pitch (MIDI 24–84) and family: top from a fully masked map, then bottom.
+
+        guidance: classifier-free guidance scale (`SamplingOptions.guidance`); None uses
+        `default_guidance`.
+        """
         pitch_index, family_index = self._labels(pitch, family, n)
-        options = SamplingOptions(temperature, top_k, top_p)
+        options = self._options(temperature, top_k, top_p, guidance)
         generator = self._generator(seed)
         with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
             top, bottom = generate_codes(self.top_prior, self.bottom_prior, pitch_index=pitch_index,
@@ -264,7 +286,8 @@ class NotonoModel:
 
     def inpaint(self, maps: Codemaps, layer: str, mask: np.ndarray, pitch: int, family: str,
                 n: int = 1, temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
-                seed: int | None = None, use_cache: bool | None = None) -> list[Codemaps]:
+                seed: int | None = None, use_cache: bool | None = None,
+                guidance: float | None = None) -> list[Codemaps]:
         """n variations of maps with the masked cells of `layer` resampled.
 
         A top mask also resamples the bottom cells under it (mask upsampled ×2); a bottom mask
@@ -276,18 +299,19 @@ class NotonoModel:
             raise ValueError(f"unknown layer {layer!r}; expected 'top' or 'bottom'")
         mask = _check_mask(layer, mask)
         pitch_index, family_index = self._labels(pitch, family, n)
-        options = SamplingOptions(temperature, top_k, top_p)
+        options = self._options(temperature, top_k, top_p, guidance)
         return self._inpaint(maps, mask if layer == "top" else None, mask if layer == "bottom" else None,
                              pitch_index, family_index, options, seed, use_cache)
 
     def regenerate_bottom(self, maps: Codemaps, pitch: int, family: str, n: int = 1,
                           temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
-                          seed: int | None = None, use_cache: bool | None = None) -> list[Codemaps]:
+                          seed: int | None = None, use_cache: bool | None = None,
+                          guidance: float | None = None) -> list[Codemaps]:
         """Keep the top map, sample a whole new bottom map: same structure, new timbre."""
         if not isinstance(maps, Codemaps):
             raise ValueError(f"maps must be a Codemaps, got {type(maps).__name__}")
         pitch_index, family_index = self._labels(pitch, family, n)
-        options = SamplingOptions(temperature, top_k, top_p)
+        options = self._options(temperature, top_k, top_p, guidance)
         return self._inpaint(maps, None, np.ones(constants.BOTTOM_SHAPE, dtype=bool), pitch_index,
                              family_index, options, seed, use_cache)
 
@@ -352,7 +376,7 @@ class NotonoModel:
         return {"name": self.name, "size": self.size, "parameters": counts,
                 "total_parameters": sum(counts.values()), "device": str(self.device),
                 "threads": torch.get_num_threads(), "sampling_threads": self.sampling_threads,
-                "kv_cache": self.use_cache,
+                "kv_cache": self.use_cache, "default_guidance": self.default_guidance,
                 "step_precision": str(self.top_prior.step_precision).removeprefix("torch."),
                 "vqvae_config": self.vqvae.config.to_dict(),
                 "prior_config": {"top": self.top_prior.config.to_dict(),
@@ -364,8 +388,10 @@ def _size_name(vqvae: VQVAE2, top: TopPrior, bottom: BottomPrior) -> str:
     """The named size whose configs all three components have, else "custom"."""
     for size in ("lite", "reference", "tiny"):
         prior = PriorConfig.from_size(size)
-        if (vqvae.config == VQVAE2Config.from_size(size) and top.config == prior
-                and bottom.config == prior):
+        # the unconditioned input (condition dropout) adds a vector, not a size
+        if (vqvae.config == VQVAE2Config.from_size(size)
+                and dataclasses.replace(top.config, unconditional=False) == prior
+                and dataclasses.replace(bottom.config, unconditional=False) == prior):
             return size
     return "custom"
 

@@ -12,8 +12,10 @@ p(top, bottom) = p(top) · p(bottom | top), read in the token order of `notono_l
   token k = i // 4 above it, and cross-attends to the whole top encoding.
 
 Pitch (61 classes) and family (11 classes) are learned embeddings concatenated to every token
-embedding and to the learned start symbols; no code outside the 512-code vocabulary is ever fed to
-a decoder (the reference fed an out-of-vocabulary start code when generating from nothing).
+embedding and to the learned start symbols (a prior trained with condition dropout also has a
+learned unconditioned input in their place, for classifier-free guidance); no code outside the
+512-code vocabulary is ever fed to a decoder (the reference fed an out-of-vocabulary start code
+when generating from nothing).
 Positions are learned absolute embeddings: the sequences have fixed lengths (128 and 512), and an
 absolute table keeps the KV-cached step as cheap as possible.
 
@@ -55,6 +57,12 @@ class PriorConfig:
             bottom decoder reads the top only through the aligned encoding added to each token,
             which already carries the whole map (the top encoder is bidirectional) and makes each
             sampled token about a third cheaper.
+        unconditional: whether the prior also has a learned *unconditioned* input, used in place
+            of the pitch and family embeddings of the maps whose labels training drops
+            (`train priors --condition-dropout`). Sampling can then apply classifier-free
+            guidance (Ho & Salimans, 2021): the logits become u + g·(c − u) for the conditioned
+            logits c and unconditioned u, which strengthens pitch and family for g > 1 (ours; the
+            paper samples the conditioned prior alone).
     """
 
     d_model: int = 512
@@ -68,6 +76,7 @@ class PriorConfig:
     num_pitches: int = NUM_PITCHES
     num_families: int = NUM_FAMILIES
     bottom_cross_attention: bool = True
+    unconditional: bool = False
 
     @classmethod
     def from_size(cls, size: str) -> "PriorConfig":
@@ -290,21 +299,38 @@ class _CodePrior(nn.Module):
                                             for _ in range(config.decoder_layers))
         self.decoder_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.codebook_size)
+        # the unconditioned input of condition dropout (classifier-free guidance), if configured;
+        # training keeps it in an Adam parameter group of its own (`training.priors._parameter_groups`)
+        self.null_condition = nn.Embedding(1, 2 * c) if config.unconditional else None
         # reduced-precision copies for the one-token sampling step (`set_step_precision`), or None
         self._step_weights: dict[nn.Linear, tuple[Tensor, Tensor | None]] | None = None
         self.register_buffer("encoder_mask", encoder_mask, persistent=False)
         # decoder position i reads encoder position aligned_index[i]
         self.register_buffer("aligned_index", aligned_index, persistent=False)
 
-    def condition(self, pitch_index: Tensor, family_index: Tensor) -> Tensor:
-        """[B] pitch classes (0..60) and [B] family indices -> [B, 2 × condition_dim]."""
+    def condition(self, pitch_index: Tensor, family_index: Tensor, drop: Tensor | None = None) -> Tensor:
+        """[B] pitch classes (0..60) and [B] family indices -> [B, 2 × condition_dim].
+
+        drop: optional [B] bool; its True rows get the unconditioned input instead (training with
+        condition dropout; needs `PriorConfig.unconditional`).
+        """
         if pitch_index.min() < 0 or pitch_index.max() >= self.config.num_pitches:
             raise ValueError(f"pitch index must lie in [0, {self.config.num_pitches}), "
                              f"got {pitch_index.tolist()}")
         if family_index.min() < 0 or family_index.max() >= self.config.num_families:
             raise ValueError(f"family index must lie in [0, {self.config.num_families}), "
                              f"got {family_index.tolist()}")
-        return torch.cat([self.pitch_embedding(pitch_index), self.family_embedding(family_index)], -1)
+        condition = torch.cat([self.pitch_embedding(pitch_index), self.family_embedding(family_index)], -1)
+        if drop is None:
+            return condition
+        return torch.where(drop.to(torch.bool)[:, None], self.unconditioned(len(condition)), condition)
+
+    def unconditioned(self, batch: int) -> Tensor:
+        """The learned unconditioned input for `batch` rows -> [batch, 2 × condition_dim]."""
+        if self.null_condition is None:
+            raise ValueError("this prior has no unconditioned input (it was trained without condition "
+                             "dropout), so it cannot drop labels or sample with guidance")
+        return self.null_condition.weight.expand(batch, -1)
 
     def _with_condition(self, tokens: Tensor, condition: Tensor) -> Tensor:
         return torch.cat([tokens, condition[:, None, :].expand(-1, tokens.shape[1], -1)], -1)
@@ -401,9 +427,9 @@ class _CodePrior(nn.Module):
         (13 MB per bottom-map token in fp32 at the lite size, more than the L2 cache holds), so
         half-width weights halve the traffic: on the 2-core AVX-512 CPU used for development an
         fp16 step product took about a third of the fp32 time. That holds for matrix-*vector*
-        products only: from about 8 rows on (8 variations in one call) the CPU's fp16 matrix-matrix
-        kernel is slower than fp32, so batches above `STEP_PRECISION_MAX_ROWS` rows keep the fp32
-        kernels. The residual stream, layer norms, attention and softmax stay in the model's dtype;
+        products only: from about 8 rows on (8 variations in one call, or 4 under guidance, which
+        doubles the rows) the CPU's fp16 matrix-matrix kernel is slower than fp32, so batches above
+        `STEP_PRECISION_MAX_ROWS` rows keep the fp32 kernels. The residual stream, layer norms, attention and softmax stay in the model's dtype;
         only the inputs of the products are rounded to `dtype` and their outputs cast back. The shipped weights are stored in fp16,
         so fp16 loses nothing in the weights themselves. None (or the model's own dtype) switches
         back to the exact kernels of the full pass. The copies are not parameters: training and
@@ -476,10 +502,11 @@ class TopPrior(_CodePrior):
         return self._encode(visible, condition)
 
     def forward(self, top_tokens: Tensor, keep_mask: Tensor, pitch_index: Tensor,
-                family_index: Tensor) -> Tensor:
-        """Teacher-forced logits [B, 128, 512] for top tokens [B, 128] given the kept cells."""
+                family_index: Tensor, drop_condition: Tensor | None = None) -> Tensor:
+        """Teacher-forced logits [B, 128, 512] for top tokens [B, 128] given the kept cells
+        (drop_condition: see `condition`)."""
         _check_tokens("top", top_tokens, TOP_TOKENS, self.config.codebook_size)
-        condition = self.condition(pitch_index, family_index)
+        condition = self.condition(pitch_index, family_index, drop_condition)
         memory = self.encode_context(top_tokens, keep_mask, condition)
         return self.decode(top_tokens, 0, TOP_TOKENS, memory, condition)
 
@@ -504,11 +531,12 @@ class BottomPrior(_CodePrior):
         return self._encode(top_tokens, condition)
 
     def forward(self, bottom_tokens: Tensor, top_tokens: Tensor, pitch_index: Tensor,
-                family_index: Tensor) -> Tensor:
-        """Teacher-forced logits [B, 512, 512] for bottom tokens [B, 512] given top tokens [B, 128]."""
+                family_index: Tensor, drop_condition: Tensor | None = None) -> Tensor:
+        """Teacher-forced logits [B, 512, 512] for bottom tokens [B, 512] given top tokens [B, 128]
+        (drop_condition: see `condition`)."""
         _check_tokens("top", top_tokens, TOP_TOKENS, self.config.codebook_size)
         _check_tokens("bottom", bottom_tokens, BOTTOM_TOKENS, self.config.codebook_size)
-        condition = self.condition(pitch_index, family_index)
+        condition = self.condition(pitch_index, family_index, drop_condition)
         memory = self.encode_context(top_tokens, condition)
         return self.decode(bottom_tokens, 0, BOTTOM_TOKENS, memory, condition)
 

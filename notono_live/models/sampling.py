@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..codemaps import BOTTOM_ORDER, TOP_ORDER, upsample_top_mask
-from ..constants import BOTTOM_SHAPE, TOP_SHAPE
+from ..constants import BOTTOM_SHAPE, MAX_GUIDANCE, TOP_SHAPE
 from .priors import BottomPrior, TopPrior
 
 
@@ -33,11 +33,17 @@ class SamplingOptions:
         top_k: keep the k most likely codes; 0 keeps all (ours).
         top_p: nucleus sampling, keep the smallest set of codes whose probability reaches top_p
             (paper: 0.8); 1.0 keeps all.
+        guidance: classifier-free guidance scale g: the logits become u + g·(c − u), with c the
+            conditioned logits and u the logits without pitch and family; 1.0 samples the
+            conditioned prior alone (paper), larger values hold the sound closer to the asked
+            pitch and family (ours). Needs priors trained with condition dropout; each sampled
+            token then runs the decoder on twice the rows.
     """
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.8
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.temperature > 0):
@@ -46,6 +52,13 @@ class SamplingOptions:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not (0.0 < self.top_p <= 1.0):
             raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+        if not (0.0 <= self.guidance <= MAX_GUIDANCE):
+            raise ValueError(f"guidance must lie in [0, {MAX_GUIDANCE:g}], got {self.guidance}")
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance != 1.0
+
 
 
 def filter_logits(logits: Tensor, options: SamplingOptions) -> Tensor:
@@ -86,24 +99,46 @@ def sample_logits(logits: Tensor, options: SamplingOptions, generator: torch.Gen
 
 def _sample_positions(prior, sequence: Tensor, positions: list[int], memory_fn, condition: Tensor,
                       options: SamplingOptions, generator, use_cache: bool) -> Tensor:
-    """Fill sequence[:, positions] in increasing order; other entries are read, never written."""
+    """Fill sequence[:, positions] in increasing order; other entries are read, never written.
+
+    memory_fn(rows, condition) encodes the context for `rows` rows under `condition`. With guidance
+    the batch is run twice over, conditioned rows then unconditioned ones, and both halves get the
+    same drawn token, so they always hold the same sequence.
+    """
     sequence = sequence.clone()
     if not positions:
         return sequence
+    rows = sequence.shape[0]
+    if options.guided:
+        condition = torch.cat([condition, prior.unconditioned(rows).to(condition.dtype)])
+        sequence = torch.cat([sequence, sequence])
     length = sequence.shape[1]
+
+    def draw(logits: Tensor) -> Tensor:
+        if options.guided:
+            conditioned, unconditioned = logits.float().split(rows)
+            logits = unconditioned + options.guidance * (conditioned - unconditioned)
+        token = sample_logits(logits, options, generator)
+        return torch.cat([token, token]) if options.guided else token
+
     if use_cache:
-        memory = memory_fn()
+        memory = memory_fn(sequence.shape[0], condition)
         cache = prior.new_cache(sequence.shape[0], sequence.device)
         for position in positions:
             # one chunk: the kept cells since the last sampled one, then the cell to sample
             logits = prior.decode(sequence, cache.length, position + 1, memory, condition, cache)
-            sequence[:, position] = sample_logits(logits[:, -1], options, generator)
+            sequence[:, position] = draw(logits[:, -1])
     else:
         for position in positions:
-            memory = memory_fn()   # the reference re-ran the whole model for every token
+            memory = memory_fn(sequence.shape[0], condition)   # the reference re-ran the whole model per token
             logits = prior.decode(sequence, 0, length, memory, condition)
-            sequence[:, position] = sample_logits(logits[:, position], options, generator)
-    return sequence
+            sequence[:, position] = draw(logits[:, position])
+    return sequence[:rows]
+
+
+def _rows(x: Tensor, rows: int) -> Tensor:
+    """x [B, ...] repeated to `rows` rows (the guided batch holds every row twice)."""
+    return x if x.shape[0] == rows else x.repeat((rows // x.shape[0],) + (1,) * (x.dim() - 1))
 
 
 @torch.inference_mode()
@@ -118,7 +153,7 @@ def sample_top_sequence(prior: TopPrior, top: Tensor, resample: Tensor, pitch_in
     condition = prior.condition(pitch_index, family_index)
     positions = torch.nonzero(resample).flatten().tolist()
     return _sample_positions(prior, top, positions,
-                             lambda: prior.encode_context(top, ~resample, condition),
+                             lambda rows, cond: prior.encode_context(_rows(top, rows), ~resample, cond),
                              condition, options, generator, use_cache)
 
 
@@ -133,7 +168,8 @@ def sample_bottom_sequence(prior: BottomPrior, bottom: Tensor, top: Tensor, resa
     bottom = bottom.masked_fill(resample, 0)
     condition = prior.condition(pitch_index, family_index)
     positions = torch.nonzero(resample).flatten().tolist()
-    return _sample_positions(prior, bottom, positions, lambda: prior.encode_context(top, condition),
+    return _sample_positions(prior, bottom, positions,
+                             lambda rows, cond: prior.encode_context(_rows(top, rows), cond),
                              condition, options, generator, use_cache)
 
 
@@ -178,7 +214,7 @@ def inpaint_codes(top_prior: TopPrior, bottom_prior: BottomPrior, top: Tensor, b
         top_mask: (32, 4) bool, True = resample; the bottom cells under it are resampled too.
         bottom_mask: (64, 8) bool, True = resample (bottom only).
         pitch_index: [B] pitch classes (MIDI − 24); family_index: [B] family indices.
-        options: temperature / top-k / top-p.
+        options: temperature / top-k / top-p / guidance.
         generator: torch.Generator for reproducible draws.
         use_cache: False runs the reference sampler (no KV cache; quadratic cost).
 

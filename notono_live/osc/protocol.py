@@ -110,6 +110,9 @@ FAMILY_KEEP = Arg("family", str, "instrument family to condition on; '' keeps th
 TEMPERATURE = Arg("temperature", float, "sampling temperature (> 0; the paper uses 1.0)", 1.0)
 TOP_P = Arg("top_p", float, "nucleus sampling mass in (0, 1] (the paper uses 0.8)", 0.8)
 SEED = Arg("seed", int, "random seed; -1 draws a fresh one", -1)
+GUIDANCE = Arg("guidance", float, "classifier-free guidance scale 0-10: above 1 holds the sound closer to the "
+                                  "pitch and family, 1 samples the conditioned prior alone (the paper); -1 uses "
+                                  "the model's default", -1.0)
 CELL = (Arg("cell_row", int, "row of one cell"), Arg("cell_col", int, "column of one cell"))
 
 SOUND_REPLY_ARGS = (
@@ -146,6 +149,7 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
         Arg("variations", int, "number of new sounds to make (1-16)", 1),
         SEED,
         Arg("top_k", int, "keep only the k most likely codes; 0 disables", 0),
+        GUIDANCE,
     ), "Generate new sounds from scratch: one /notono/sound per variation, each a new sound.",
         replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
     Message(PREFIX + "/encode", (
@@ -156,7 +160,7 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
     ), "Encode an audio file into codemaps: a new sound whose version 1 is the reconstruction.",
         replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
     Message(PREFIX + "/inpaint/region", (
-        SOUND, LAYER, ROW, COL, HEIGHT, WIDTH, PITCH_KEEP, FAMILY_KEEP, TEMPERATURE, TOP_P, SEED,
+        SOUND, LAYER, ROW, COL, HEIGHT, WIDTH, PITCH_KEEP, FAMILY_KEEP, TEMPERATURE, TOP_P, SEED, GUIDANCE,
     ), "Resample a rectangle of one codemap (a top region also resamples the bottom cells under it); "
        "a new version of the sound.",
         replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True, coalesced=True),
@@ -170,7 +174,7 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
     ), "Resample a free-form set of cells of one codemap; a new version.",
         repeated=CELL, replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True, coalesced=True),
     Message(PREFIX + "/bottom/regenerate", (
-        SOUND, PITCH_KEEP, FAMILY_KEEP, TEMPERATURE, TOP_P, SEED,
+        SOUND, PITCH_KEEP, FAMILY_KEEP, TEMPERATURE, TOP_P, SEED, GUIDANCE,
     ), "Keep the top map and resample the whole bottom map: same envelope, new timbre; a new version.",
         replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True, coalesced=True),
     Message(PREFIX + "/codemap/set", (SOUND, LAYER),

@@ -499,10 +499,11 @@ class OscServer:
         check_pitch(v["pitch"])
         self.engine.check_family(v["family"])
         self.engine.check_sampling(v["temperature"], v["top_p"], v["top_k"])
+        self.engine.resolve_guidance(v["guidance"])
         self.engine.apply_controls(pitch=v["pitch"], family=v["family"], temperature=v["temperature"])
         self._submit(req, sender, lambda progress: self.engine.generate(
             v["pitch"], v["family"], v["temperature"], v["top_p"], v["variations"], v["seed"], v["top_k"],
-            progress=progress))
+            v["guidance"], progress=progress))
 
     def _encode(self, req: p.Request, sender: Address) -> None:
         v = req.values
@@ -515,6 +516,7 @@ class OscServer:
         v = req.values
         self._check_sound(v["sound"])
         self.engine.check_sampling(v["temperature"], v["top_p"])
+        self.engine.resolve_guidance(v["guidance"])
         rectangle_mask(self.engine.check_layer(v["layer"]), v["row"], v["col"], v["height"], v["width"])
         # the device's selection becomes the region a MIDI pad inpaints (and MIDI pick-up starts from)
         controls = dict(layer=v["layer"], region_x=v["col"], region_y=v["row"], region_width=v["width"],
@@ -526,7 +528,7 @@ class OscServer:
         self.engine.apply_controls(**controls)
         self._submit(req, sender, lambda progress: [self.engine.inpaint_region(
             v["sound"], v["layer"], v["row"], v["col"], v["height"], v["width"], v["pitch"], v["family"],
-            v["temperature"], v["top_p"], v["seed"], progress=progress)])
+            v["temperature"], v["top_p"], v["seed"], v["guidance"], progress=progress)])
 
     def _inpaint_cells(self, req: p.Request, sender: Address) -> None:
         v = req.values
@@ -539,8 +541,10 @@ class OscServer:
     def _bottom(self, req: p.Request, sender: Address) -> None:
         v = req.values
         self._check_sound(v["sound"])
+        self.engine.resolve_guidance(v["guidance"])
         self._submit(req, sender, lambda progress: [self.engine.regenerate_bottom(
-            v["sound"], v["pitch"], v["family"], v["temperature"], v["top_p"], v["seed"], progress=progress)])
+            v["sound"], v["pitch"], v["family"], v["temperature"], v["top_p"], v["seed"], v["guidance"],
+            progress=progress)])
 
     def _codemap_set(self, req: p.Request, sender: Address) -> None:
         v = req.values

@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     priors.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="bf16: forward passes under bfloat16 autocast (faster where the hardware has bf16 "
                              "arithmetic, e.g. AVX512-BF16 CPUs); weights and optimiser state stay fp32")
+    priors.add_argument("--condition-dropout", type=float, default=0.0,
+                        help="fraction of maps trained without pitch and family, so that sampling can "
+                             "use classifier-free guidance (e.g. 0.15; resuming adds the input it needs)")
     priors.set_defaults(func=_run_priors)
 
     export = commands.add_parser("export", help="write the fp16 model folder NotonoModel.load reads")
@@ -97,7 +100,8 @@ def _run_priors(args: argparse.Namespace) -> int:
         lr=args.lr, seed=args.seed,
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, extraction_batch_size=args.extraction_batch_size, workers=args.workers,
-        device=args.device, checkpoint_minutes=args.checkpoint_minutes, precision=args.precision))
+        device=args.device, checkpoint_minutes=args.checkpoint_minutes, precision=args.precision,
+        condition_dropout=args.condition_dropout))
     _print_summary(result.summary)
     return 0
 
