@@ -61,6 +61,7 @@ class BenchResult:
     wall_to_ready_s: float = float("nan")
     daemon_ready_s: float = float("nan")
     peak_rss_bytes: int = 0
+    guidance: float = -1.0            # what the sampling requests sent (-1: the daemon's default)
     operations: list[OperationTiming] = field(default_factory=list)
     reference: list[OperationTiming] = field(default_factory=list)
 
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from .daemon.process import DaemonProcess
     from .osc.client import NotonoClient
 
-    result = BenchResult()
+    result = BenchResult(guidance=args.guidance)
     with tempfile.TemporaryDirectory(prefix="notono-bench-") as tmp:
         daemon = DaemonProcess(Path(tmp) / "cached", _serve_args(args))
         print("starting the daemon ...", flush=True)

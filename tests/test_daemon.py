@@ -218,6 +218,30 @@ def test_inpaint_cells_and_bottom_regeneration(client, sound):
     check_files(reply.sounds[0])
 
 
+def test_guidance_argument_reaches_the_sampler(client, sound, trained_model):
+    """Same seed, same request: an explicit guidance equal to the default draws the same codes as
+    leaving it out (-1), and another scale draws others. The default is 2 to generate, 1 to edit."""
+    def generate(*guidance):
+        reply = client.request("/notono/generate", 40, "brass", 1.0, 0.8, 1, 21, 0, *guidance)
+        assert reply.ok, reply.error
+        return codemaps_of(client, reply.sounds[0]["sound"])
+
+    default, explicit, plain = generate(), generate(2.0), generate(1.0)
+    assert np.array_equal(default.top, explicit.top) and np.array_equal(default.bottom, explicit.bottom)
+    assert not np.array_equal(default.bottom, plain.bottom)
+    sid = sound["sound"]
+    for address, args in (("/notono/inpaint/region", ("top", 4, 0, 8, 2, -1, "", 1.0, 0.8, 33)),
+                          ("/notono/bottom/regenerate", (-1, "", 1.0, 0.8, 34))):
+        versions = []
+        for guidance in ((), (1.0,), (2.0,)):
+            assert client.request("/notono/sound/checkout", sid, sound["version"]).ok
+            reply = client.request(address, sid, *args, *guidance)
+            assert reply.ok, reply.error
+            versions.append(codemaps_of(client, sid))
+        assert np.array_equal(versions[0].bottom, versions[1].bottom), address
+        assert not np.array_equal(versions[0].bottom, versions[2].bottom), address
+
+
 def test_set_cells_erase_randomize(client, sound):
     reply = client.request("/notono/codemap/set", sound["sound"], "top", 0, 0, 511, 31, 3, 7, 5, 2, 0)
     assert reply.ok, reply.error

@@ -62,11 +62,13 @@ def test_control_sink_drives_the_current_sound(engine):
 
 
 def test_guidance_requests_resolve_against_the_model(engine, model, tmp_path):
-    from notono_live.models.bundle import DEFAULT_GUIDANCE, NotonoModel
+    from notono_live.models.bundle import DEFAULT_GUIDANCE, EDIT_GUIDANCE, NotonoModel
 
-    # the shipped priors were trained with condition dropout: -1 asks for the model's default scale
-    assert model.supports_guidance
-    assert engine.resolve_guidance(-1) == model.default_guidance == DEFAULT_GUIDANCE
+    # the shipped priors were trained with condition dropout: -1 asks for the model's default scale,
+    # which is DEFAULT_GUIDANCE to generate from nothing and EDIT_GUIDANCE to edit
+    assert model.supports_guidance and DEFAULT_GUIDANCE != EDIT_GUIDANCE
+    assert engine.resolve_guidance(-1, generating=True) == model.default_guidance == DEFAULT_GUIDANCE
+    assert engine.resolve_guidance(-1) == model.edit_guidance == EDIT_GUIDANCE
     assert engine.resolve_guidance(1) == 1.0 and engine.resolve_guidance(0) == 0.0
     for bad in (-0.5, 10.5):
         with pytest.raises(ValueError, match=f"guidance {bad}"):
@@ -75,16 +77,21 @@ def test_guidance_requests_resolve_against_the_model(engine, model, tmp_path):
     plain = engine.generate(36, "brass", seed=5, guidance=1.0)[0]
     assert guided.params["guidance"] == DEFAULT_GUIDANCE and plain.params["guidance"] == 1.0
     assert not np.array_equal(guided.codemaps.bottom, plain.codemaps.bottom)
+    edited = engine.regenerate_bottom(guided.sound, seed=2)
+    assert edited.params["guidance"] == EDIT_GUIDANCE
     bottom = engine.regenerate_bottom(guided.sound, seed=2, guidance=3.0)
     assert bottom.params["guidance"] == 3.0 and np.array_equal(bottom.codemaps.top, guided.codemaps.top)
-    # the daemon's own default (serve --guidance) replaces the model's for requests that leave it at -1
+    assert not np.array_equal(bottom.codemaps.bottom, edited.codemaps.bottom)
+    # the daemon's own default (serve --guidance) replaces the model's for every request left at -1
     fast = Engine(model, SoundStore(tmp_path / "fast"), tmp_path / "fast_samples", default_guidance=1.0)
-    assert fast.resolve_guidance(-1) == 1.0 and fast.resolve_guidance(3) == 3.0
+    assert fast.resolve_guidance(-1, generating=True) == 1.0 and fast.resolve_guidance(3) == 3.0
     assert fast.generate(36, "brass", seed=5)[0].params["guidance"] == 1.0
+    strong = Engine(model, SoundStore(tmp_path / "strong"), tmp_path / "strong_samples", default_guidance=3.0)
+    assert strong.regenerate_bottom(strong.generate(36, "brass", seed=5)[0].sound, seed=2).params["guidance"] == 3.0
     # priors trained without condition dropout take only 1 (the default then)
     untrained = NotonoModel.untrained("tiny", seed=0)
     bare = Engine(untrained, SoundStore(tmp_path / "bare"), tmp_path / "bare_samples")
-    assert bare.resolve_guidance(-1) == 1.0
+    assert bare.resolve_guidance(-1, generating=True) == 1.0 == bare.resolve_guidance(-1)
     with pytest.raises(ValueError, match="condition dropout"):
         bare.resolve_guidance(2.0)
     with pytest.raises(ValueError, match="condition dropout"):

@@ -67,6 +67,8 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     assert wavs == ["keep_top_new_bottom.wav", "original.wav", "reconstruction.wav",
                     "regenerate_first_2s.wav", "regenerate_lowest_quarter.wav"]
     metrics = json.loads((out / "metrics.json").read_text())
+    # the sampling settings are recorded, guidance resolved (an untrained model has no guidance: 1)
+    assert metrics["sampling"]["guidance"] == 1.0 and metrics["sampling"]["top_p"] == 0.8
     reconstruction = metrics["reconstruction"]
     # an untrained VQ-VAE reconstructs far worse than the model-free Mel-IF round trip
     assert reconstruction["ceiling_lsd_db"] < reconstruction["lsd_db"]

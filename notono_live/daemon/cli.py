@@ -59,9 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="weights of the one-token sampling step: auto (float16 on CPU, where it is "
                              "about 1.7x faster; the model's float32 elsewhere), float16 or float32")
     parser.add_argument("--guidance", type=float,
-                        help="classifier-free guidance scale of requests that leave it at -1: MIDI, the device, "
-                             "sample packs (default: the model's, 2 for the shipped one; 1 samples the paper's "
-                             "way, about twice as fast)")
+                        help="classifier-free guidance scale of every request that leaves it at -1: the device, "
+                             "MIDI, sample packs (default: the model's, for the shipped one 2 to generate and 1 "
+                             "to edit; 1 samples the paper's way, about twice as fast as 2)")
     parser.add_argument("--fsync", action="store_true", default=None,
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")
@@ -265,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
     thread = threading.Thread(target=server.serve_forever, name="notono-osc", daemon=True)
     thread.start()
     sampler = (f"KV-cached sampler, {info.get('step_precision')} step weights" if info.get("kv_cache")
-               else "reference sampler (no KV cache)") + f", guidance {engine.resolve_guidance(-1):g} by default"
+               else "reference sampler (no KV cache)") + (f", guidance {engine.resolve_guidance(-1, generating=True):g} to generate and "
+                  f"{engine.resolve_guidance(-1):g} to edit unless a request names one")
     log.info("sampling with the %s", sampler)
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "

@@ -101,7 +101,7 @@ class Engine:
         self.model = model
         # what a request's guidance -1 means: this scale, or the model's default when None
         self.default_guidance: float | None = None
-        if default_guidance is not None:
+        if default_guidance is not None and default_guidance != -1:
             self.default_guidance = self.resolve_guidance(float(default_guidance))
         self.store = store
         self.default_output = resolve_folder(output_folder)
@@ -143,14 +143,17 @@ class Engine:
         if not (0 <= top_k <= CODEBOOK_SIZE):
             raise ValueError(f"top_k {top_k} must be in 0..{CODEBOOK_SIZE}")
 
-    def resolve_guidance(self, guidance: float) -> float:
-        """The guidance scale a request asks for: -1 means the daemon's default (`serve --guidance`,
-        else the model's); otherwise 0-10, and anything but 1 needs priors trained with condition
-        dropout."""
+    def resolve_guidance(self, guidance: float, generating: bool = False) -> float:
+        """The guidance scale a request asks for. -1 means the daemon's default: the scale given to
+        `serve --guidance` for every operation, else the model's (`default_guidance` when generating
+        from nothing, `edit_guidance` for edits). Otherwise 0-10, and anything but 1 needs priors
+        trained with condition dropout."""
         if guidance == -1:
-            return self.model.default_guidance if self.default_guidance is None else self.default_guidance
+            if self.default_guidance is not None:
+                return self.default_guidance
+            return self.model.default_guidance if generating else self.model.edit_guidance
         if not (0.0 <= guidance <= MAX_GUIDANCE):
-            raise ValueError(f"guidance {guidance} must be in [0, {MAX_GUIDANCE:g}], or -1 for the model's default")
+            raise ValueError(f"guidance {guidance} must be in [0, {MAX_GUIDANCE:g}], or -1 for the daemon's default")
         if guidance != 1.0 and not self.model.supports_guidance:
             raise ValueError(f"guidance {guidance}: this model's priors were trained without condition "
                              f"dropout, so only 1 (or -1, the default) is possible")
@@ -266,7 +269,7 @@ class Engine:
         check_pitch(pitch)
         self.check_family(family)
         self.check_sampling(temperature, top_p, top_k)
-        guidance = self.resolve_guidance(guidance)
+        guidance = self.resolve_guidance(guidance, generating=True)
         if not (1 <= variations <= MAX_VARIATIONS):
             raise ValueError(f"variations {variations} must be in 1..{MAX_VARIATIONS}")
         seed = self._seed(seed)
@@ -311,7 +314,7 @@ class Engine:
 
     def inpaint_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int]], pitch: int = -1,
                       family: str = "", temperature: float = 1.0, top_p: float = 0.8, seed: int = -1,
-                      progress: Progress = _no_progress, guidance: float = -1.0) -> VersionRecord:
+                      guidance: float = -1.0, progress: Progress = _no_progress) -> VersionRecord:
         self.check_layer(layer)
         mask = self.cells_mask(layer, cells)
         return self._inpaint(sound, layer, mask, pitch, family, temperature, top_p, seed, guidance, progress,
@@ -398,7 +401,7 @@ class Engine:
                                     "randomize", params, progress)
 
     def sample_pack(self, sound: int, pitch_low: int, pitch_high: int, step: int = 1, seed: int = -1,
-                    progress: Progress = _no_progress, guidance: float = -1.0,
+                    guidance: float = -1.0, progress: Progress = _no_progress,
                     on_sound: Callable[[VersionRecord], None] | None = None) -> list[VersionRecord]:
         """Keep a sound's top map and render its bottom at each pitch of a range: new sounds."""
         check_pitch(pitch_low)

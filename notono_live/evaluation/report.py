@@ -56,7 +56,7 @@ class EvalSettings:
         classifier_notes: training notes the family classifier is fitted on (at most).
         temperature, top_p, top_k: sampling settings of the generations.
         guidance: classifier-free guidance scale of every sampling operation (None: the model's
-            `default_guidance`).
+            `default_guidance` for the grid, its `edit_guidance` for the three operations).
         seed: seed of the generations and subsamples.
     """
 
@@ -179,6 +179,7 @@ class EvalReport:
     operations: list[OperationResult]
     bars: list[BarCheck]
     seconds: dict[str, float] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)   # the settings the generations used
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -251,6 +252,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     device = resolve_device(settings.device)
     # everything that can refuse (model folder, corpus) is opened before anything is written
     model = NotonoModel.load(settings.models, device=str(device))
+    edit_guidance = settings.guidance   # the three operations: as given, else the model's edit default
     if settings.guidance is None:    # the report names the scale it sampled with
         settings = replace(settings, guidance=model.default_guidance)
     SamplingOptions(guidance=settings.guidance)      # refuses a scale out of range, before any work
@@ -407,7 +409,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     # --- 4. the paper's three operations on one held-out note --------------------------------
     t0 = time.monotonic()
     operations = _operations(model, records, passes_original, check_pitch, out, settings.seed, write_wav_atomic,
-                             figures, settings.guidance)
+                             figures, edit_guidance)
     seconds["operations"] = time.monotonic() - t0
 
     bars = _bars(reconstruction_result, grid, family)
@@ -415,7 +417,12 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     report = EvalReport(model=_model_info(model), corpus=str(settings.corpus), heldout_notes=len(records),
                         quick=settings.quick, reconstruction=reconstruction_result, grid=grid, family=family,
                         codebook=usage, operations=operations, bars=bars,
-                        seconds={k: round(v, 1) for k, v in seconds.items()})
+                        seconds={k: round(v, 1) for k, v in seconds.items()},
+                        sampling={"temperature": settings.temperature, "top_p": settings.top_p,
+                                  "top_k": settings.top_k, "guidance": settings.guidance,
+                                  "operations_guidance": model.edit_guidance if edit_guidance is None else edit_guidance,
+                                  "seed": settings.seed,
+                                  "samples_per_cell": settings.samples_per_cell})
     (out / "metrics.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
     (out / "report.md").write_text(render_markdown(report, settings), encoding="utf-8")
     for line in headline(report):
@@ -567,6 +574,7 @@ def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
               f"notes of the same grid cells: {_cell(f.real_grid)} ({f.real_grid_count} notes); on held-out notes of "
               f"all pitches: {_cell(f.real_heldout_all)}.", "",
               "## The paper's operations on a held-out note", "",
+              f"Guidance {report.sampling.get('operations_guidance', settings.guidance):g}, one sample each.", "",
               "| operation | what | pitch within 50 cents | audio |", "| --- | --- | --- | --- |"]
     lines += [f"| {op.name} | {op.description} | {'yes' if op.pitch_ok else 'no'} | [{op.wav}]({op.wav}) |"
               for op in report.operations]

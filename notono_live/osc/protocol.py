@@ -112,7 +112,7 @@ TOP_P = Arg("top_p", float, "nucleus sampling mass in (0, 1] (the paper uses 0.8
 SEED = Arg("seed", int, "random seed; -1 draws a fresh one", -1)
 GUIDANCE = Arg("guidance", float, "classifier-free guidance scale 0-10: above 1 holds the sound closer to the "
                                   "pitch and family, 1 samples the conditioned prior alone (the paper); -1 uses "
-                                  "the model's default", -1.0)
+                                  "the daemon's default (serve --guidance, else the model's)", -1.0)
 CELL = (Arg("cell_row", int, "row of one cell"), Arg("cell_col", int, "column of one cell"))
 
 SOUND_REPLY_ARGS = (
