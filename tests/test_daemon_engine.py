@@ -98,6 +98,18 @@ def test_guidance_requests_resolve_against_the_model(engine, model, tmp_path):
         Engine(untrained, SoundStore(tmp_path / "bare2"), tmp_path / "bare_samples", default_guidance=2.0)
 
 
+def test_warm_up_runs_the_samplers_at_the_default_scales(model, monkeypatch):
+    seen = []
+    inpaint = model.inpaint
+    monkeypatch.setattr(model, "inpaint", lambda *args, **kwargs: seen.append(kwargs["guidance"]) or
+                        inpaint(*args, **kwargs))
+    model.warm_up()
+    assert seen == [model.edit_guidance, model.default_guidance] == [1.0, 2.0]
+    seen.clear()
+    model.warm_up((3.0, 3.0))
+    assert seen == [3.0]
+
+
 def test_erase_keeps_cells_outside_the_region(engine, rendered_wav):
     record = engine.encode_file(str(rendered_wav), 60, "keyboard")
     erased = engine.erase_region(record.sound, "top", 0, 0, 8, 4, amount_db=60.0)

@@ -142,7 +142,8 @@ def warm_up(model: Any, engine: Any) -> None:
     from .. import audio_io  # noqa: F401  (imports soundfile/soxr now rather than on the first encode)
     from ..engine import render
 
-    model.warm_up()   # transform, VQ-VAE, both samplers
+    # transform, VQ-VAE, both samplers, at the scales requests get by default
+    model.warm_up((engine.resolve_guidance(-1), engine.resolve_guidance(-1, generating=True)))
     audio = np.zeros(64_000, dtype=np.float32)
     render.spectrogram_png(audio)
     render.resample_for_output(audio, engine.sample_rate)

@@ -366,10 +366,11 @@ class NotonoModel:
         return self.use_cache if use_cache is None else bool(use_cache)
 
     # --- housekeeping -------------------------------------------------------------------------
-    def warm_up(self) -> float:
+    def warm_up(self, guidance_scales: tuple[float, ...] | None = None) -> float:
         """Run every path once (transform, VQ-VAE, both samplers) so the first request is not slower.
 
-        Returns the seconds it took.
+        guidance_scales: the scales to warm the samplers at (guided sampling runs twice the rows);
+        None warms `edit_guidance` and `default_guidance`. Returns the seconds it took.
         """
         start = time.perf_counter()
         silence = np.zeros(constants.NUM_SAMPLES, dtype=np.float32)
@@ -377,7 +378,10 @@ class NotonoModel:
         self.decode(maps)
         mask = np.zeros(constants.TOP_SHAPE, dtype=bool)
         mask[-1, -1] = True   # one top cell and its 4 bottom cells: every sampling op, a few tokens
-        self.inpaint(maps[0], "top", mask, constants.PITCH_MIN, constants.FAMILIES[0], seed=0)
+        scales = guidance_scales or (self.edit_guidance, self.default_guidance)
+        for guidance in dict.fromkeys(scales):
+            self.inpaint(maps[0], "top", mask, constants.PITCH_MIN, constants.FAMILIES[0], seed=0,
+                         guidance=guidance)
         return time.perf_counter() - start
 
     def info(self) -> dict:
