@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--step-precision", dest="step_precision", choices=STEP_PRECISIONS,
                         default="auto", help="weights of the one-token sampling step (serve's option)")
     parser.add_argument("--guidance", type=float, default=-1.0,
-                        help="guidance scale of the sampling requests (default -1: the model's default)")
+                        help="guidance scale of the sampling requests (default -1: the daemon's default)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.set_defaults(func=run)
 
@@ -120,7 +120,7 @@ def measure_operations(client: Any, repeats: int, names: list[str] | None = None
                        source_wav: str | None = None, guidance: float = -1.0) -> tuple[list[OperationTiming], str]:
     """Time every benchmarked operation against a connected daemon; also returns the WAV the edits
     started from (a generated sound, or `source_wav` encoded). `guidance` goes with every sampling
-    request (-1: the model's default)."""
+    request (-1: the daemon's default)."""
     g = float(guidance)
     if source_wav is None:
         first = client.request("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 1, timeout=600.0)
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 hello = client.connect()
                 _, _, result.model, result.device, *_ = hello.final[1]
                 print(f"model {result.model} on {result.device}; step weights {args.step_precision}; "
-                      f"guidance {'model default' if args.guidance == -1 else args.guidance}; "
+                      f"guidance {'daemon default' if args.guidance == -1 else args.guidance}; "
                       f"{args.repeats} runs per operation", flush=True)
                 result.operations, source_wav = measure_operations(client, args.repeats, guidance=args.guidance)
             memory = daemon.memory()

@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..codemaps import Codemaps, LAYERS, layer_shape, rectangle_mask
-from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, MAX_GUIDANCE, MAX_VARIATIONS,
-                         PITCH_MAX, PITCH_MIN, check_pitch, family_index)
+from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, MAX_VARIATIONS, PITCH_MAX,
+                         PITCH_MIN, check_pitch, family_index)
 from . import render
 from .store import SoundStore, VersionRecord
 
@@ -152,12 +152,10 @@ class Engine:
             if self.default_guidance is not None:
                 return self.default_guidance
             return self.model.default_guidance if generating else self.model.edit_guidance
-        if not (0.0 <= guidance <= MAX_GUIDANCE):
-            raise ValueError(f"guidance {guidance} must be in [0, {MAX_GUIDANCE:g}], or -1 for the daemon's default")
-        if guidance != 1.0 and not self.model.supports_guidance:
-            raise ValueError(f"guidance {guidance}: this model's priors were trained without condition "
-                             f"dropout, so only 1 (or -1, the default) is possible")
-        return float(guidance)
+        try:
+            return self.model.check_guidance(guidance)
+        except ValueError as error:
+            raise ValueError(f"{error}; -1 uses the daemon's default") from None
 
     @staticmethod
     def check_layer(layer: str) -> str:

@@ -237,7 +237,6 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     """Measure a model on the held-out split and write report.md, figures, WAVs and metrics.json."""
     from ..audio_io import write_wav_atomic
     from ..models.bundle import NotonoModel
-    from ..models.sampling import SamplingOptions
     from ..representation import MelIF
     from ..training.common import resolve_device
     from ..training.data import open_split
@@ -252,13 +251,12 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     device = resolve_device(settings.device)
     # everything that can refuse (model folder, corpus) is opened before anything is written
     model = NotonoModel.load(settings.models, device=str(device))
-    edit_guidance = settings.guidance   # the three operations: as given, else the model's edit default
-    if settings.guidance is None:    # the report names the scale it sampled with
-        settings = replace(settings, guidance=model.default_guidance)
-    SamplingOptions(guidance=settings.guidance)      # refuses a scale out of range, before any work
-    if settings.guidance != 1.0 and not model.supports_guidance:
-        raise ValueError(f"guidance {settings.guidance:g}: the priors in {settings.models or 'the default models'} "
-                         f"were trained without condition dropout; only 1 is possible")
+    # the scales the grid and the three operations sample at: as given, else the model's defaults;
+    # a scale the model cannot take is refused before any work
+    operations_guidance = model.check_guidance(
+        model.edit_guidance if settings.guidance is None else settings.guidance)
+    settings = replace(settings, guidance=model.check_guidance(
+        model.default_guidance if settings.guidance is None else settings.guidance))
     transform = MelIF()
     check_pitch = _pitch_checker()
     heldout = open_split(settings.corpus, "heldout", settings.split_seed, settings.cache)
@@ -409,7 +407,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     # --- 4. the paper's three operations on one held-out note --------------------------------
     t0 = time.monotonic()
     operations = _operations(model, records, passes_original, check_pitch, out, settings.seed, write_wav_atomic,
-                             figures, edit_guidance)
+                             figures, operations_guidance)
     seconds["operations"] = time.monotonic() - t0
 
     bars = _bars(reconstruction_result, grid, family)
@@ -420,7 +418,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
                         seconds={k: round(v, 1) for k, v in seconds.items()},
                         sampling={"temperature": settings.temperature, "top_p": settings.top_p,
                                   "top_k": settings.top_k, "guidance": settings.guidance,
-                                  "operations_guidance": model.edit_guidance if edit_guidance is None else edit_guidance,
+                                  "operations_guidance": operations_guidance,
                                   "seed": settings.seed,
                                   "samples_per_cell": settings.samples_per_cell})
     (out / "metrics.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
@@ -438,7 +436,7 @@ def _model_info(model) -> dict[str, Any]:
 
 
 def _operations(model, records, passes_original: dict[int, bool], check_pitch, out: Path, seed: int,
-                write_wav, figures, guidance: float | None = None) -> list[OperationResult]:
+                write_wav, figures, guidance: float) -> list[OperationResult]:
     """Regenerate the first 2 s; regenerate the lowest quarter of rows; keep top, new bottom."""
     # prefer a low bass/organ note whose original passes (frequency inpainting adds low end there)
     candidates = [i for i, ok in passes_original.items() if ok] or list(passes_original)

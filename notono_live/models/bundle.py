@@ -273,9 +273,21 @@ class NotonoModel:
         """The guidance scale `inpaint` and `regenerate_bottom` use when none is given."""
         return EDIT_GUIDANCE
 
+    def check_guidance(self, guidance: float) -> float:
+        """`guidance` if this model can sample with it (0-10; anything but 1 needs both priors trained
+        with condition dropout), else ValueError naming the value."""
+        if not (0.0 <= guidance <= constants.MAX_GUIDANCE):
+            raise ValueError(f"guidance {guidance} must be in [0, {constants.MAX_GUIDANCE:g}]")
+        if guidance != 1.0 and not self.supports_guidance:
+            raise ValueError(f"guidance {guidance}: this model's priors were trained without condition "
+                             f"dropout, so only 1 is possible")
+        return float(guidance)
+
     def _options(self, temperature: float, top_k: int, top_p: float, guidance: float | None,
-                 default: float = EDIT_GUIDANCE) -> SamplingOptions:
-        return SamplingOptions(temperature, top_k, top_p, default if guidance is None else float(guidance))
+                 default: float | None = None) -> SamplingOptions:
+        if guidance is None:
+            guidance = self.edit_guidance if default is None else default
+        return SamplingOptions(temperature, top_k, top_p, float(guidance))
 
     def generate(self, pitch: int, family: str, n: int = 1, temperature: float = 1.0,
                  top_p: float = 0.8, top_k: int = 0, seed: int | None = None,

@@ -429,7 +429,8 @@ class _CodePrior(nn.Module):
         fp16 step product took about a third of the fp32 time. That holds for matrix-*vector*
         products only: from about 8 rows on (8 variations in one call, or 4 under guidance, which
         doubles the rows) the CPU's fp16 matrix-matrix kernel is slower than fp32, so batches above
-        `STEP_PRECISION_MAX_ROWS` rows keep the fp32 kernels. The residual stream, layer norms, attention and softmax stay in the model's dtype;
+        `STEP_PRECISION_MAX_ROWS` rows keep the fp32 kernels. The residual stream, layer norms,
+        attention and softmax stay in the model's dtype;
         only the inputs of the products are rounded to `dtype` and their outputs cast back. The shipped weights are stored in fp16,
         so fp16 loses nothing in the weights themselves. None (or the model's own dtype) switches
         back to the exact kernels of the full pass. The copies are not parameters: training and

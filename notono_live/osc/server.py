@@ -291,14 +291,15 @@ class OscServer:
     def _reply_error(self, sender: Address, request_id: int, code: str, message: str,
                      fallback: Address | None = None) -> None:
         """/notono/error to the sender's reply port; to `fallback` while it has none; else only logged."""
-        if self._reply_address(sender) is None and fallback is None:
+        registered = self._reply_address(sender) is not None
+        if not registered and fallback is None:
             self._log_drop(f"err:{code}:{sender[0]}", f"{code} from {sender[0]}:{sender[1]} (no reply port): {message}")
             return
         log.info("error %s for request %s: %s", code, request_id, message)
-        if self._reply_address(sender) is None:
-            self._send_to(fallback, "/notono/error", request_id, code, message)
-        else:
+        if registered:
             self.send(sender, "/notono/error", request_id, code, message)
+        else:
+            self._send_to(fallback, "/notono/error", request_id, code, message)
 
     def _done(self, sender: Address | None, request_id: int, count: int) -> None:
         self.send(sender, "/notono/done", request_id, count)

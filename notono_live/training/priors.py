@@ -508,16 +508,19 @@ def evaluate_priors(models: dict[str, torch.nn.Module], codes: CodeSet, device: 
     for start in range(0, count, batch_size):
         top = top_all[start:start + batch_size].to(device)
         pitch, family = pitch_all[start:start + batch_size].to(device), family_all[start:start + batch_size].to(device)
-        drops = [None] + ([torch.ones(len(top), dtype=torch.bool, device=device)] if unconditioned else [])
+        everyone = torch.ones(len(top), dtype=torch.bool, device=device)
+
+        def measured(name: str) -> list[tuple[str, torch.Tensor | None]]:
+            # (total to add to, rows without labels): with the labels, and without them if it can
+            return [(name, None)] + ([(f"{name}_unconditioned", everyone)] if name in unconditioned else [])
+
         if "top" in models:
             keep = random_keep_mask(len(top), generator, device)
-            for drop in drops[:2 if "top" in unconditioned else 1]:
-                key = "top" if drop is None else "top_unconditioned"
+            for key, drop in measured("top"):
                 totals[key] += top_prior_loss(models["top"], top, keep, pitch, family, drop).item()
         if "bottom" in models:
             bottom = bottom_all[start:start + batch_size].to(device)
-            for drop in drops[:2 if "bottom" in unconditioned else 1]:
-                key = "bottom" if drop is None else "bottom_unconditioned"
+            for key, drop in measured("bottom"):
                 totals[key] += bottom_prior_loss(models["bottom"], bottom, top, pitch, family, drop).item()
         batches += 1
     for model in models.values():
