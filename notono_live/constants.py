@@ -31,6 +31,11 @@ LOG_EPSILON = 1e-6               # ln(power + 1e-6)
 
 # --- Phase thresholding (NOTONO's change to GANSynth)
 PHASE_THRESHOLD_LOG_POWER = -13.122363377404328   # ln(2e-6)
+# Griffin-Lim style passes that make the phase rebuilt from a decoded IF consistent before the final
+# inverse STFT (MelIF.inverse). A decoded IF is not the derivative of one phase: straight overlap-add
+# lets neighbouring frames cancel, and a reconstruction came out about 9 dB quieter and darker than
+# the image it was made from. One or two passes restore the level (see MelIF's docstring).
+PHASE_ITERATIONS = 2
 
 # --- Normalisation targets for the encoder input
 LOG_POWER_RANGE = (-0.8, 0.8)

@@ -34,6 +34,7 @@ from .constants import (
     MEL_MIN_BAND_WIDTH_BINS,
     N_FFT,
     NUM_SAMPLES,
+    PHASE_ITERATIONS,
     PHASE_THRESHOLD_LOG_POWER,
     SAMPLE_RATE,
     STFT_FRAMES,
@@ -257,12 +258,31 @@ class _STFTTransform:
 
     def _istft(self, power: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """power, phase [B, 1024, 126] linear -> audio [B, 64000]."""
-        magnitude = power.clamp(min=0.0).sqrt()
-        spec = torch.polar(magnitude, phase)
+        return self._istft_complex(torch.polar(power.clamp(min=0.0).sqrt(), phase))
+
+    def _istft_complex(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex STFT [B, 1024, 126] without its Nyquist bin -> audio [B, 64000]."""
         nyquist = torch.zeros_like(spec[:, :1, :])        # restore the dropped Nyquist bin as silence
         spec = torch.cat([spec, nyquist], dim=1)
         return torch.istft(spec, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
                            window=self._window(spec.device), center=True, length=NUM_SAMPLES)
+
+    def _consistent_phase(self, power: torch.Tensor, phase: torch.Tensor, iterations: int,
+                          momentum: float = 0.99) -> torch.Tensor:
+        """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard, 2013) from an initial phase: each pass
+        resynthesises, re-analyses and keeps the new phase under the fixed magnitude; the momentum
+        term extrapolates from the previous pass. Returns the phase [B, 1024, 126]."""
+        magnitude = power.clamp(min=0.0).sqrt()
+        spec = torch.polar(magnitude, phase)
+        previous = None
+        for _ in range(iterations):
+            rebuilt = torch.stft(self._istft_complex(spec), n_fft=N_FFT, hop_length=HOP_LENGTH,
+                                 win_length=WIN_LENGTH, window=self._window(spec.device), center=True,
+                                 return_complex=True)[:, :IMAGE_FREQ, :]
+            direction = rebuilt if previous is None else rebuilt - (momentum / (1.0 + momentum)) * previous
+            previous = rebuilt
+            spec = magnitude * torch.exp(1j * torch.angle(direction))
+        return torch.angle(spec)
 
     def _prepare_inverse(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Threshold, drop the two padding frames, return (log power, phase increments in radians)."""
@@ -300,7 +320,15 @@ class MelIF(_STFTTransform):
     set to 0 and the power clamped to the threshold. ``inverse`` thresholds first (cells at the
     floor are rebuilt as silence), maps power and phase back through the pseudo-inverses of the two
     projections, integrates the IF (cumsum × π), restores the Nyquist bin (as zero) and runs the
-    inverse STFT with the same window and hop; there is no Griffin-Lim.
+    inverse STFT with the same window and hop.
+
+    An IF that a network decoded is not the time derivative of any one phase, so frames rebuilt from
+    it partly cancel when overlapped and added: measured on 48 held-out notes through the shipped
+    VQ-VAE, the re-analysed reconstruction lost about 2 nats of log mel power (about 9 dB) against the
+    decoded image, most at the attack. ``phase_iterations`` passes of fast Griffin-Lim (Perraudin et
+    al., 2013: inverse STFT, STFT, keep the magnitude, take the new phase, with momentum) start from
+    the integrated phase and make it consistent; one pass gave back almost all of the level. A true
+    image's phase is already consistent, so the passes barely change a model-free round trip.
 
     Args:
         break_frequency_hz: fb in mel(f) = Q·ln(1 + f/fb). 240 Hz is NOTONO's value; 700 Hz
@@ -309,13 +337,19 @@ class MelIF(_STFTTransform):
         min_band_width_bins: low mel bands narrower than this many linear bins are widened to it so
             that no mel row is empty (1.5 as in GANSynth/NOTONO).
         device: device for the transform; None follows the input tensor's device.
+        phase_iterations: fast Griffin-Lim passes in ``inverse`` (0: the integrated IF phase as is).
+            Only the inverse depends on it, so it is not one of ``settings()``, which key caches of
+            ``forward``.
     """
 
     def __init__(self, break_frequency_hz: float = MEL_BREAK_FREQUENCY_HZ,
                  phase_threshold: float | None = PHASE_THRESHOLD_LOG_POWER,
                  min_band_width_bins: float = MEL_MIN_BAND_WIDTH_BINS,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, phase_iterations: int = PHASE_ITERATIONS) -> None:
         super().__init__(phase_threshold, device)
+        if isinstance(phase_iterations, bool) or not isinstance(phase_iterations, int) or phase_iterations < 0:
+            raise ValueError(f"phase_iterations must be an integer >= 0, got {phase_iterations!r}")
+        self.phase_iterations = phase_iterations
         self.break_frequency_hz = float(break_frequency_hz)
         self.min_band_width_bins = float(min_band_width_bins)
         # float64 host copies shared by every MelIF with these settings; device copies made lazily.
@@ -361,6 +395,8 @@ class MelIF(_STFTTransform):
         power = torch.matmul(mats["power_pinv"], mel_power)
         mel_phase = self._integrate(mel_increments)
         phase = torch.matmul(mats["phase_pinv"], mel_phase)
+        if self.phase_iterations:
+            phase = self._consistent_phase(power, phase, self.phase_iterations)
         return self._istft(power, phase)
 
 

@@ -69,6 +69,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     metrics = json.loads((out / "metrics.json").read_text())
     # the sampling settings are recorded, guidance resolved (an untrained model has no guidance: 1)
     assert metrics["sampling"]["guidance"] == 1.0 and metrics["sampling"]["top_p"] == 0.8
+    assert metrics["sampling"]["phase_iterations"] == constants.PHASE_ITERATIONS
     reconstruction = metrics["reconstruction"]
     # an untrained VQ-VAE reconstructs far worse than the model-free Mel-IF round trip
     assert reconstruction["ceiling_lsd_db"] < reconstruction["lsd_db"]
@@ -89,3 +90,15 @@ def test_eval_refuses_a_missing_model_folder(tmp_path, small_corpus):
         main(["eval", "--models", str(tmp_path / "no-model-here"), "--corpus", str(small_corpus),
               "--out", str(tmp_path / "r"), "--quick"])
     assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_eval_refuses_a_negative_phase_iterations_before_writing(tmp_path, small_corpus):
+    from notono_live.cli import main
+    from notono_live.models.bundle import NotonoModel
+
+    models = tmp_path / "models"
+    NotonoModel.untrained(size="tiny", seed=0).save(models)
+    with pytest.raises(ValueError, match="phase_iterations must be an integer >= 0, got -2"):
+        main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(tmp_path / "r"),
+              "--quick", "--phase-iterations", "-2"])
+    assert not (tmp_path / "r").exists()

@@ -88,6 +88,28 @@ def test_inverse_shapes_and_round_trip_quality(mel_if, audio_batch):
     assert snr.median() > 15.0, snr
 
 
+def test_phase_passes_give_back_the_level_an_inconsistent_if_loses(audio_batch):
+    """A decoded IF is no phase's derivative. Blurring the IF in time, as a decoder's smooth output
+    does, makes the straight inverse cancel itself; the Griffin-Lim passes give the level back."""
+    image = MelIF()(audio_batch)
+    blurred = image.clone()
+    kernel = torch.ones(1, 1, 5) / 5
+    rows = image[:, 1].reshape(-1, 1, IMAGE_TIME)
+    blurred[:, 1] = torch.nn.functional.conv1d(rows, kernel, padding=2).reshape(image[:, 1].shape)
+
+    def level_lost(iterations: int) -> torch.Tensor:
+        transform = MelIF(phase_iterations=iterations)
+        again = transform(transform.inverse(blurred))[:, 0]
+        audible = image[:, 0] > image[:, 0].amax(dim=(1, 2), keepdim=True) - 6.0   # within 6 nats of the peak
+        return torch.stack([(image[b, 0][audible[b]] - again[b][audible[b]]).mean() for b in range(len(image))])
+
+    straight, refined = level_lost(0), level_lost(2)
+    assert straight.median() > 0.5, straight          # the blurred IF alone loses level
+    assert (refined < straight).all() and refined.median() < 0.5 * straight.median(), (straight, refined)
+    with pytest.raises(ValueError, match="phase_iterations"):
+        MelIF(phase_iterations=-1)
+
+
 def test_linear_if_is_exactly_invertible(audio_batch):
     transform = LinearIF()
     image = transform(audio_batch)

@@ -297,6 +297,52 @@ def test_export_writes_a_loadable_model(priors_run, vqvae_run, tmp_path):
     NotonoModel.load(out)   # the JSON digests describe the kept files
 
 
+def test_decoder_only_run_keeps_the_codes_and_the_priors_that_learnt_them(tmp_path, vqvae_run, priors_run,
+                                                                          small_corpus, spectrogram_cache):
+    import shutil
+
+    from notono_live.training import modelio
+    from notono_live.training.export import export_model
+    from notono_live.training.vqvae import DECODER_MODULES, VQVAETrainConfig, train_vqvae
+
+    source_dir = vqvae_run[0]
+    source, _, source_meta = modelio.load_vqvae(source_dir / common.CHECKPOINT_DIR, torch.device("cpu"),
+                                                with_metadata=True)
+    run_dir = tmp_path / "decoder"
+    config = VQVAETrainConfig(corpus=small_corpus, out=run_dir, size="tiny", max_steps=3, batch_size=4, lr=3e-3,
+                              cache=spectrogram_cache, validation_notes=2, decoder_from=source_dir)
+    train_vqvae(config)
+    # resuming without --decoder-from stays decoder-only: the checkpoint says whose codes it keeps
+    resumed = train_vqvae(VQVAETrainConfig(**{**config.__dict__, "max_steps": 10, "decoder_from": None}))
+    assert resumed.summary.step == 10
+    tuned, _, tuned_meta = modelio.load_vqvae(run_dir / common.CHECKPOINT_DIR, torch.device("cpu"),
+                                              with_metadata=True)
+    assert tuned_meta["codes_of"] == source_meta["weights_sha256"] != tuned_meta["weights_sha256"]
+    before, after = source.state_dict(), tuned.state_dict()
+    moved = {name.split(".")[0] for name in before if not torch.equal(before[name], after[name])}
+    assert moved == set(DECODER_MODULES)     # encoders, codebooks (EMA buffers included) untouched
+    from safetensors import safe_open
+    with safe_open(str(run_dir / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE), "pt") as handle:
+        assert float(handle.get_tensor("optim.vqvae.state.0.step")) == 10
+    # the decoder learnt: reconstruction error on training notes fell below the source's
+    assert _reconstruction_mse(run_dir, small_corpus, spectrogram_cache) < _reconstruction_mse(
+        source_dir, small_corpus, spectrogram_cache)
+
+    # the priors trained on the source's codes export with the tuned decoder...
+    from notono_live.models.bundle import NotonoModel
+    model = NotonoModel.load(export_model(run_dir, priors_run[0], tmp_path / "models"))
+    assert model.info()["training"]["vqvae"]["run_dir"] == run_dir.name
+    assert np.isfinite(model.decode(model.generate(48, "organ", n=1, seed=1))).all()
+    # ...but not with a VQ-VAE whose encoder trained on: its codes are no longer the priors'
+    moved_on = tmp_path / "moved_on"
+    shutil.copytree(source_dir, moved_on)
+    train_vqvae(VQVAETrainConfig(corpus=small_corpus, out=moved_on, size="tiny", max_steps=16, batch_size=4,
+                                 lr=3e-3, cache=spectrogram_cache, validation_notes=0))
+    with pytest.raises(ValueError, match="trained on codes of another VQ-VAE"):
+        export_model(moved_on, priors_run[0], tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
 def test_cli_refuses_a_missing_vqvae(tmp_path, small_corpus):
     from notono_live.cli import main
 

@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     _add_common(vqvae, batch_size=16)
     vqvae.add_argument("--validation-notes", type=int, default=64,
                        help="held-out notes whose reconstruction MSE is logged at each checkpoint")
+    vqvae.add_argument("--decoder-from", type=Path, default=None, metavar="VQVAE",
+                       help="start from this trained VQ-VAE (run or model folder) and train its decoder only: "
+                            "encoders and codebooks stay frozen, so codes, and priors trained on them, stay valid")
     vqvae.set_defaults(func=_run_vqvae)
 
     priors = commands.add_parser("priors", help="extract codes once, then train the top and bottom priors")
@@ -84,7 +87,7 @@ def _run_vqvae(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
-        validation_notes=args.validation_notes))
+        validation_notes=args.validation_notes, decoder_from=args.decoder_from))
     _print_summary(result.summary)
     return 0
 

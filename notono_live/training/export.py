@@ -60,10 +60,12 @@ def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtyp
     bottom, bottom_metadata = modelio.load_prior(_find_prior(folders, "bottom"), "bottom", device,
                                                  with_metadata=True)
     priors_folder = ", ".join(str(f) for f in folders)
-    expected = vqvae_metadata.get("weights_sha256")
+    # the priors must have learnt this VQ-VAE's codes: its own, or those of the VQ-VAE a decoder-only
+    # run (`train vqvae --decoder-from`) started from, whose encoders and codebooks it kept
+    expected = {modelio.codes_identity(vqvae_metadata), vqvae_metadata.get("weights_sha256")} - {None}
     for which, metadata in (("top", top_metadata), ("bottom", bottom_metadata)):
         trained_on = (metadata.get("codes") or {}).get("vqvae_sha256")
-        if expected and trained_on and trained_on != expected:
+        if expected and trained_on and trained_on not in expected:
             raise ValueError(f"the {which} prior in {priors_folder} was trained on codes of another VQ-VAE "
                              f"({(metadata.get('codes') or {}).get('vqvae')}), not of {vqvae_folder}; "
                              f"retrain the priors on this VQ-VAE or export the matching pair")

@@ -18,14 +18,23 @@ VQVAE_NAME = "vqvae"
 PRIOR_NAMES = {"top": "top_prior", "bottom": "bottom_prior"}
 
 
-def save_vqvae(folder: Path, model, stats, summary: dict[str, Any], size: str) -> None:
+def save_vqvae(folder: Path, model, stats, summary: dict[str, Any], size: str, codes_of: str | None = None) -> None:
+    """`codes_of`: for a decoder-only run, the weights SHA-256 of the VQ-VAE whose codes it keeps."""
     from ..models import checkpoint
     from ..models.bundle import label_encoders
     from ..representation import MelIF
 
-    checkpoint.save_model(folder, VQVAE_NAME, common.unwrap(model), metadata={
-        "normalization_stats": stats.to_dict(), "label_encoders": label_encoders(), "training": summary,
-        "size": size, "representation": MelIF().settings()})
+    metadata = {"normalization_stats": stats.to_dict(), "label_encoders": label_encoders(), "training": summary,
+                "size": size, "representation": MelIF().settings()}
+    if codes_of is not None:
+        metadata["codes_of"] = codes_of
+    checkpoint.save_model(folder, VQVAE_NAME, common.unwrap(model), metadata=metadata)
+
+
+def codes_identity(metadata: dict[str, Any]) -> str | None:
+    """Which codes a VQ-VAE gives: its own weights' SHA-256, or, for one whose decoder alone was
+    fine-tuned (`train vqvae --decoder-from`), that of the VQ-VAE it kept the encoders of."""
+    return metadata.get("codes_of") or metadata.get("weights_sha256")
 
 
 def load_vqvae(folder: Path, device: torch.device, with_metadata: bool = False):

@@ -170,7 +170,7 @@ def extract_codes(vqvae_path: Path, corpus: Path, out_file: Path, split_seed: in
             names[split] = [record.note for record in dataset.records]
     if context.is_main:
         header = {"format": CODES_FORMAT, "version": CODES_VERSION, "vqvae": str(source),
-                  "vqvae_sha256": vqvae_metadata.get("weights_sha256"),
+                  "vqvae_sha256": modelio.codes_identity(vqvae_metadata),
                   "corpus": str(corpus), "split_seed": split_seed, "names": names}
         temporary = out_file.with_suffix(".tmp")
         out_file.parent.mkdir(parents=True, exist_ok=True)

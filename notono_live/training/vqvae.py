@@ -5,6 +5,11 @@ spectrogram cache, compute the normalisation statistics once (min/max over the t
 or resume the model and Adam, then loop: normalise, reconstruct, MSE in normalised Mel-IF units plus
 the commitment term, step, log, and checkpoint every few minutes, at the time budget, at the end of the
 epochs asked for, and on SIGTERM/Ctrl-C. Running the same command on the same RUN_DIR resumes.
+
+`--decoder-from VQVAE` starts a run from a trained VQ-VAE and trains its decoder only: the encoders and
+both codebooks are frozen (no gradient, no EMA update, no dead-code restart), so every note keeps its
+codes and priors trained on that VQ-VAE's codes stay valid. The checkpoint's metadata records whose
+codes it shares (`codes_of`), which is what `train export` checks.
 """
 from __future__ import annotations
 
@@ -47,6 +52,9 @@ class VQVAETrainConfig:
         device: "auto", "cpu", "cuda", "cuda:1"...
         checkpoint_minutes: checkpoint at least this often.
         validation_notes: held-out notes whose reconstruction MSE is logged at each checkpoint.
+        decoder_from: a trained VQ-VAE (run folder, checkpoint or model folder) to start from and train
+            the decoder of only, its encoders and codebooks frozen (None: train everything). Only read
+            when RUN_DIR has no checkpoint yet; a run started this way stays decoder-only on resume.
     """
 
     corpus: Path
@@ -65,6 +73,24 @@ class VQVAETrainConfig:
     device: str = "auto"
     checkpoint_minutes: float = 5.0
     validation_notes: int = 64
+    decoder_from: Path | None = None
+
+
+# the modules that turn quantised vectors into an image: the only ones a decoder-only run trains
+DECODER_MODULES = ("upsample_top", "decoder")
+
+
+def freeze_encoding(model) -> list[torch.nn.Parameter]:
+    """Freeze what decides a note's codes (encoders, pre-quantisation layers, codebooks); return the
+    decoder's parameters, the only ones left to train. Call again after every `model.train()`: it
+    puts the quantisers back in eval mode, where their codebooks never move."""
+    trainable = {id(p) for name in DECODER_MODULES for p in getattr(model, name).parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in trainable)
+    for name, module in model.named_children():
+        if name not in DECODER_MODULES:
+            module.eval()
+    return [p for p in model.parameters() if id(p) in trainable]
 
 
 @dataclass
@@ -117,16 +143,28 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
 
         # --- resume or start: statistics and weights come from the checkpoint when there is one
         checkpoint = common.find_checkpoint_dir(run_dir)
+        codes_of = None   # the weights SHA-256 of the VQ-VAE whose codes a decoder-only run keeps
         if checkpoint is not None:
             model, stats, metadata = modelio.load_vqvae(checkpoint, context.device, with_metadata=True)
             model_config = model.config
             size = metadata.get("size", "custom")
+            codes_of = metadata.get("codes_of")
+        elif config.decoder_from is not None:
+            model, stats, metadata, source = modelio.load_vqvae_any(config.decoder_from, context.device)
+            model_config = model.config
+            size = metadata.get("size", "custom")
+            codes_of = modelio.codes_identity(metadata)
+            if codes_of is None:
+                raise ValueError(f"{source}: its description has no weights digest, so the codes a "
+                                 f"decoder-only run keeps could not be named")
         else:
             stats = stats_over_split(train_set, context, batch_size=config.batch_size, workers=config.workers)
             model_config = dataclasses.replace(VQVAE2Config.from_size(config.size), **config.model_overrides)
             size = config.size if not config.model_overrides else "custom"
             model = VQVAE2(model_config).to(context.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        decoder_only = codes_of is not None
+        trained = freeze_encoding(model) if decoder_only else list(model.parameters())
+        optimizer = torch.optim.Adam(trained, lr=config.lr)
         state = common.TrainingState(extra={})
         if checkpoint is not None:
             state = common.load_training_state(checkpoint / common.TRAINING_STATE_FILE, {"vqvae": optimizer})
@@ -156,14 +194,16 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
         logger.message(f"vqvae ({config.size if checkpoint is None else 'resumed'}): "
                        f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(train_set)} training "
                        f"notes, {batches_per_epoch} steps/epoch x {context.world_size} rank(s) on {context.device}"
-                       + (f", resumed at step {state.step}" if checkpoint is not None else ""))
+                       + (f", resumed at step {state.step}" if checkpoint is not None else "")
+                       + (f"; decoder only ({sum(p.numel() for p in trained):,} parameters), encoders and "
+                          f"codebooks frozen: codes stay those of {codes_of[:12]}" if decoder_only else ""))
 
         def save(reason: str) -> None:
             summary = _summary(run_dir, state, last, reason, context)
             state.extra = {"config": _jsonable(asdict(config)), "summary": summary.to_dict()}
             if context.is_main:
                 def write(folder: Path) -> None:
-                    modelio.save_vqvae(folder, model, stats, summary.to_dict(), size=size)
+                    modelio.save_vqvae(folder, model, stats, summary.to_dict(), size=size, codes_of=codes_of)
                     common.save_training_state(folder / common.TRAINING_STATE_FILE, state, {"vqvae": optimizer})
                 common.write_checkpoint_dir(run_dir, write)
                 logger.record({"event": "checkpoint", "reason": reason, **summary.to_dict()})
@@ -176,6 +216,8 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             sampler.set_epoch(state.epoch, state.batch_in_epoch)
             loader = torch.utils.data.DataLoader(train_set, **loader_kwargs)
             model.train()
+            if decoder_only:
+                freeze_encoding(model)
             tick = time.monotonic()   # training time counts data loading, not checkpoints/validation
             for batch in loader:
                 images = batch["image"].to(context.device, non_blocking=True)
