@@ -203,6 +203,14 @@ def device_patcher() -> dict:
                                     unitstyle=UNIT_FLOAT))
     to_brain(temperature, "temperature", 860)
 
+    # "auto" leaves the classifier-free guidance scale to the daemon; notono.js maps the index
+    label("Guidance", (430, 50, 60, 14), 910, controls_y - 20)
+    guidance = p.add("live.menu", (910, controls_y, 52, 18), inlets=1, outlets=["", "", "float"],
+                     presentation=(430, 64, 52, 18),
+                     **parameter("Guidance", "Guidance", TYPE_ENUM, enum=["auto", "1", "1.5", "2", "3", "4"],
+                                 initial=0))
+    to_brain(guidance, "guidance", 910, y=410)
+
     rows_max, cols_max = BOTTOM_SHAPE   # ranges cover both layers; notono.js clamps to the layer shown
     region = [  # long name, label, selector, range, initial, presentation x
         ("Region X", "X (time)", "region_x", (0, cols_max - 1), 0, 212),

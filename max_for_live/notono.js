@@ -1,6 +1,6 @@
 // NOTONO Live: the device's brain (classic Max `js` object, ES5).
 //
-// It owns the device state (pitch, family, temperature, layer, region, current sound), speaks the
+// It owns the device state (pitch, family, temperature, guidance, layer, region, current sound), speaks the
 // daemon's OSC protocol (docs/osc.md, notono_live/osc/protocol.py) through [udpsend] and
 // [udpreceive], keeps a heartbeat, and turns every rendered /notono/sound reply into an audio clip
 // through the Live API: ClipSlot.create_audio_clip(path) in the target slot, never over an
@@ -70,6 +70,9 @@ var ADDRESS = {
 var DAEMON_REQUEST_ID = -1;          // renders the daemon starts itself (MIDI controller)
 var CLIENT_NAME = "NOTONO Live device";
 var TOP_P = 0.8;                     // the paper's nucleus mass; not on the device view
+// The Guidance menu's entries: "auto" (-1) leaves the scale to the daemon (serve --guidance, else the
+// model's: 2 to generate, 1 to edit); the others are classifier-free guidance scales (protocol: 0-10).
+var GUIDANCE_CHOICES = [-1, 1, 1.5, 2, 3, 4];
 var ERASE_DB = 24.0;                 // the protocol's default level drop for /notono/region/erase
 var HEARTBEAT_MS = 2000;
 var MISSED_BEATS_FOR_LOSS = 3;
@@ -81,7 +84,7 @@ var PLACES_CLIPS = { generate: true, encode: true, inpaint: true, bottom: true,
 
 // --- State ---------------------------------------------------------------------------------
 var controls = {
-    pitch: 60, family: "keyboard", temperature: 1.0, variations: 1,
+    pitch: 60, family: "keyboard", temperature: 1.0, guidance: -1, variations: 1,
     layer: "top", region: [0, 0, 1, 1], target: 0
 };
 var link = {
@@ -218,6 +221,18 @@ function temperature(value) {
     controls.temperature = Math.max(0.05, Number(value));
 }
 
+// The Guidance menu sends its index.
+function guidance(index) {
+    controls.guidance = GUIDANCE_CHOICES[clampInt(index, 0, GUIDANCE_CHOICES.length - 1)];
+}
+
+// A sampling request's arguments, with the guidance scale last when the menu is not on "auto"
+// (the protocol's trailing guidance argument; left out, the daemon uses its default).
+function withGuidance(args) {
+    if (controls.guidance >= 0) { args.push(controls.guidance); }
+    return args;
+}
+
 function variations(value) {
     controls.variations = clampInt(value, 1, 16);
 }
@@ -289,21 +304,22 @@ function pressed(args) {
 
 function generate() {
     if (!pressed(arguments)) { return; }
-    request("generate", ADDRESS.generate, [controls.pitch, controls.family, controls.temperature,
-        TOP_P, controls.variations, -1]);
+    var args = [controls.pitch, controls.family, controls.temperature, TOP_P, controls.variations, -1];
+    if (controls.guidance >= 0) { args.push(0); }     // top_k (off) comes before guidance
+    request("generate", ADDRESS.generate, withGuidance(args));
 }
 
 function inpaint() {
     if (!pressed(arguments) || !needSound("inpaint a region")) { return; }
     var r = controls.region;
-    request("inpaint", ADDRESS.inpaintRegion, [current.sound, controls.layer, r[1], r[0], r[3], r[2],
-        controls.pitch, controls.family, controls.temperature, TOP_P, -1]);
+    request("inpaint", ADDRESS.inpaintRegion, withGuidance([current.sound, controls.layer, r[1], r[0], r[3], r[2],
+        controls.pitch, controls.family, controls.temperature, TOP_P, -1]));
 }
 
 function new_bottom() {
     if (!pressed(arguments) || !needSound("make a new bottom map")) { return; }
-    request("bottom", ADDRESS.bottomRegenerate, [current.sound, controls.pitch, controls.family,
-        controls.temperature, TOP_P, -1]);
+    request("bottom", ADDRESS.bottomRegenerate, withGuidance([current.sound, controls.pitch, controls.family,
+        controls.temperature, TOP_P, -1]));
 }
 
 function erase() {

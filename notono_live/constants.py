@@ -35,7 +35,7 @@ PHASE_THRESHOLD_LOG_POWER = -13.122363377404328   # ln(2e-6)
 # inverse STFT (MelIF.inverse). A decoded IF is not the derivative of one phase: straight overlap-add
 # lets neighbouring frames cancel, and a reconstruction came out about 9 dB quieter and darker than
 # the image it was made from. One or two passes restore the level (see MelIF's docstring).
-PHASE_ITERATIONS = 2
+PHASE_ITERATIONS = 1
 
 # --- Normalisation targets for the encoder input
 LOG_POWER_RANGE = (-0.8, 0.8)

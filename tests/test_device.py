@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from notono_live.constants import BOTTOM_SHAPE, FAMILIES, PITCH_MAX, PITCH_MIN, TOP_SHAPE
+from notono_live.constants import BOTTOM_SHAPE, FAMILIES, MAX_GUIDANCE, PITCH_MAX, PITCH_MIN, TOP_SHAPE
 from notono_live.daemon.process import DaemonProcess
 from notono_live.osc import protocol
 
@@ -251,6 +251,7 @@ NODE_CASES = [
     "note_names_follow_live", "family_colours_distinct_rgb", "hfs_paths_become_posix",
     "drop_sends_posix_path_as_one_symbol", "hello_announces_reply_port_at_load",
     "heartbeat_loss_then_hello_again", "requests_refused_while_disconnected", "generate_request",
+    "guidance_menu_reaches_the_three_sampling_requests",
     "grid_drag_becomes_inpaint_request", "mapped_region_controls_drive_inpaint_erase_randomise",
     "layer_switch_keeps_the_same_stretch", "saved_region_survives_restore_order",
     "device_in_a_rack_uses_its_track", "edits_need_a_sound", "clip_goes_to_highlighted_empty_slot",
@@ -299,6 +300,13 @@ def test_script_constants_agree_with_the_package(node_run):
     assert c["ERASE_DB"] == defaults["amount_db"]
     defaults = {a.name: a.default for a in protocol.REQUESTS["/notono/generate"].args}
     assert c["TOP_P"] == defaults["top_p"]
+    # the Guidance menu: "auto" is the protocol's -1, every other entry a scale the daemon accepts,
+    # in the order the patch's live.menu lists them
+    assert c["GUIDANCE_CHOICES"][0] == defaults["guidance"] == -1
+    assert all(0 <= g <= MAX_GUIDANCE for g in c["GUIDANCE_CHOICES"][1:])
+    menu = live_parameters(amxd.unpack(DEVICE_FILE.read_bytes()))["Guidance"]
+    entries = menu["saved_attribute_attributes"]["valueof"]["parameter_enum"]
+    assert entries == ["auto"] + [f"{g:g}" for g in c["GUIDANCE_CHOICES"][1:]]
     script = (DEVICE_DIR / "notono.js").read_text(encoding="utf-8")
     assert set(re.findall(r'"(/notono/[a-z/]+)"', script)) == set(c["ADDRESS"].values())
 

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--phase-iterations", type=int, default=None,
                         help="Griffin-Lim passes when turning images into audio (default: the project's, "
-                             "2; 0 uses the decoded IF's phase as is, as the paper does)")
+                             "1; 0 uses the decoded IF's phase as is, as the paper does)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a bar fails")
     parser.set_defaults(func=_run)

@@ -166,6 +166,31 @@ cases.generate_request = () => {
         'a button release (0) is not a press');
 };
 
+cases.guidance_menu_reaches_the_three_sampling_requests = () => {
+    const { d } = connected();
+    // "auto" (index 0, the initial entry) leaves guidance out: the daemon's default applies
+    d.send(0, 'guidance', 0);
+    d.send(0, 'generate', 1);
+    same(lastOsc(d, '/notono/generate').slice(2), [60, 'keyboard', 1.0, 0.8, 1, -1]);
+    d.send(0, 'guidance', 3);                // "2"
+    d.send(0, 'generate', 1);
+    // pitch family temperature top_p variations seed top_k guidance
+    same(lastOsc(d, '/notono/generate').slice(2), [60, 'keyboard', 1.0, 0.8, 1, -1, 0, 2]);
+    const id = lastOsc(d, '/notono/generate')[1];
+    soundReply(d, id, { sound: 5, version: 1, family: 'keyboard' });
+    d.scheduler.flush();
+    d.send(0, 'guidance', 2);                // "1.5"
+    d.send(0, 'inpaint', 1);
+    // sound layer row col height width pitch family temperature top_p seed guidance
+    same(lastOsc(d, '/notono/inpaint/region').slice(2), [5, 'top', 0, 0, 1, 1, 60, 'keyboard', 1.0, 0.8, -1, 1.5]);
+    d.send(0, 'guidance', 99);               // clamped to the last entry, "4"
+    d.send(0, 'new_bottom', 1);
+    same(lastOsc(d, '/notono/bottom/regenerate').slice(2), [5, 60, 'keyboard', 1.0, 0.8, -1, 4]);
+    d.send(0, 'guidance', 0);
+    d.send(0, 'new_bottom', 1);
+    same(lastOsc(d, '/notono/bottom/regenerate').slice(2), [5, 60, 'keyboard', 1.0, 0.8, -1]);
+};
+
 cases.grid_drag_becomes_inpaint_request = () => {
     const { d } = connected();
     const id = generateOnce(d);
@@ -448,6 +473,7 @@ function constants() {
         FAMILIES: c.FAMILIES, PITCH_MIN: c.PITCH_MIN, PITCH_MAX: c.PITCH_MAX, LAYER_SHAPES: c.LAYER_SHAPES,
         DEFAULT_DAEMON_PORT: c.DEFAULT_DAEMON_PORT, DEFAULT_REPLY_PORT: c.DEFAULT_REPLY_PORT,
         DEFAULT_DAEMON_HOST: c.DEFAULT_DAEMON_HOST, ADDRESS: c.ADDRESS, TOP_P: c.TOP_P,
+        GUIDANCE_CHOICES: c.GUIDANCE_CHOICES,
         ERASE_DB: c.ERASE_DB, MIN_LIVE_VERSION: c.MIN_LIVE_VERSION, inlets: c.inlets, outlets: c.outlets,
         DAEMON_REQUEST_ID: c.DAEMON_REQUEST_ID,
     };
