@@ -327,8 +327,9 @@ class MelIF(_STFTTransform):
     VQ-VAE, the re-analysed reconstruction lost about 2 nats of log mel power (about 9 dB) against the
     decoded image, most at the attack. ``phase_iterations`` passes of fast Griffin-Lim (Perraudin et
     al., 2013: inverse STFT, STFT, keep the magnitude, take the new phase, with momentum) start from
-    the integrated phase and make it consistent; one pass gave back almost all of the level. A true
-    image's phase is already consistent, so the passes barely change a model-free round trip.
+    the integrated phase and make it consistent; one pass gave back almost all of the level. On a
+    model-free round trip of real notes one pass also lowers the spectral convergence (0.086 -> 0.047
+    over 100 notes) and costs about 1 dB of waveform SNR.
 
     Args:
         break_frequency_hz: fb in mel(f) = Q·ln(1 + f/fb). 240 Hz is NOTONO's value; 700 Hz

@@ -309,8 +309,11 @@ def test_decoder_only_run_keeps_the_codes_and_the_priors_that_learnt_them(tmp_pa
     source, _, source_meta = modelio.load_vqvae(source_dir / common.CHECKPOINT_DIR, torch.device("cpu"),
                                                 with_metadata=True)
     run_dir = tmp_path / "decoder"
+    # a checkpoint, with its validation pass, after every step: validation puts the model back in
+    # training mode, which must not wake the frozen codebooks
     config = VQVAETrainConfig(corpus=small_corpus, out=run_dir, size="tiny", max_steps=3, batch_size=4, lr=3e-3,
-                              cache=spectrogram_cache, validation_notes=2, decoder_from=source_dir)
+                              cache=spectrogram_cache, validation_notes=2, decoder_from=source_dir,
+                              checkpoint_minutes=0.0)
     train_vqvae(config)
     # resuming without --decoder-from stays decoder-only: the checkpoint says whose codes it keeps
     resumed = train_vqvae(VQVAETrainConfig(**{**config.__dict__, "max_steps": 10, "decoder_from": None}))

@@ -51,6 +51,10 @@ class EMAQuantizer(nn.Module):
         epsilon: Laplace smoothing of the cluster sizes, so an empty cluster never divides by zero.
         dead_code_threshold: a code whose EMA usage (vectors per batch) falls below this is re-seeded
             from a random encoder output of the current batch; 0 disables restarts.
+
+    Attributes:
+        frozen: when True the codebook never changes, whatever the module's mode (a decoder-only
+            fine-tune sets it, so that `model.train()` cannot switch the EMA updates back on).
     """
 
     def __init__(self, codebook_size: int = CODEBOOK_SIZE, dim: int = CODEBOOK_DIM,
@@ -63,6 +67,7 @@ class EMAQuantizer(nn.Module):
         self.commitment_weight = commitment_weight
         self.epsilon = epsilon
         self.dead_code_threshold = dead_code_threshold
+        self.frozen = False
         self.register_buffer("embed", torch.randn(codebook_size, dim) * 0.1)
         self.register_buffer("cluster_size", torch.zeros(codebook_size))
         self.register_buffer("embed_avg", self.embed.clone())
@@ -73,12 +78,12 @@ class EMAQuantizer(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def forward(self, z: Tensor) -> QuantizerOutput:
-        """Quantise z [B, D, H, W]; updates the codebook when the module is training."""
+        """Quantise z [B, D, H, W]; updates the codebook when the module is training and not frozen."""
         b, d, h, w = z.shape
         if d != self.dim:
             raise ValueError(f"quantiser expects {self.dim} channels, got {d}")
         flat = z.permute(0, 2, 3, 1).reshape(-1, d)
-        if self.training:
+        if self.training and not self.frozen:
             self._update(flat.detach().float())
         codes = self.nearest(flat.detach())
         quantized = F.embedding(codes, self.embed).view(b, h, w, d).permute(0, 3, 1, 2)

@@ -82,14 +82,13 @@ DECODER_MODULES = ("upsample_top", "decoder")
 
 def freeze_encoding(model) -> list[torch.nn.Parameter]:
     """Freeze what decides a note's codes (encoders, pre-quantisation layers, codebooks); return the
-    decoder's parameters, the only ones left to train. Call again after every `model.train()`: it
-    puts the quantisers back in eval mode, where their codebooks never move."""
+    decoder's parameters, the only ones left to train. The codebooks are frozen by flag, not by eval
+    mode, so a later `model.train()` (validation restores the mode) cannot start their EMA again."""
     trainable = {id(p) for name in DECODER_MODULES for p in getattr(model, name).parameters()}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in trainable)
-    for name, module in model.named_children():
-        if name not in DECODER_MODULES:
-            module.eval()
+    model.quantize_top.frozen = True
+    model.quantize_bottom.frozen = True
     return [p for p in model.parameters() if id(p) in trainable]
 
 
@@ -216,8 +215,6 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             sampler.set_epoch(state.epoch, state.batch_in_epoch)
             loader = torch.utils.data.DataLoader(train_set, **loader_kwargs)
             model.train()
-            if decoder_only:
-                freeze_encoding(model)
             tick = time.monotonic()   # training time counts data loading, not checkpoints/validation
             for batch in loader:
                 images = batch["image"].to(context.device, non_blocking=True)
