@@ -267,11 +267,12 @@ class _STFTTransform:
         return torch.istft(spec, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
                            window=self._window(spec.device), center=True, length=NUM_SAMPLES)
 
-    def _consistent_phase(self, power: torch.Tensor, phase: torch.Tensor, iterations: int,
-                          momentum: float = 0.99) -> torch.Tensor:
+    def _consistent_spectrum(self, power: torch.Tensor, phase: torch.Tensor, iterations: int,
+                             momentum: float = 0.99) -> torch.Tensor:
         """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard, 2013) from an initial phase: each pass
         resynthesises, re-analyses and keeps the new phase under the fixed magnitude; the momentum
-        term extrapolates from the previous pass. Returns the phase [B, 1024, 126]."""
+        term extrapolates from the previous pass. Returns the complex STFT [B, 1024, 126] that
+        `_istft_complex` turns into audio."""
         magnitude = power.clamp(min=0.0).sqrt()
         spec = torch.polar(magnitude, phase)
         previous = None
@@ -282,7 +283,7 @@ class _STFTTransform:
             direction = rebuilt if previous is None else rebuilt - (momentum / (1.0 + momentum)) * previous
             previous = rebuilt
             spec = magnitude * torch.exp(1j * torch.angle(direction))
-        return torch.angle(spec)
+        return spec
 
     def _prepare_inverse(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Threshold, drop the two padding frames, return (log power, phase increments in radians)."""
@@ -397,7 +398,7 @@ class MelIF(_STFTTransform):
         mel_phase = self._integrate(mel_increments)
         phase = torch.matmul(mats["phase_pinv"], mel_phase)
         if self.phase_iterations:
-            phase = self._consistent_phase(power, phase, self.phase_iterations)
+            return self._istft_complex(self._consistent_spectrum(power, phase, self.phase_iterations))
         return self._istft(power, phase)
 
 
