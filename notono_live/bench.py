@@ -62,6 +62,7 @@ class BenchResult:
     daemon_ready_s: float = float("nan")
     peak_rss_bytes: int = 0
     guidance: float = -1.0            # what the sampling requests sent (-1: the daemon's default)
+    candidates: int | None = None     # serve --candidates (None: the daemon's default)
     operations: list[OperationTiming] = field(default_factory=list)
     reference: list[OperationTiming] = field(default_factory=list)
 
@@ -87,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         default="auto", help="weights of the one-token sampling step (serve's option)")
     parser.add_argument("--guidance", type=float, default=-1.0,
                         help="guidance scale of the sampling requests (default -1: the daemon's default)")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="draws per generated sound (serve's option; default: the daemon's, 4)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.set_defaults(func=run)
 
@@ -101,6 +104,8 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
         out += ["--threads", str(args.threads)]
     if args.step_precision != "auto":
         out += ["--step-precision", args.step_precision]
+    if args.candidates is not None:
+        out += ["--candidates", str(args.candidates)]
     return out
 
 
@@ -159,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from .daemon.process import DaemonProcess
     from .osc.client import NotonoClient
 
-    result = BenchResult(guidance=args.guidance)
+    result = BenchResult(guidance=args.guidance, candidates=args.candidates)
     with tempfile.TemporaryDirectory(prefix="notono-bench-") as tmp:
         daemon = DaemonProcess(Path(tmp) / "cached", _serve_args(args))
         print("starting the daemon ...", flush=True)
@@ -172,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
                 _, _, result.model, result.device, *_ = hello.final[1]
                 print(f"model {result.model} on {result.device}; step weights {args.step_precision}; "
                       f"guidance {'daemon default' if args.guidance == -1 else args.guidance}; "
+                      f"{'the daemon default number of' if args.candidates is None else args.candidates} "
+                      f"draw(s) per generated sound; "
                       f"{args.repeats} runs per operation", flush=True)
                 result.operations, source_wav = measure_operations(client, args.repeats, guidance=args.guidance)
             memory = daemon.memory()

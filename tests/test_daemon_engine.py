@@ -98,6 +98,25 @@ def test_guidance_requests_resolve_against_the_model(engine, model, tmp_path):
         Engine(untrained, SoundStore(tmp_path / "bare2"), tmp_path / "bare_samples", default_guidance=2.0)
 
 
+def test_generated_sounds_record_the_draws_they_were_picked_from(engine, model, tmp_path):
+    from notono_live.models.bundle import DEFAULT_CANDIDATES
+
+    # by default each sound is the best on pitch of the model's DEFAULT_CANDIDATES draws
+    record = engine.generate(67, "string", seed=3)[0]
+    assert record.params["candidates"] == DEFAULT_CANDIDATES == model.candidates
+    assert isinstance(record.params["pitch_score"], float)
+    same = model.generate_sounds(67, "string", seed=3, guidance=record.params["guidance"])
+    assert record.codemaps == same.maps[0] and record.params["pitch_score"] == round(same.pitch_scores[0], 4)
+    # serve --candidates 1: the priors' first draw, nothing scored
+    single = Engine(model, SoundStore(tmp_path / "one"), tmp_path / "one_samples", candidates=1)
+    plain = single.generate(67, "string", seed=3, variations=2)
+    assert [r.params["candidates"] for r in plain] == [1, 1] and all("pitch_score" not in r.params for r in plain)
+    assert [r.codemaps for r in plain] == model.generate(67, "string", n=2, seed=3)
+    for bad in (0, 9, 1.5):
+        with pytest.raises(ValueError, match=f"candidates {bad}"):
+            Engine(model, SoundStore(tmp_path / "bad"), tmp_path / "bad_samples", candidates=bad)
+
+
 def test_warm_up_runs_the_samplers_at_the_default_scales(model, monkeypatch):
     seen = []
     inpaint = model.inpaint

@@ -184,6 +184,10 @@ def test_refuses_unsafe_or_unknown_settings(tmp_path):
     refused = subprocess.run(serve + ["--guidance", "12"], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode != 0 and "guidance 12" in refused.stderr
+    bad.write_text('candidates = 0\n')
+    refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "candidates 0 must be" in refused.stderr
 
 
 def test_step_precision_setting_reaches_the_samplers():

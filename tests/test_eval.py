@@ -44,7 +44,7 @@ def test_family_classifier_recognises_real_notes(small_corpus, spectrogram_cache
 
 def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache, capsys):
     from notono_live.cli import main
-    from notono_live.models.bundle import NotonoModel
+    from notono_live.models.bundle import DEFAULT_CANDIDATES, NotonoModel
 
     models = tmp_path / "models"
     NotonoModel.untrained(size="tiny", seed=0).save(models)
@@ -70,6 +70,10 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     # the sampling settings are recorded, guidance resolved (an untrained model has no guidance: 1)
     assert metrics["sampling"]["guidance"] == 1.0 and metrics["sampling"]["top_p"] == 0.8
     assert metrics["sampling"]["phase_iterations"] == constants.PHASE_ITERATIONS
+    # each generated sound is picked on pitch from the model's default number of draws, and the
+    # priors' first draws are judged beside them
+    assert metrics["sampling"]["candidates"] == metrics["grid"]["candidates"] == DEFAULT_CANDIDATES
+    assert 0.0 <= metrics["grid"]["first_draw_on_real_cells"] <= 1.0
     reconstruction = metrics["reconstruction"]
     # an untrained VQ-VAE reconstructs far worse than the model-free Mel-IF round trip
     assert reconstruction["ceiling_lsd_db"] < reconstruction["lsd_db"]
@@ -81,6 +85,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
                                                           "family accuracy generated / real"]
     text = (out / "report.md").read_text()
     assert "![original vs reconstruction](reconstruction.png)" in text and "quick mode" in text
+    assert f"best on pitch of {DEFAULT_CANDIDATES} draws" in text and "first draw" in text
 
 
 def test_eval_refuses_a_missing_model_folder(tmp_path, small_corpus):
@@ -92,7 +97,7 @@ def test_eval_refuses_a_missing_model_folder(tmp_path, small_corpus):
     assert not (tmp_path / "r" / "report.md").exists()
 
 
-def test_eval_refuses_a_negative_phase_iterations_before_writing(tmp_path, small_corpus):
+def test_eval_refuses_a_negative_phase_iterations_or_no_candidates_before_writing(tmp_path, small_corpus):
     from notono_live.cli import main
     from notono_live.models.bundle import NotonoModel
 
@@ -101,4 +106,8 @@ def test_eval_refuses_a_negative_phase_iterations_before_writing(tmp_path, small
     with pytest.raises(ValueError, match="phase_iterations must be an integer >= 0, got -2"):
         main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(tmp_path / "r"),
               "--quick", "--phase-iterations", "-2"])
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="candidates 0 must be a whole number in 1..8"):
+        main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(tmp_path / "r"),
+              "--quick", "--candidates", "0"])
     assert not (tmp_path / "r").exists()

@@ -11,6 +11,7 @@ while a render runs on the inference worker.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import warnings
@@ -97,8 +98,15 @@ class Engine:
 
     def __init__(self, model: Any, store: SoundStore, output_folder: str | Path,
                  allowed_folders: Iterable[str | Path] = (), sample_rate: int = DEFAULT_OUTPUT_SAMPLE_RATE,
-                 default_guidance: float | None = None) -> None:
+                 default_guidance: float | None = None, candidates: int | None = None) -> None:
         self.model = model
+        # draws per generated sound, of which the one best on the asked pitch is kept
+        # (`NotonoModel.generate_sounds`); None uses the model's default
+        self.candidates: int | None = None
+        if candidates is not None:
+            from ..models.bundle import check_candidates
+
+            self.candidates = check_candidates(candidates)
         # what a request's guidance -1 means: this scale, or the model's default when None
         self.default_guidance: float | None = None
         if default_guidance is not None and default_guidance != -1:
@@ -272,10 +280,15 @@ class Engine:
             raise ValueError(f"variations {variations} must be in 1..{MAX_VARIATIONS}")
         seed = self._seed(seed)
         progress(0.1, "sampling")
-        maps = self.model.generate(pitch, family, n=variations, temperature=temperature, top_p=top_p,
-                                   top_k=top_k, seed=seed, guidance=guidance)
-        params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance}
-        return self._render_new_sounds(maps, pitch, family, "generate", params, progress)
+        sounds = self.model.generate_sounds(pitch, family, n=variations, temperature=temperature, top_p=top_p,
+                                            top_k=top_k, seed=seed, guidance=guidance, candidates=self.candidates)
+        params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance,
+                  "candidates": sounds.candidates}
+        # each sound records how clearly it sits on the asked pitch (none when nothing was compared)
+        per_sound = [dict(params, **({} if math.isnan(score) else {"pitch_score": round(score, 4)}))
+                     for score in sounds.pitch_scores]
+        return self._render_new_sounds(sounds.maps, pitch, family, "generate", per_sound, progress,
+                                       audio=sounds.audio)
 
     def encode_file(self, path: str, pitch: int = 60, family: str = "keyboard",
                     progress: Progress = _no_progress) -> VersionRecord:
@@ -518,14 +531,19 @@ class Engine:
                 self._audio_cache.popitem(last=False)
 
     def _render_new_sounds(self, maps: list[Codemaps], pitch: int, family: str, operation: str,
-                           params: dict, progress: Progress) -> list[VersionRecord]:
-        progress(0.7, "decoding")
-        audio = self.model.decode(list(maps))
+                           params: dict | list[dict], progress: Progress,
+                           audio: np.ndarray | None = None) -> list[VersionRecord]:
+        """Commit each of `maps` as a new sound; `audio` when they are decoded already, `params`
+        one dict for all or one per sound."""
+        if audio is None:
+            progress(0.7, "decoding")
+            audio = self.model.decode(list(maps))
         progress(0.9, "writing")
+        params_of = params if isinstance(params, list) else [params] * len(maps)
         out = []
-        for one_maps, one_audio in zip(maps, audio):
+        for one_maps, one_audio, one_params in zip(maps, audio, params_of):
             sound = self.store.reserve_sound()
-            out.append(self._commit(sound, 1, 0, one_maps, one_audio, pitch, family, operation, params))
+            out.append(self._commit(sound, 1, 0, one_maps, one_audio, pitch, family, operation, one_params))
             self.current_sound = sound
         return out
 

@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale (default or -1: the model's; 1 = conditioned prior alone)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="draws per generated sound, of which the one best on the asked pitch by harmonic "
+                             "score is kept (default: the model's, 4; 1 judges the priors' draws as they come)")
     parser.add_argument("--phase-iterations", type=int, default=None,
                         help="Griffin-Lim passes when turning images into audio (default: the project's, "
                              "1; 0 uses the decoded IF's phase as is, as the paper does)")
@@ -63,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         cache=args.cache, device=args.device, reconstruction_notes=args.notes, samples_per_cell=args.samples,
         families=families, pitches=pitches, classifier_notes=args.classifier_notes, temperature=args.temperature,
         top_p=args.top_p, top_k=args.top_k, guidance=None if args.guidance in (None, -1) else args.guidance, seed=args.seed,
-        phase_iterations=args.phase_iterations)
+        candidates=args.candidates, phase_iterations=args.phase_iterations)
     report = run_evaluation(settings)
     print(f"report written to {Path(args.out) / 'report.md'}")
     return 1 if args.strict and not all(bar.passed for bar in report.bars) else 0

@@ -150,7 +150,8 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
         SEED,
         Arg("top_k", int, "keep only the k most likely codes; 0 disables", 0),
         GUIDANCE,
-    ), "Generate new sounds from scratch: one /notono/sound per variation, each a new sound.",
+    ), "Generate new sounds from scratch: one /notono/sound per variation, each a new sound, the best on "
+       "pitch of the daemon's `serve --candidates` draws (default 4).",
         replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
     Message(PREFIX + "/encode", (
         Arg("path", str, "absolute path of a WAV, AIFF, FLAC or MP3 file (any rate or channel count; "

@@ -1,0 +1,97 @@
+"""Pitch-checked generation: the harmonic score on the project's own rendered notes, and the choice
+`NotonoModel.generate_sounds` makes with the shipped model."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from notono_live import constants
+from notono_live.audio_io import load_audio
+from notono_live.models.pitch_selection import best_on_pitch, harmonic_pitch_score
+
+
+def _notes(corpus):
+    """(family, program, pitch, path) of every rendered note of the small corpus."""
+    out = []
+    for path in sorted((corpus / "audio").glob("*.wav")):
+        family, rest = path.stem.rsplit("_synthetic_", 1)
+        program, pitch, _ = rest.split("-")
+        out.append((family, program, int(pitch), path))
+    return out
+
+
+def test_harmonic_score_prefers_each_notes_own_pitch(small_corpus):
+    """Over all 176 notes (22 GM programs × 8 pitches, 24–84), the asked pitch must beat a semitone
+    above and an octave above on nearly every note (measured: 97% and 95%). Some real instruments put
+    energy an octave down (the drawbar organ's sub-octave), so the octave below is not required."""
+    beats_semitone = beats_octave = octave_checked = 0
+    notes = _notes(small_corpus)
+    for family, program, pitch, path in notes:
+        audio = load_audio(path)
+        own = harmonic_pitch_score(audio, pitch)
+        beats_semitone += own > harmonic_pitch_score(audio, pitch + 1)
+        if pitch + 12 <= constants.PITCH_MAX:
+            octave_checked += 1
+            beats_octave += own > harmonic_pitch_score(audio, pitch + 12)
+    assert beats_semitone >= 0.9 * len(notes), f"{beats_semitone}/{len(notes)} notes beat a semitone up"
+    assert beats_octave >= 0.9 * octave_checked, f"{beats_octave}/{octave_checked} notes beat an octave up"
+
+
+def test_best_on_pitch_picks_the_note_played_at_the_asked_pitch(small_corpus):
+    """One program played at MIDI 48, 60 and 67, asked for 60: the 60 must win for nearly every one
+    of the 22 programs (measured: 21; the miss is the drawbar organ)."""
+    picks = programs = 0
+    by_key = {(f, p, m): path for f, p, m, path in _notes(small_corpus)}
+    for family in constants.FAMILIES:
+        for program in ("000", "001"):
+            paths = [by_key.get((family, program, midi)) for midi in (48, 60, 67)]
+            if None in paths:
+                continue
+            programs += 1
+            chosen, scores = best_on_pitch(np.stack([load_audio(p) for p in paths]), 60)
+            assert len(scores) == 3 and chosen == int(np.argmax(scores))
+            picks += chosen == 1
+    assert programs >= 20 and picks >= programs - 2, f"picked MIDI 60 for {picks} of {programs} programs"
+
+
+def test_silence_and_bad_shapes():
+    assert harmonic_pitch_score(np.zeros(constants.NUM_SAMPLES, np.float32), 60) == 0.0
+    with pytest.raises(ValueError, match="mono audio"):
+        harmonic_pitch_score(np.zeros((2, 100), np.float32), 60)
+    with pytest.raises(ValueError, match="candidates must be audio"):
+        best_on_pitch(np.zeros(constants.NUM_SAMPLES, np.float32), 60)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from notono_live.models.bundle import NotonoModel
+
+    return NotonoModel.load()
+
+
+def test_generate_sounds_keeps_the_best_scored_draw_of_each_group(shipped):
+    """n × candidates draws in one seeded batch (the same draws `generate` gives for n × candidates),
+    each sound the draw of its group that scores best on the asked pitch, with its audio."""
+    sounds = shipped.generate_sounds(67, "reed", n=2, candidates=3, seed=11)
+    drawn = shipped.generate(67, "reed", n=6, seed=11)
+    assert sounds.candidates == 3 and len(sounds.maps) == 2 and sounds.audio.shape == (2, constants.NUM_SAMPLES)
+    assert sounds.drawn_audio.shape == (6, constants.NUM_SAMPLES)
+    for i, kept in enumerate(sounds.kept):
+        assert i * 3 <= kept < (i + 1) * 3, "a sound was taken from another sound's group"
+        assert sounds.maps[i] == drawn[kept]
+        group = [harmonic_pitch_score(a, 67) for a in sounds.drawn_audio[i * 3:(i + 1) * 3]]
+        assert math.isclose(sounds.pitch_scores[i], max(group), rel_tol=1e-6)
+        assert kept - i * 3 == int(np.argmax(group))
+        np.testing.assert_array_equal(sounds.audio[i], sounds.drawn_audio[kept])
+    np.testing.assert_allclose(shipped.decode(sounds.maps), sounds.audio, atol=1e-5)
+    # one candidate: the priors' own draws, unscored
+    single = shipped.generate_sounds(67, "reed", n=2, candidates=1, seed=11)
+    assert single.maps == shipped.generate(67, "reed", n=2, seed=11)
+    assert all(math.isnan(s) for s in single.pitch_scores) and single.kept == [0, 1]
+    for bad in (0, 9, 2.5, True):
+        with pytest.raises(ValueError, match="must be a whole number in 1..8"):
+            shipped.generate_sounds(67, "reed", candidates=bad)
+    with pytest.raises(ValueError, match="variations must be 1-16"):
+        shipped.generate_sounds(67, "reed", n=17, candidates=2)
