@@ -98,7 +98,7 @@ def test_guidance_requests_resolve_against_the_model(engine, model, tmp_path):
         Engine(untrained, SoundStore(tmp_path / "bare2"), tmp_path / "bare_samples", default_guidance=2.0)
 
 
-def test_generated_sounds_record_the_draws_they_were_picked_from(engine, model, tmp_path):
+def test_generated_sounds_and_new_bottoms_record_the_draws_they_were_picked_from(engine, model, tmp_path):
     from notono_live.models.bundle import DEFAULT_CANDIDATES
 
     # by default each sound is the best on pitch of the model's DEFAULT_CANDIDATES draws
@@ -112,6 +112,14 @@ def test_generated_sounds_record_the_draws_they_were_picked_from(engine, model, 
     plain = single.generate(67, "string", seed=3, variations=2)
     assert [r.params["candidates"] for r in plain] == [1, 1] and all("pitch_score" not in r.params for r in plain)
     assert [r.codemaps for r in plain] == model.generate(67, "string", n=2, seed=3)
+    # a new bottom is picked the same way; one draw is the model's regenerate_bottom
+    bottom = engine.regenerate_bottom(record.sound, seed=8)
+    assert bottom.params["candidates"] == DEFAULT_CANDIDATES and "pitch_score" in bottom.params
+    assert np.array_equal(bottom.codemaps.top, record.codemaps.top)
+    assert bottom.codemaps == model.regenerate_bottom_sounds(record.codemaps, 67, "string", seed=8).maps[0]
+    one_bottom = single.regenerate_bottom(plain[0].sound, seed=8)
+    assert one_bottom.params["candidates"] == 1 and "pitch_score" not in one_bottom.params
+    assert one_bottom.codemaps == model.regenerate_bottom(plain[0].codemaps, 67, "string", seed=8)[0]
     for bad in (0, 9, 1.5):
         with pytest.raises(ValueError, match=f"candidates {bad}"):
             Engine(model, SoundStore(tmp_path / "bad"), tmp_path / "bad_samples", candidates=bad)

@@ -95,3 +95,20 @@ def test_generate_sounds_keeps_the_best_scored_draw_of_each_group(shipped):
             shipped.generate_sounds(67, "reed", candidates=bad)
     with pytest.raises(ValueError, match="variations must be 1-16"):
         shipped.generate_sounds(67, "reed", n=17, candidates=2)
+
+
+def test_a_new_bottom_is_picked_on_pitch_and_keeps_the_top(shipped, small_corpus):
+    """`regenerate_bottom_sounds`: every draw keeps the note's top map bit-for-bit, the kept bottom is
+    the draw whose sound scores best on the pitch, and one candidate is `regenerate_bottom` itself."""
+    audio = load_audio(small_corpus / "audio" / "reed_synthetic_000-067-100.wav")
+    maps = shipped.encode(audio)[0]
+    sounds = shipped.regenerate_bottom_sounds(maps, 67, "reed", candidates=3, seed=4)
+    drawn = shipped.regenerate_bottom(maps, 67, "reed", n=3, seed=4)
+    assert len(sounds.maps) == 1 and sounds.candidates == 3 and sounds.drawn_audio.shape[0] == 3
+    assert all(np.array_equal(d.top, maps.top) for d in drawn)
+    scores = [harmonic_pitch_score(a, 67) for a in sounds.drawn_audio]
+    assert sounds.kept == [int(np.argmax(scores))] and sounds.maps[0] == drawn[sounds.kept[0]]
+    single = shipped.regenerate_bottom_sounds(maps, 67, "reed", candidates=1, seed=4)
+    assert single.maps == shipped.regenerate_bottom(maps, 67, "reed", n=1, seed=4)
+    with pytest.raises(ValueError, match="do not split into groups of 2"):
+        shipped.pick_on_pitch(drawn, 67, 2)

@@ -63,9 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "MIDI, sample packs (default: the model's, for the shipped one 2 to generate and 1 "
                              "to edit; 1 samples the paper's way, about twice as fast as 2)")
     parser.add_argument("--candidates", type=int,
-                        help="draws per generated sound, of which the one whose spectrum sits best on the asked "
-                             "pitch is kept (default: the model's, 4; 1 keeps the priors' first draw and is about "
-                             "2.5x faster on a 2-core CPU)")
+                        help="draws per generated sound and per new bottom, of which the one whose spectrum "
+                             "sits best on the asked pitch is kept (default: the model's, 4; 1 keeps the priors' "
+                             "first draw and is about 2.5x faster on a 2-core CPU)")
     parser.add_argument("--fsync", action="store_true", default=None,
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")
@@ -272,8 +272,8 @@ def run(args: argparse.Namespace) -> int:
     thread.start()
     sampler = (f"KV-cached sampler, {info.get('step_precision')} step weights" if info.get("kv_cache")
                else "reference sampler (no KV cache)") + (f", guidance {engine.resolve_guidance(-1, generating=True):g} to generate and "
-                  f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound is the "
-                  f"best on pitch of {engine.candidates or model.candidates} draw(s)")
+                  f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound and new "
+                  f"bottom is the best on pitch of {engine.candidates or model.candidates} draw(s)")
     log.info("sampling with the %s", sampler)
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "

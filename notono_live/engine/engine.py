@@ -100,8 +100,8 @@ class Engine:
                  allowed_folders: Iterable[str | Path] = (), sample_rate: int = DEFAULT_OUTPUT_SAMPLE_RATE,
                  default_guidance: float | None = None, candidates: int | None = None) -> None:
         self.model = model
-        # draws per generated sound, of which the one best on the asked pitch is kept
-        # (`NotonoModel.generate_sounds`); None uses the model's default
+        # draws per generated sound and per new bottom, of which the one best on the asked pitch is
+        # kept (`NotonoModel.generate_sounds`, `regenerate_bottom_sounds`); None: the model's default
         self.candidates: int | None = None
         if candidates is not None:
             from ..models.bundle import check_candidates
@@ -282,11 +282,8 @@ class Engine:
         progress(0.1, "sampling")
         sounds = self.model.generate_sounds(pitch, family, n=variations, temperature=temperature, top_p=top_p,
                                             top_k=top_k, seed=seed, guidance=guidance, candidates=self.candidates)
-        params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance,
-                  "candidates": sounds.candidates}
-        # each sound records how clearly it sits on the asked pitch (none when nothing was compared)
-        per_sound = [dict(params, **({} if math.isnan(score) else {"pitch_score": round(score, 4)}))
-                     for score in sounds.pitch_scores]
+        params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance}
+        per_sound = [dict(params, **self._picked(sounds, i)) for i in range(len(sounds.maps))]
         return self._render_new_sounds(sounds.maps, pitch, family, "generate", per_sound, progress,
                                        audio=sounds.audio)
 
@@ -353,10 +350,13 @@ class Engine:
         guidance = self.resolve_guidance(guidance)
         seed = self._seed(seed)
         progress(0.1, "sampling")
-        maps = self.model.regenerate_bottom(base.codemaps, pitch, family, n=1, temperature=temperature,
-                                            top_p=top_p, seed=seed, guidance=guidance)[0]
-        params = {"temperature": temperature, "top_p": top_p, "seed": seed, "guidance": guidance}
-        return self._render_version(base, maps, pitch, family, "bottom", params, progress)
+        sounds = self.model.regenerate_bottom_sounds(base.codemaps, pitch, family, n=1, temperature=temperature,
+                                                     top_p=top_p, seed=seed, guidance=guidance,
+                                                     candidates=self.candidates)
+        params = {"temperature": temperature, "top_p": top_p, "seed": seed, "guidance": guidance,
+                  **self._picked(sounds, 0)}
+        return self._render_version(base, sounds.maps[0], pitch, family, "bottom", params, progress,
+                                    audio=sounds.audio[0])
 
     def set_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int, int]],
                   progress: Progress = _no_progress) -> VersionRecord:
@@ -547,10 +547,18 @@ class Engine:
             self.current_sound = sound
         return out
 
+    @staticmethod
+    def _picked(sounds: Any, i: int) -> dict:
+        """What a version records of how sound i of `sounds` (`GeneratedSounds`) was picked: the number
+        of draws, and how clearly it sits on the asked pitch (none when nothing was compared)."""
+        score = sounds.pitch_scores[i]
+        return {"candidates": sounds.candidates, **({} if math.isnan(score) else {"pitch_score": round(score, 4)})}
+
     def _render_version(self, base: VersionRecord, maps: Codemaps, pitch: int, family: str, operation: str,
-                        params: dict, progress: Progress) -> VersionRecord:
-        progress(0.7, "decoding")
-        audio = self.model.decode([maps])[0]
+                        params: dict, progress: Progress, audio: np.ndarray | None = None) -> VersionRecord:
+        if audio is None:
+            progress(0.7, "decoding")
+            audio = self.model.decode([maps])[0]
         progress(0.9, "writing")
         version = self.store.next_version(base.sound)
         record = self._commit(base.sound, version, base.version, maps, audio, pitch, family, operation, params)

@@ -431,7 +431,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     # --- 4. the paper's three operations on one held-out note --------------------------------
     t0 = time.monotonic()
     operations = _operations(model, records, passes_original, check_pitch, out, settings.seed, write_wav_atomic,
-                             figures, operations_guidance)
+                             figures, operations_guidance, settings.candidates)
     seconds["operations"] = time.monotonic() - t0
 
     bars = _bars(reconstruction_result, grid, family)
@@ -460,7 +460,7 @@ def _model_info(model) -> dict[str, Any]:
 
 
 def _operations(model, records, passes_original: dict[int, bool], check_pitch, out: Path, seed: int,
-                write_wav, figures, guidance: float) -> list[OperationResult]:
+                write_wav, figures, guidance: float, draws: int = 1) -> list[OperationResult]:
     """Regenerate the first 2 s; regenerate the lowest quarter of rows; keep top, new bottom."""
     # prefer a low bass/organ note whose original passes (frequency inpainting adds low end there)
     candidates = [i for i, ok in passes_original.items() if ok] or list(passes_original)
@@ -483,9 +483,10 @@ def _operations(model, records, passes_original: dict[int, bool], check_pitch, o
         ("regenerate_lowest_quarter", "lowest quarter of rows of both maps resampled",
          lambda: model.inpaint(maps, "top", lowest, record.pitch, record.family, n=1, seed=seed + 1,
                                guidance=guidance)[0]),
-        ("keep_top_new_bottom", "top map kept, whole bottom map resampled",
-         lambda: model.regenerate_bottom(maps, record.pitch, record.family, n=1, seed=seed + 2,
-                                         guidance=guidance)[0]),
+        ("keep_top_new_bottom", "top map kept, whole bottom map resampled"
+         + (f" (the best on pitch of {draws} draws, as the daemon does it)" if draws > 1 else ""),
+         lambda: model.regenerate_bottom_sounds(maps, record.pitch, record.family, n=1, seed=seed + 2,
+                                                guidance=guidance, candidates=draws).maps[0]),
     ]
     results = [OperationResult("original", str(write_wav(folder / "original.wav", audio).relative_to(out)),
                                check_pitch(audio, record.pitch), f"held-out note {record.note}")]

@@ -33,11 +33,32 @@ from .vqvae import VQVAE2, VQVAE2Config, parameter_count
 MODELS_ENV = "NOTONO_MODELS"
 COMPONENTS = {"vqvae": "vqvae", "top_prior": "top_prior", "bottom_prior": "bottom_prior"}
 _ENCODE_BATCH = 8   # notes per VQ-VAE pass; bounds memory on long encode lists
+# guidance scale of generation from nothing when a call names none, for a model whose priors were
+# trained with condition dropout (the eval's grid: 58.5% at pitch at 2, 45.9% at 1, 55.5% at 3)
+DEFAULT_GUIDANCE = 2.0
+# guidance scale of edits (inpaint, new bottom) when a call names none: on 109 held-out notes a new
+# bottom under the real top kept the pitch 67 times at 1 and 68 at 2, and 2 costs twice the time
+EDIT_GUIDANCE = 1.0
+# candidates drawn per sound by `generate_sounds` and `regenerate_bottom_sounds` (pitch-checked
+# generation, `pitch_selection`): on the eval's grid the best of 4 by harmonic score sat on pitch
+# for 87.1% of sounds, each sound's first draw for 58.2%; 4 draws in one batch cost about 2.4× one
+# on a 2-core CPU
+DEFAULT_CANDIDATES = 4
+MAX_CANDIDATES = 8
+
+
+def check_candidates(candidates) -> int:
+    """`candidates` as an int if it is a whole number of draws in 1..MAX_CANDIDATES, else ValueError."""
+    if (isinstance(candidates, bool) or not isinstance(candidates, (int, float, np.integer))
+            or int(candidates) != candidates or not 1 <= candidates <= MAX_CANDIDATES):
+        raise ValueError(f"candidates {candidates!r} must be a whole number in 1..{MAX_CANDIDATES}")
+    return int(candidates)
 
 
 @dataclasses.dataclass
 class GeneratedSounds:
-    """What `NotonoModel.generate_sounds` returns: the kept sounds, in request order.
+    """What `generate_sounds`, `regenerate_bottom_sounds` and `pick_on_pitch` of `NotonoModel`
+    return: the kept sounds, in request order.
 
     Args:
         maps: one `Codemaps` per sound.
@@ -56,25 +77,6 @@ class GeneratedSounds:
     candidates: int
     drawn_audio: np.ndarray
     kept: list[int]
-# guidance scale of generation from nothing when a call names none, for a model whose priors were
-# trained with condition dropout (the eval's grid: 58.5% at pitch at 2, 45.9% at 1, 55.5% at 3)
-DEFAULT_GUIDANCE = 2.0
-# guidance scale of edits (inpaint, new bottom) when a call names none: on 109 held-out notes a new
-# bottom under the real top kept the pitch 67 times at 1 and 68 at 2, and 2 costs twice the time
-EDIT_GUIDANCE = 1.0
-# candidates drawn per sound by `generate_sounds` (pitch-checked generation, `pitch_selection`): on
-# 264 sounds at MIDI 45–80, the best of 4 by harmonic score sat on pitch in 80% of cells, the first
-# draw in 42%; 4 draws in one batch cost about 2.5× one on a 2-core CPU
-DEFAULT_CANDIDATES = 4
-MAX_CANDIDATES = 8
-
-
-def check_candidates(candidates) -> int:
-    """`candidates` as an int if it is a whole number of draws in 1..MAX_CANDIDATES, else ValueError."""
-    if (isinstance(candidates, bool) or not isinstance(candidates, (int, float, np.integer))
-            or int(candidates) != candidates or not 1 <= candidates <= MAX_CANDIDATES):
-        raise ValueError(f"candidates {candidates!r} must be a whole number in 1..{MAX_CANDIDATES}")
-    return int(candidates)
 
 
 def label_encoders() -> dict:
@@ -157,7 +159,7 @@ class NotonoModel:
         self.representation = MelIF(device=self.device, **settings)
         self.use_cache = use_cache
         self.sampling_threads = sampling_threads
-        # draws per sound of `generate_sounds` when a call names none (pitch-checked generation)
+        # draws per sound of `generate_sounds` and `regenerate_bottom_sounds` when a call names none
         self.candidates = DEFAULT_CANDIDATES
         self.set_step_precision(step_precision)
 
@@ -364,9 +366,34 @@ class NotonoModel:
         pitch_index, family_index = self._labels(pitch, family, n)
         drawn = self._draw(pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates),
                            temperature, top_p, top_k, seed, use_cache, guidance)
+        return self.pick_on_pitch(drawn, pitch, candidates)
+
+    def regenerate_bottom_sounds(self, maps: Codemaps, pitch: int, family: str, n: int = 1,
+                                 temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
+                                 seed: int | None = None, use_cache: bool | None = None,
+                                 guidance: float | None = None, candidates: int | None = None) -> GeneratedSounds:
+        """`regenerate_bottom`, decoded, each new bottom the best on pitch of `candidates` draws
+        (as `generate_sounds`; the top map is kept bit-for-bit in every draw)."""
+        candidates = check_candidates(self.candidates if candidates is None else candidates)
+        if not isinstance(maps, Codemaps):
+            raise ValueError(f"maps must be a Codemaps, got {type(maps).__name__}")
+        pitch_index, family_index = self._labels(pitch, family, n)
+        options = self._options(temperature, top_k, top_p, guidance)
+        drawn = self._inpaint(maps, None, np.ones(constants.BOTTOM_SHAPE, dtype=bool),
+                              pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates),
+                              options, seed, use_cache)
+        return self.pick_on_pitch(drawn, pitch, candidates)
+
+    def pick_on_pitch(self, drawn: list[Codemaps], pitch: int, candidates: int) -> GeneratedSounds:
+        """Decode `drawn` (consecutive groups of `candidates` draws, one group per sound) and keep
+        from each group the draw whose spectrum sits best on `pitch` (`pitch_selection`)."""
+        candidates = check_candidates(candidates)
+        if not drawn or len(drawn) % candidates:
+            raise ValueError(f"{len(drawn)} draws do not split into groups of {candidates}")
+        n = len(drawn) // candidates
         audio = self.decode(drawn)
         if candidates == 1:
-            return GeneratedSounds(drawn, audio, [float("nan")] * n, 1, audio, list(range(n)))
+            return GeneratedSounds(list(drawn), audio, [float("nan")] * n, 1, audio, list(range(n)))
         kept, scores = [], []
         for i in range(n):
             group = slice(i * candidates, (i + 1) * candidates)
