@@ -120,6 +120,9 @@ def test_generated_sounds_and_new_bottoms_record_the_draws_they_were_picked_from
     one_bottom = single.regenerate_bottom(plain[0].sound, seed=8)
     assert one_bottom.params["candidates"] == 1 and "pitch_score" not in one_bottom.params
     assert one_bottom.codemaps == model.regenerate_bottom(plain[0].codemaps, 67, "string", seed=8)[0]
+    # inpainting keeps one draw: its versions record no candidates
+    inpainted = engine.inpaint_region(record.sound, "top", 0, 0, 4, 1, seed=9)
+    assert "candidates" not in inpainted.params and "pitch_score" not in inpainted.params
     for bad in (0, 9, 1.5):
         with pytest.raises(ValueError, match=f"candidates {bad}"):
             Engine(model, SoundStore(tmp_path / "bad"), tmp_path / "bad_samples", candidates=bad)

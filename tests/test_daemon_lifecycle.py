@@ -188,6 +188,9 @@ def test_refuses_unsafe_or_unknown_settings(tmp_path):
     refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode != 0 and "candidates 0 must be" in refused.stderr
+    refused = subprocess.run(serve + ["--candidates", "9"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "candidates 9 must be" in refused.stderr
 
 
 def test_step_precision_setting_reaches_the_samplers():

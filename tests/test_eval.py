@@ -86,6 +86,18 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     text = (out / "report.md").read_text()
     assert "![original vs reconstruction](reconstruction.png)" in text and "quick mode" in text
     assert f"best on pitch of {DEFAULT_CANDIDATES} draws" in text and "first draw" in text
+    # --candidates 1: the priors' single draws, judged as they come
+    single = tmp_path / "single"
+    torch.set_num_threads(2)
+    try:
+        assert main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(single),
+                     "--quick", "--cache", str(spectrogram_cache), "--candidates", "1"]) == 0
+    finally:
+        torch.set_num_threads(previous)
+    one = json.loads((single / "metrics.json").read_text())
+    assert one["sampling"]["candidates"] == one["grid"]["candidates"] == one["model"]["candidates"] == 1
+    assert one["grid"]["first_draw_on_real_cells"] == one["grid"]["generated_on_real_cells"]
+    assert "the priors' single draw" in (single / "report.md").read_text()
 
 
 def test_eval_refuses_a_missing_model_folder(tmp_path, small_corpus):

@@ -63,9 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "MIDI, sample packs (default: the model's, for the shipped one 2 to generate and 1 "
                              "to edit; 1 samples the paper's way, about twice as fast as 2)")
     parser.add_argument("--candidates", type=int,
-                        help="draws per generated sound and per new bottom, of which the one whose spectrum "
-                             "sits best on the asked pitch is kept (default: the model's, 4; 1 keeps the priors' "
-                             "first draw and is about 2.5x faster on a 2-core CPU)")
+                        help="draws per generated sound and per new bottom (not sample packs or inpainting), "
+                             "of which the one whose spectrum sits best on the asked pitch is kept (default: the "
+                             "model's, 4; 1 keeps the priors' first draw and is 2-3.5x faster on a 2-core CPU)")
     parser.add_argument("--fsync", action="store_true", default=None,
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")

@@ -550,9 +550,10 @@ class Engine:
     @staticmethod
     def _picked(sounds: Any, i: int) -> dict:
         """What a version records of how sound i of `sounds` (`GeneratedSounds`) was picked: the number
-        of draws, and how clearly it sits on the asked pitch (none when nothing was compared)."""
+        of draws, and how clearly it sits on the asked pitch (none when nothing was compared, or
+        when the score is not finite)."""
         score = sounds.pitch_scores[i]
-        return {"candidates": sounds.candidates, **({} if math.isnan(score) else {"pitch_score": round(score, 4)})}
+        return {"candidates": sounds.candidates, **({"pitch_score": round(score, 4)} if math.isfinite(score) else {})}
 
     def _render_version(self, base: VersionRecord, maps: Codemaps, pitch: int, family: str, operation: str,
                         params: dict, progress: Progress, audio: np.ndarray | None = None) -> VersionRecord:

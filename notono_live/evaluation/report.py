@@ -269,6 +269,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     settings = replace(settings, guidance=model.check_guidance(
         model.default_guidance if settings.guidance is None else settings.guidance),
         candidates=check_candidates(model.candidates if settings.candidates is None else settings.candidates))
+    model.candidates = settings.candidates   # what info() and metrics.json's model section report
     phase_iterations = constants.PHASE_ITERATIONS if settings.phase_iterations is None else settings.phase_iterations
     transform = MelIF(phase_iterations=phase_iterations)
     model.representation.phase_iterations = transform.phase_iterations   # the same inversion for both
@@ -364,10 +365,6 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
                                            candidates=settings.candidates)
             maps, audio = sounds.maps, sounds.audio
             oks = [check_pitch(a, pitch) for a in audio]
-            # the priors alone: each sound's first draw (the kept one when there is a single draw)
-            firsts = sounds.drawn_audio[::sounds.candidates]
-            first_oks = [ok if k == i * sounds.candidates else check_pitch(first, pitch)
-                         for i, (ok, k, first) in enumerate(zip(oks, sounds.kept, firsts))]
             generated[f, p] = float(np.mean(oks))
             gen_ok_total += sum(oks)
             gen_total += len(oks)
@@ -383,7 +380,10 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
                 real_ok_total += sum(real_oks)
                 real_total += len(real_oks)
                 gen_ok_real_cells += sum(oks)
-                first_ok_real_cells += sum(first_oks)
+                # the priors alone: each sound's first draw (the kept one when it was the first)
+                firsts = sounds.drawn_audio[::sounds.candidates]
+                first_ok_real_cells += sum(ok if k == i * sounds.candidates else check_pitch(first, pitch)
+                                           for i, (ok, k, first) in enumerate(zip(oks, sounds.kept, firsts)))
                 gen_real_cells += len(oks)
                 real_features.append(family_features(torch.stack([heldout.image(i) for i in real_indices])))
                 real_labels += [constants.family_index(family)] * len(real_indices)

@@ -41,8 +41,8 @@ DEFAULT_GUIDANCE = 2.0
 EDIT_GUIDANCE = 1.0
 # candidates drawn per sound by `generate_sounds` and `regenerate_bottom_sounds` (pitch-checked
 # generation, `pitch_selection`): on the eval's grid the best of 4 by harmonic score sat on pitch
-# for 87.1% of sounds, each sound's first draw for 58.2%; 4 draws in one batch cost about 2.4× one
-# on a 2-core CPU
+# for 87.1% of the sounds on cells with real notes, each sound's first draw for 58.2%; 4 draws cost
+# 2–3.5× one on a 2-core CPU
 DEFAULT_CANDIDATES = 4
 MAX_CANDIDATES = 8
 
@@ -50,7 +50,7 @@ MAX_CANDIDATES = 8
 def check_candidates(candidates) -> int:
     """`candidates` as an int if it is a whole number of draws in 1..MAX_CANDIDATES, else ValueError."""
     if (isinstance(candidates, bool) or not isinstance(candidates, (int, float, np.integer))
-            or int(candidates) != candidates or not 1 <= candidates <= MAX_CANDIDATES):
+            or not 1 <= candidates <= MAX_CANDIDATES or int(candidates) != candidates):   # NaN fails the range
         raise ValueError(f"candidates {candidates!r} must be a whole number in 1..{MAX_CANDIDATES}")
     return int(candidates)
 
@@ -77,6 +77,14 @@ class GeneratedSounds:
     candidates: int
     drawn_audio: np.ndarray
     kept: list[int]
+
+
+def _draw_batches(n: int, candidates: int) -> list[slice]:
+    """The draws of each sampling batch for n sounds × candidates draws: whole groups of candidates,
+    at most MAX_VARIATIONS draws a batch (the most one call drew before draws were picked)."""
+    per_batch = max(1, MAX_VARIATIONS // candidates) * candidates
+    total = n * candidates
+    return [slice(start, min(start + per_batch, total)) for start in range(0, total, per_batch)]
 
 
 def label_encoders() -> dict:
@@ -342,9 +350,9 @@ class NotonoModel:
         return self._draw(pitch_index, family_index, temperature, top_p, top_k, seed, use_cache, guidance)
 
     def _draw(self, pitch_index, family_index, temperature, top_p, top_k, seed, use_cache,
-              guidance) -> list[Codemaps]:
+              guidance, generator: torch.Generator | None = None) -> list[Codemaps]:
         options = self._options(temperature, top_k, top_p, guidance, self.default_guidance)
-        generator = self._generator(seed)
+        generator = generator or self._generator(seed)
         with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
             top, bottom = generate_codes(self.top_prior, self.bottom_prior, pitch_index=pitch_index,
                                          family_index=family_index, options=options,
@@ -364,8 +372,12 @@ class NotonoModel:
         """
         candidates = check_candidates(self.candidates if candidates is None else candidates)
         pitch_index, family_index = self._labels(pitch, family, n)
-        drawn = self._draw(pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates),
-                           temperature, top_p, top_k, seed, use_cache, guidance)
+        generator = self._generator(seed)
+        pitch_rows, family_rows = pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates)
+        drawn = []
+        for batch in _draw_batches(n, candidates):   # one seeded stream; at most MAX_VARIATIONS draws a batch
+            drawn += self._draw(pitch_rows[batch], family_rows[batch], temperature, top_p, top_k, seed,
+                                use_cache, guidance, generator)
         return self.pick_on_pitch(drawn, pitch, candidates)
 
     def regenerate_bottom_sounds(self, maps: Codemaps, pitch: int, family: str, n: int = 1,
@@ -379,9 +391,12 @@ class NotonoModel:
             raise ValueError(f"maps must be a Codemaps, got {type(maps).__name__}")
         pitch_index, family_index = self._labels(pitch, family, n)
         options = self._options(temperature, top_k, top_p, guidance)
-        drawn = self._inpaint(maps, None, np.ones(constants.BOTTOM_SHAPE, dtype=bool),
-                              pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates),
-                              options, seed, use_cache)
+        generator = self._generator(seed)
+        pitch_rows, family_rows = pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates)
+        drawn = []
+        for batch in _draw_batches(n, candidates):
+            drawn += self._inpaint(maps, None, np.ones(constants.BOTTOM_SHAPE, dtype=bool), pitch_rows[batch],
+                                   family_rows[batch], options, seed, use_cache, generator)
         return self.pick_on_pitch(drawn, pitch, candidates)
 
     def pick_on_pitch(self, drawn: list[Codemaps], pitch: int, candidates: int) -> GeneratedSounds:
@@ -435,11 +450,11 @@ class NotonoModel:
                              family_index, options, seed, use_cache)
 
     def _inpaint(self, maps, top_mask, bottom_mask, pitch_index, family_index, options, seed,
-                 use_cache) -> list[Codemaps]:
+                 use_cache, generator: torch.Generator | None = None) -> list[Codemaps]:
         n = pitch_index.shape[0]
         top = torch.as_tensor(maps.top, device=self.device).expand(n, -1, -1).clone()
         bottom = torch.as_tensor(maps.bottom, device=self.device).expand(n, -1, -1).clone()
-        generator = self._generator(seed)
+        generator = generator or self._generator(seed)
         with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
             top, bottom = inpaint_codes(self.top_prior, self.bottom_prior, top, bottom, top_mask,
                                         bottom_mask, pitch_index=pitch_index, family_index=family_index,
@@ -484,6 +499,9 @@ class NotonoModel:
         silence = np.zeros(constants.NUM_SAMPLES, dtype=np.float32)
         maps = self.encode(silence)
         self.decode(maps)
+        # the pitch score of picked draws (imports librosa's STFT and harmonic interpolation now)
+        tone = np.sin(2 * np.pi * 440.0 * np.arange(constants.NUM_SAMPLES) / constants.SAMPLE_RATE)
+        best_on_pitch(tone[None].astype(np.float32), 69)
         mask = np.zeros(constants.TOP_SHAPE, dtype=bool)
         mask[-1, -1] = True   # one top cell and its 4 bottom cells: every sampling op, a few tokens
         scales = guidance_scales or (self.edit_guidance, self.default_guidance)

@@ -9,8 +9,11 @@ pitch.
 The score is a subharmonic summation (Hermes, 1988) on the energy-weighted average magnitude
 spectrum: the weighted sum of the spectrum at the first 12 harmonics of a frequency, compared at the
 asked pitch with the best frequency at least a semitone away within ±13 semitones. It is a cheap
-spectral measure (about 15 ms per note on one core), deliberately not the pYIN check that
-`notono-live eval` measures pitch with, so the eval still judges the choice independently.
+spectral measure (15–20 ms per note on one core), deliberately not the pYIN check that
+`notono-live eval` measures pitch with. Both estimate pitch, so they agree by design (on 264
+generated sounds the score told pYIN's passes from its failures with an AUC of 0.91): a pitch
+figure measured on picked sounds says what a producer gets, not what the priors alone do, which is
+why the eval also reports each sound's first draw.
 """
 from __future__ import annotations
 
@@ -49,10 +52,13 @@ def harmonic_pitch_score(audio: np.ndarray, midi: float, sr: int = SAMPLE_RATE) 
     """How much better the asked pitch explains the sound than any pitch a semitone or more away.
 
     Returns log(salience at the asked pitch) − log(best salience of the rivals): above 0 when the
-    asked pitch wins. Silence scores 0 (no evidence either way).
+    asked pitch wins. Silence scores 0 (no evidence either way); audio holding NaN or infinity
+    scores −inf, so it is never picked over a finite draw.
     """
     import librosa
 
+    if not np.all(np.isfinite(np.asarray(audio, dtype=np.float32))):
+        return float("-inf")
     spectrum, freqs = average_spectrum(audio, sr)
     if not np.any(spectrum > 0):
         return 0.0
