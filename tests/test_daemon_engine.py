@@ -101,8 +101,12 @@ def test_guidance_requests_resolve_against_the_model(engine, model, tmp_path):
 def test_generated_sounds_and_new_bottoms_record_the_draws_they_were_picked_from(engine, model, tmp_path):
     from notono_live.models.bundle import DEFAULT_CANDIDATES
 
-    # by default each sound is the best on pitch of the model's DEFAULT_CANDIDATES draws
-    record = engine.generate(67, "string", seed=3)[0]
+    # by default each sound is the best on pitch of the model's DEFAULT_CANDIDATES draws; progress
+    # reports sampling, then decoding (which now includes scoring the draws), then writing
+    stages = []
+    record = engine.generate(67, "string", seed=3, progress=lambda f, stage: stages.append((f, stage)))[0]
+    assert [stage for _, stage in stages] == ["sampling", "decoding", "writing"]
+    assert [f for f, _ in stages] == sorted(f for f, _ in stages)
     assert record.params["candidates"] == DEFAULT_CANDIDATES == model.candidates
     assert isinstance(record.params["pitch_score"], float)
     same = model.generate_sounds(67, "string", seed=3, guidance=record.params["guidance"])
@@ -113,7 +117,9 @@ def test_generated_sounds_and_new_bottoms_record_the_draws_they_were_picked_from
     assert [r.params["candidates"] for r in plain] == [1, 1] and all("pitch_score" not in r.params for r in plain)
     assert [r.codemaps for r in plain] == model.generate(67, "string", n=2, seed=3)
     # a new bottom is picked the same way; one draw is the model's regenerate_bottom
-    bottom = engine.regenerate_bottom(record.sound, seed=8)
+    stages.clear()
+    bottom = engine.regenerate_bottom(record.sound, seed=8, progress=lambda f, stage: stages.append((f, stage)))
+    assert [stage for _, stage in stages] == ["sampling", "decoding", "writing"]
     assert bottom.params["candidates"] == DEFAULT_CANDIDATES and "pitch_score" in bottom.params
     assert np.array_equal(bottom.codemaps.top, record.codemaps.top)
     assert bottom.codemaps == model.regenerate_bottom_sounds(record.codemaps, 67, "string", seed=8).maps[0]

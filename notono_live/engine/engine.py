@@ -281,7 +281,8 @@ class Engine:
         seed = self._seed(seed)
         progress(0.1, "sampling")
         sounds = self.model.generate_sounds(pitch, family, n=variations, temperature=temperature, top_p=top_p,
-                                            top_k=top_k, seed=seed, guidance=guidance, candidates=self.candidates)
+                                            top_k=top_k, seed=seed, guidance=guidance, candidates=self.candidates,
+                                            on_decoding=lambda: progress(0.7, "decoding"))
         params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance}
         per_sound = [dict(params, **self._picked(sounds, i)) for i in range(len(sounds.maps))]
         return self._render_new_sounds(sounds.maps, pitch, family, "generate", per_sound, progress,
@@ -352,7 +353,8 @@ class Engine:
         progress(0.1, "sampling")
         sounds = self.model.regenerate_bottom_sounds(base.codemaps, pitch, family, n=1, temperature=temperature,
                                                      top_p=top_p, seed=seed, guidance=guidance,
-                                                     candidates=self.candidates)
+                                                     candidates=self.candidates,
+                                                     on_decoding=lambda: progress(0.7, "decoding"))
         params = {"temperature": temperature, "top_p": top_p, "seed": seed, "guidance": guidance,
                   **self._picked(sounds, 0)}
         return self._render_version(base, sounds.maps[0], pitch, family, "bottom", params, progress,

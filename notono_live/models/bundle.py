@@ -17,6 +17,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -362,13 +363,15 @@ class NotonoModel:
     def generate_sounds(self, pitch: int, family: str, n: int = 1, temperature: float = 1.0,
                         top_p: float = 0.8, top_k: int = 0, seed: int | None = None,
                         use_cache: bool | None = None, guidance: float | None = None,
-                        candidates: int | None = None) -> GeneratedSounds:
+                        candidates: int | None = None,
+                        on_decoding: Callable[[], None] | None = None) -> GeneratedSounds:
         """n new sounds, decoded; each the best on pitch of `candidates` draws (ours, not the paper's).
 
-        All n × candidates draws are sampled in one batch with `seed`, decoded, and scored with
-        `pitch_selection.harmonic_pitch_score` against `pitch`; each sound keeps the best of its
-        group. candidates: None uses `self.candidates` (`DEFAULT_CANDIDATES`); 1 returns the
-        priors' draws as `generate` gives them.
+        All n × candidates draws are sampled from one stream seeded with `seed` (in batches of at
+        most MAX_VARIATIONS draws), decoded, and scored with `pitch_selection.harmonic_pitch_score`
+        against `pitch`; each sound keeps the best of its group. candidates: None uses
+        `self.candidates` (`DEFAULT_CANDIDATES`); 1 returns the priors' draws as `generate` gives
+        them. on_decoding: called once sampling is done, before decoding (progress reports).
         """
         candidates = check_candidates(self.candidates if candidates is None else candidates)
         pitch_index, family_index = self._labels(pitch, family, n)
@@ -378,12 +381,15 @@ class NotonoModel:
         for batch in _draw_batches(n, candidates):   # one seeded stream; at most MAX_VARIATIONS draws a batch
             drawn += self._draw(pitch_rows[batch], family_rows[batch], temperature, top_p, top_k, seed,
                                 use_cache, guidance, generator)
+        if on_decoding is not None:
+            on_decoding()
         return self.pick_on_pitch(drawn, pitch, candidates)
 
     def regenerate_bottom_sounds(self, maps: Codemaps, pitch: int, family: str, n: int = 1,
                                  temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
                                  seed: int | None = None, use_cache: bool | None = None,
-                                 guidance: float | None = None, candidates: int | None = None) -> GeneratedSounds:
+                                 guidance: float | None = None, candidates: int | None = None,
+                                 on_decoding: Callable[[], None] | None = None) -> GeneratedSounds:
         """`regenerate_bottom`, decoded, each new bottom the best on pitch of `candidates` draws
         (as `generate_sounds`; the top map is kept bit-for-bit in every draw)."""
         candidates = check_candidates(self.candidates if candidates is None else candidates)
@@ -397,6 +403,8 @@ class NotonoModel:
         for batch in _draw_batches(n, candidates):
             drawn += self._inpaint(maps, None, np.ones(constants.BOTTOM_SHAPE, dtype=bool), pitch_rows[batch],
                                    family_rows[batch], options, seed, use_cache, generator)
+        if on_decoding is not None:
+            on_decoding()
         return self.pick_on_pitch(drawn, pitch, candidates)
 
     def pick_on_pitch(self, drawn: list[Codemaps], pitch: int, candidates: int) -> GeneratedSounds:
