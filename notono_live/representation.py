@@ -397,9 +397,7 @@ class MelIF(_STFTTransform):
         power = torch.matmul(mats["power_pinv"], mel_power)
         mel_phase = self._integrate(mel_increments)
         phase = torch.matmul(mats["phase_pinv"], mel_phase)
-        if self.phase_iterations:
-            return self._istft_complex(self._consistent_spectrum(power, phase, self.phase_iterations))
-        return self._istft(power, phase)
+        return self._istft_complex(self._consistent_spectrum(power, phase, self.phase_iterations))
 
 
 # ---------------------------------------------------------------------------------------------

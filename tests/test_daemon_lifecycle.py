@@ -169,28 +169,23 @@ def test_midi_in_names_the_midi_input():
 
 def test_refuses_unsafe_or_unknown_settings(tmp_path):
     serve = [sys.executable, "-m", "notono_live", "serve", "--port", "0", "--data-dir", str(tmp_path), "--no-midi"]
-    refused = subprocess.run(serve + ["--host", "0.0.0.0"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120)
-    assert refused.returncode != 0 and "--allow" in refused.stderr
     bad = tmp_path / "bad.toml"
-    bad.write_text('port = 0\ncolour = "blue"\n')
-    refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120)
-    assert refused.returncode != 0 and "colour" in refused.stderr
-    bad.write_text('step_precision = "int4"\n')
-    refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120)
-    assert refused.returncode != 0 and "step_precision 'int4'" in refused.stderr
-    refused = subprocess.run(serve + ["--guidance", "12"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120)
-    assert refused.returncode != 0 and "guidance 12" in refused.stderr
-    bad.write_text('candidates = 0\n')
-    refused = subprocess.run(serve + ["--config", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120)
-    assert refused.returncode != 0 and "candidates 0 must be" in refused.stderr
-    refused = subprocess.run(serve + ["--candidates", "9"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120)
-    assert refused.returncode != 0 and "candidates 9 must be" in refused.stderr
+
+    def refused(arguments: list[str], config: str | None = None) -> str:
+        """serve's stderr for these arguments (and this config file), after checking it exited non-zero."""
+        if config is not None:
+            bad.write_text(config)
+            arguments = arguments + ["--config", str(bad)]
+        run = subprocess.run(serve + arguments, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0, f"serve {arguments} started"
+        return run.stderr
+
+    assert "--allow" in refused(["--host", "0.0.0.0"])
+    assert "colour" in refused([], 'port = 0\ncolour = "blue"\n')
+    assert "step_precision 'int4'" in refused([], 'step_precision = "int4"\n')
+    assert "guidance 12" in refused(["--guidance", "12"])
+    assert "candidates 0 must be" in refused([], "candidates = 0\n")
+    assert "candidates 9 must be" in refused(["--candidates", "9"])
 
 
 def test_step_precision_setting_reaches_the_samplers():

@@ -63,7 +63,6 @@ class GeneratedSounds:
 
     Args:
         maps: one `Codemaps` per sound.
-        audio: [n, 64000] float32, each sound decoded.
         pitch_scores: each kept sound's `harmonic_pitch_score` (> 0: the asked pitch explains it
             best); NaN when only one candidate was drawn and nothing was scored.
         candidates: how many draws each sound was chosen from.
@@ -73,11 +72,15 @@ class GeneratedSounds:
     """
 
     maps: list[Codemaps]
-    audio: np.ndarray
     pitch_scores: list[float]
     candidates: int
     drawn_audio: np.ndarray
     kept: list[int]
+
+    @property
+    def audio(self) -> np.ndarray:
+        """[n, 64000] float32: each kept sound decoded."""
+        return self.drawn_audio[self.kept]
 
 
 def _draw_batches(n: int, candidates: int) -> list[slice]:
@@ -374,16 +377,10 @@ class NotonoModel:
         them. on_decoding: called once sampling is done, before decoding (progress reports).
         """
         candidates = check_candidates(self.candidates if candidates is None else candidates)
-        pitch_index, family_index = self._labels(pitch, family, n)
-        generator = self._generator(seed)
-        pitch_rows, family_rows = pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates)
-        drawn = []
-        for batch in _draw_batches(n, candidates):   # one seeded stream; at most MAX_VARIATIONS draws a batch
-            drawn += self._draw(pitch_rows[batch], family_rows[batch], temperature, top_p, top_k, seed,
-                                use_cache, guidance, generator)
-        if on_decoding is not None:
-            on_decoding()
-        return self.pick_on_pitch(drawn, pitch, candidates)
+        return self._draw_and_pick(
+            pitch, family, n, candidates, seed, on_decoding,
+            lambda pitch_rows, family_rows, generator: self._draw(
+                pitch_rows, family_rows, temperature, top_p, top_k, seed, use_cache, guidance, generator))
 
     def regenerate_bottom_sounds(self, maps: Codemaps, pitch: int, family: str, n: int = 1,
                                  temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
@@ -395,14 +392,24 @@ class NotonoModel:
         candidates = check_candidates(self.candidates if candidates is None else candidates)
         if not isinstance(maps, Codemaps):
             raise ValueError(f"maps must be a Codemaps, got {type(maps).__name__}")
-        pitch_index, family_index = self._labels(pitch, family, n)
         options = self._options(temperature, top_k, top_p, guidance)
-        generator = self._generator(seed)
+        whole_bottom = np.ones(constants.BOTTOM_SHAPE, dtype=bool)
+        return self._draw_and_pick(
+            pitch, family, n, candidates, seed, on_decoding,
+            lambda pitch_rows, family_rows, generator: self._inpaint(
+                maps, None, whole_bottom, pitch_rows, family_rows, options, seed, use_cache, generator))
+
+    def _draw_and_pick(self, pitch, family, n, candidates, seed, on_decoding,
+                       draw: Callable[[torch.Tensor, torch.Tensor, torch.Generator], list[Codemaps]]
+                       ) -> GeneratedSounds:
+        """n × candidates draws of `draw(pitch_rows, family_rows, generator)`, from one stream seeded
+        with `seed` in batches of at most MAX_VARIATIONS draws, then `pick_on_pitch`."""
+        pitch_index, family_index = self._labels(pitch, family, n)
         pitch_rows, family_rows = pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates)
+        generator = self._generator(seed)
         drawn = []
         for batch in _draw_batches(n, candidates):
-            drawn += self._inpaint(maps, None, np.ones(constants.BOTTOM_SHAPE, dtype=bool), pitch_rows[batch],
-                                   family_rows[batch], options, seed, use_cache, generator)
+            drawn += draw(pitch_rows[batch], family_rows[batch], generator)
         if on_decoding is not None:
             on_decoding()
         return self.pick_on_pitch(drawn, pitch, candidates)
@@ -416,14 +423,14 @@ class NotonoModel:
         n = len(drawn) // candidates
         audio = self.decode(drawn)
         if candidates == 1:
-            return GeneratedSounds(list(drawn), audio, [float("nan")] * n, 1, audio, list(range(n)))
+            return GeneratedSounds(list(drawn), [float("nan")] * n, 1, audio, list(range(n)))
         kept, scores = [], []
         for i in range(n):
             group = slice(i * candidates, (i + 1) * candidates)
             best, group_scores = best_on_pitch(audio[group], pitch)
             kept.append(i * candidates + best)
             scores.append(group_scores[best])
-        return GeneratedSounds([drawn[k] for k in kept], audio[kept], scores, candidates, audio, kept)
+        return GeneratedSounds([drawn[k] for k in kept], scores, candidates, audio, kept)
 
     def inpaint(self, maps: Codemaps, layer: str, mask: np.ndarray, pitch: int, family: str,
                 n: int = 1, temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,

@@ -57,7 +57,7 @@ def harmonic_pitch_score(audio: np.ndarray, midi: float, sr: int = SAMPLE_RATE) 
     """
     import librosa
 
-    if not np.all(np.isfinite(np.asarray(audio, dtype=np.float32))):
+    if not np.all(np.isfinite(audio)):
         return float("-inf")
     spectrum, freqs = average_spectrum(audio, sr)
     if not np.any(spectrum > 0):
