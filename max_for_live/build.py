@@ -1,9 +1,11 @@
 """Build `max_for_live/NOTONO Live.amxd` from text: this script is the device's patch source.
 
 The patch is declared here box by box (Max class, text, inlets, outlets, rectangles, Live
-parameter attributes) and wired with patchlines; the logic lives in `notono.js` (state, OSC, Live
-API) and the grid in `notono_grid.js` (jsui), which must sit next to the `.amxd`. The output is
-deterministic, so a test rebuilds it and compares it with the committed file byte for byte.
+parameter attributes, info texts) and wired with patchlines; the logic lives in `notono.js` (state,
+OSC, Live API) and the grid in `notono_grid.js` (jsui). The device is written frozen: both scripts
+are embedded in the `.amxd` (see amxd.py), so it loads wherever Live's Collect All and Save or a
+move puts it. The output is deterministic, so a test rebuilds it and compares it with the committed
+file byte for byte.
 
     python max_for_live/build.py            # write the device
     python max_for_live/build.py --check    # exit 1 if the committed device is stale
@@ -25,11 +27,21 @@ from notono_live.constants import (  # noqa: E402
     BOTTOM_SHAPE, TOP_SHAPE,
 )
 
-DEVICE_PATH = HERE / "NOTONO Live.amxd"
+DEVICE_NAME = "NOTONO Live.amxd"
+DEVICE_PATH = HERE / DEVICE_NAME
+SCRIPTS = ("notono.js", "notono_grid.js")   # embedded in the frozen device
+# The date every embedded file carries (2026-01-01 00:00 UTC): fixed, so a build is reproducible.
+FROZEN_DATE = 1_767_225_600
+AMXD_TYPE_AUDIO = int.from_bytes(b"aaaa", "big")   # the project block's amxdtype for an audio effect
 DEVICE_TYPE = "aaaa"            # an audio effect: it sits on the audio track that gets the clips
 DEVICE_WIDTH = 660.0
 DEVICE_HEIGHT = 169.0           # Live's device view height in pixels
 JS_INLETS, JS_OUTLETS = 2, 3    # must match `inlets` / `outlets` in notono.js (a test checks)
+# What the script's view outlet addresses (through [route]): displays only, never a Live parameter.
+VIEW_KEYS = ("status", "file", "grid", "region")
+STATUS_RECT = (212.0, 132.0, 444.0, 16.0)   # presentation rects of the two text lines
+FILE_RECT = (212.0, 150.0, 444.0, 16.0)
+STATUS_FONT_SIZE = 9.5
 
 # live.numbox / live.dial unit styles and parameter types, as Max numbers them.
 UNIT_INT, UNIT_FLOAT, UNIT_MIDI_NOTE = 0, 1, 8
@@ -73,11 +85,17 @@ class Patch:
         self.lines.append({"patchline": {"destination": [destination, inlet], "source": [source, outlet]}})
 
 
-def parameter(longname: str, shortname: str, ptype: int, *, mmin: float | None = None,
+def parameter(longname: str, shortname: str, ptype: int, *, info: str, mmin: float | None = None,
               mmax: float | None = None, initial: float | None = None, enum: list[str] | None = None,
               unitstyle: int | None = None, visibility: int = VISIBLE) -> dict:
-    """The attributes that make a live.* object a Live parameter recalled by its long name."""
-    valueof: dict = {"parameter_longname": longname, "parameter_shortname": shortname, "parameter_type": ptype}
+    """The attributes that make a live.* object a Live parameter recalled by its long name, with
+    `info` as the text Live's Info View shows when the mouse is over it."""
+    if ptype == TYPE_INT and (mmin is not None and mmin < 0 or mmax is not None and mmax > 255):
+        # Live's Int type holds 0-255 only; wider integers are Float with the Int unit style
+        raise ValueError(f"{longname}: an Int parameter holds 0-255, not {mmin}-{mmax}; use TYPE_FLOAT "
+                         "with unitstyle=UNIT_INT")
+    valueof: dict = {"parameter_longname": longname, "parameter_shortname": shortname, "parameter_type": ptype,
+                     "parameter_annotation_name": longname}
     if enum is not None:
         valueof["parameter_enum"] = list(enum)
         valueof["parameter_mmax"] = len(enum) - 1
@@ -92,7 +110,7 @@ def parameter(longname: str, shortname: str, ptype: int, *, mmin: float | None =
         valueof["parameter_unitstyle"] = unitstyle
     if visibility:
         valueof["parameter_invisible"] = visibility
-    return {"parameter_enable": 1, "varname": longname,
+    return {"parameter_enable": 1, "varname": longname, "annotation_name": longname, "annotation": info,
             "saved_attribute_attributes": {"valueof": dict(sorted(valueof.items()))}}
 
 
@@ -107,14 +125,18 @@ def device_patcher() -> dict:
     p.connect(plugin, 1, plugout, 1)
 
     # The brain, its OSC link, and the view router.
-    brain = p.obj("js notono.js", (400, 420, 240, 22), inlets=JS_INLETS, outlets=[""] * JS_OUTLETS)
+    brain = p.add("newobj", (400, 420, 240, 22), inlets=JS_INLETS, outlets=[""] * JS_OUTLETS, text="js notono.js",
+                  # as Max saves a js box: the script it loads, which freezing embeds
+                  saved_object_attributes={"filename": "notono.js", "parameter_enable": 0})
     receiver = p.obj(f"udpreceive {DEFAULT_REPLY_PORT} @defer 1", (660, 360, 150, 22), inlets=1, outlets=[""])
     sender = p.obj(f"udpsend {DEFAULT_OSC_HOST} {DEFAULT_OSC_PORT}", (400, 480, 150, 22), inlets=1, outlets=[])
     p.connect(receiver, 0, brain, 1)
     p.connect(brain, 0, sender, 0)
     p.connect(brain, 1, receiver, 0)
-    view_keys = ["status", "grid", "pitch", "family", "layer", "region_x", "region_y",
-                 "region_width", "region_height"]
+    # The script writes only to displays (comments and the grid), never to a Live parameter: a write
+    # into an automatable parameter from inside the device lands in Live's undo history and fights
+    # automation (Ableton's production guidelines, "Undo History").
+    view_keys = list(VIEW_KEYS)
     router = p.obj("route " + " ".join(view_keys), (400, 520, 480, 22),
                    inlets=len(view_keys) + 1, outlets=[""] * (len(view_keys) + 1))
     p.connect(brain, 2, router, 0)
@@ -149,58 +171,66 @@ def device_patcher() -> dict:
 
     layer = p.add("live.tab", (240, controls_y, 100, 18), inlets=1, outlets=["", "", "float"],
                   presentation=(4, 146, 200, 17), num_lines_patching=1, num_lines_presentation=1,
-                  **parameter("Layer", "Layer", TYPE_ENUM, enum=["top", "bottom"], initial=0))
+                  **parameter("Layer", "Layer", TYPE_ENUM, enum=["top", "bottom"], initial=0,
+                              info="Which codemap the grid shows and the region edits: top (32 x 4, "
+                                   "1 s a column: pitch and envelope) or bottom (64 x 8, 0.5 s a column: timbre)."))
     to_brain(layer, "layer", 240)
-    p.connect(router, from_view("layer"), layer, 0)
 
-    buttons = [  # long name, label, selector, presentation rect
-        ("Generate", "Generate", "generate", (212, 4, 64, 18)),
-        ("Inpaint", "Inpaint region", "inpaint", (280, 4, 84, 18)),
-        ("New Bottom", "New bottom", "new_bottom", (368, 4, 72, 18)),
-        ("Erase", "Erase", "erase", (444, 4, 46, 18)),
-        ("Randomise", "Randomise", "randomise", (494, 4, 62, 18)),
-        ("Undo", "Undo", "undo", (212, 26, 44, 18)),
-        ("Redo", "Redo", "redo", (260, 26, 44, 18)),
+    buttons = [  # long name, label, selector, presentation rect, info
+        ("Generate", "Generate", "generate", (212, 4, 64, 18),
+         "Draw a new 4 s sound at Pitch and Family; it lands in the next free clip slot."),
+        ("Inpaint", "Inpaint region", "inpaint", (280, 4, 84, 18),
+         "Regenerate the selected region of the current sound; everything outside it stays."),
+        ("New Bottom", "New bottom", "new_bottom", (368, 4, 72, 18),
+         "Keep the top map (pitch, envelope) and draw a new bottom map: a new timbre."),
+        ("Erase", "Erase", "erase", (444, 4, 46, 18), "Lower the selected region by 24 dB."),
+        ("Randomise", "Randomise", "randomise", (494, 4, 62, 18),
+         "Replace the selected region with random codes."),
+        ("Undo", "Undo", "undo", (212, 26, 44, 18), "Go back to the current sound's previous version."),
+        ("Redo", "Redo", "redo", (260, 26, 44, 18), "Go forward again after Undo."),
     ]
-    for i, (longname, text, selector, rect) in enumerate(buttons):
+    for i, (longname, text, selector, rect, info) in enumerate(buttons):
         x = 20 + i * 100
         button = p.add("live.text", (x, 140, 80, 18), inlets=1, outlets=["", ""], presentation=rect,
                        mode=0, text=text, texton=text,
-                       **parameter(longname, longname, TYPE_ENUM, enum=["off", "on"]))
+                       **parameter(longname, longname, TYPE_ENUM, enum=["off", "on"], info=info))
         to_brain(button, selector, x, y=170)
 
     label("Variations", (310, 28, 52, 14), 360, controls_y - 20)
     variations = p.add("live.numbox", (360, controls_y, 44, 18), inlets=1, outlets=["", "float"],
                        presentation=(364, 26, 36, 18),
                        **parameter("Variations", "Variations", TYPE_INT, mmin=1, mmax=16, initial=1,
-                                   unitstyle=UNIT_INT))
+                                   unitstyle=UNIT_INT, info="How many sounds one press of Generate makes (1-16)."))
     to_brain(variations, "variations", 360)
 
     target = p.add("live.tab", (460, controls_y, 150, 18), inlets=1, outlets=["", "", "float"],
                    presentation=(406, 26, 150, 18), num_lines_patching=1, num_lines_presentation=1,
-                   **parameter("Target", "Target", TYPE_ENUM, enum=["selected slot", "this track"], initial=0))
+                   **parameter("Target", "Target", TYPE_ENUM, enum=["selected slot", "this track"], initial=0,
+                               info="Where renders land: the selected clip slot (or the next free one "
+                                    "below it), or this track from the selected scene down."))
     to_brain(target, "target", 460)
 
     label("Pitch", (212, 50, 48, 14), 640, controls_y - 20)
     pitch = p.add("live.numbox", (640, controls_y, 48, 18), inlets=1, outlets=["", "float"],
                   presentation=(212, 64, 48, 18),
                   **parameter("Pitch", "Pitch", TYPE_INT, mmin=PITCH_MIN, mmax=PITCH_MAX, initial=60,
-                              unitstyle=UNIT_MIDI_NOTE))
+                              unitstyle=UNIT_MIDI_NOTE,
+                              info="The pitch the next Generate, Inpaint or New bottom asks for (C0-C5)."))
     to_brain(pitch, "pitch", 640)
-    p.connect(router, from_view("pitch"), pitch, 0)
 
     label("Family", (264, 50, 96, 14), 740, controls_y - 20)
     family = p.add("live.menu", (740, controls_y, 100, 18), inlets=1, outlets=["", "", "float"],
                    presentation=(264, 64, 100, 18),
                    **parameter("Family", "Family", TYPE_ENUM, enum=[f.replace("_", " ") for f in FAMILIES],
-                               initial=FAMILIES.index("keyboard")))
+                               initial=FAMILIES.index("keyboard"),
+                               info="The instrument family the next Generate, Inpaint or New bottom asks for."))
     to_brain(family, "family", 740)
-    p.connect(router, from_view("family"), family, 0)
 
     temperature = p.add("live.dial", (860, controls_y, 48, 48), inlets=1, outlets=["", "float"],
                         presentation=(372, 46, 52, 48),
                         **parameter("Temperature", "Temp", TYPE_FLOAT, mmin=0.1, mmax=2.0, initial=1.0,
-                                    unitstyle=UNIT_FLOAT))
+                                    unitstyle=UNIT_FLOAT,
+                                    info="Sampling temperature: below 1 safer, above 1 wilder."))
     to_brain(temperature, "temperature", 860)
 
     # "auto" leaves the classifier-free guidance scale to the daemon; notono.js maps the index
@@ -208,51 +238,64 @@ def device_patcher() -> dict:
     guidance = p.add("live.menu", (910, controls_y, 52, 18), inlets=1, outlets=["", "", "float"],
                      presentation=(430, 64, 52, 18),
                      **parameter("Guidance", "Guidance", TYPE_ENUM, enum=["auto", "1", "1.5", "2", "3", "4"],
-                                 initial=0))
+                                 initial=0,
+                                 info="Classifier-free guidance: higher holds sounds closer to Pitch and Family "
+                                      "and costs about twice the time above 1; auto leaves it to the daemon."))
     to_brain(guidance, "guidance", 910, y=410)
 
     rows_max, cols_max = BOTTOM_SHAPE   # ranges cover both layers; notono.js clamps to the layer shown
-    region = [  # long name, label, selector, range, initial, presentation x
-        ("Region X", "X (time)", "region_x", (0, cols_max - 1), 0, 212),
-        ("Region Y", "Y (freq)", "region_y", (0, rows_max - 1), 0, 256),
-        ("Region Width", "Width", "region_width", (1, cols_max), 1, 300),
-        ("Region Height", "Height", "region_height", (1, rows_max), 1, 344),
+    region = [  # long name, label, selector, range, initial, presentation x, info
+        ("Region X", "X (time)", "region_x", (0, cols_max - 1), 0, 212, "First column of the region (time)."),
+        ("Region Y", "Y (freq)", "region_y", (0, rows_max - 1), 0, 256, "Lowest row of the region (frequency)."),
+        ("Region Width", "Width", "region_width", (1, cols_max), 1, 300, "Columns the region spans."),
+        ("Region Height", "Height", "region_height", (1, rows_max), 1, 344, "Rows the region spans."),
     ]
-    for i, (longname, text, selector, (low, high), initial, x) in enumerate(region):
+    for i, (longname, text, selector, (low, high), initial, x, info) in enumerate(region):
         px = 960 + i * 100
         label(text, (x, 96, 44, 14), px, controls_y - 20)
         box = p.add("live.numbox", (px, controls_y, 44, 18), inlets=1, outlets=["", "float"],
                     presentation=(x, 110, 40, 18),
                     **parameter(longname, longname.replace("Region ", ""), TYPE_INT, mmin=low, mmax=high,
-                                initial=initial, unitstyle=UNIT_INT))
+                                initial=initial, unitstyle=UNIT_INT,
+                                info=info + " A drag on the grid also sets the region; the label beside "
+                                            "these boxes shows the one in use."))
         to_brain(box, selector, px)
-        p.connect(router, from_view(selector), box, 0)
-    label(f"Region (top {TOP_SHAPE[0]}x{TOP_SHAPE[1]}, bottom {BOTTOM_SHAPE[0]}x{BOTTOM_SHAPE[1]})",
-          (212, 130, 200, 14), 960, controls_y + 30)
+    # The region in use, in words: a knob moves it, a drag on the grid replaces it.
+    region_label = p.add("comment", (960, controls_y + 30, 200, 18), inlets=1, outlets=[],
+                         presentation=(388, 104, 170, 28), fontsize=9.0, varname="region", linecount=2,
+                         text=f"Region: top {TOP_SHAPE[0]}x{TOP_SHAPE[1]}, bottom {BOTTOM_SHAPE[0]}x{BOTTOM_SHAPE[1]}")
+    p.connect(router, from_view("region"), region_label, 0)
 
     drop = p.add("live.drop", (1400, controls_y, 100, 60), inlets=1, outlets=["", ""],
-                  presentation=(562, 4, 94, 98), legend="Drop audio or a clip to encode",
+                  presentation=(562, 4, 94, 80), legend="Drop audio or a clip to encode",
                   # Hidden, not stored: a recalled path would re-encode the file on every set load.
-                  **parameter("Drop File", "Drop", TYPE_BLOB, visibility=HIDDEN))
+                  **parameter("Drop File", "Drop", TYPE_BLOB, visibility=HIDDEN,
+                              info="Drop an audio file or a clip here to encode it and edit it as a sound."))
     to_brain(drop, "drop", 1400)
 
-    label("Daemon port", (562, 106, 46, 14), 1520, controls_y - 20)
+    # Ports are wider than Live's Int type (0-255): Float parameters shown as integers.
+    label("Daemon port", (562, 86, 46, 14), 1520, controls_y - 20)
     daemon_port = p.add("live.numbox", (1520, controls_y, 50, 18), inlets=1, outlets=["", "float"],
-                        presentation=(562, 120, 46, 16),
-                        **parameter("Daemon Port", "Daemon Port", TYPE_INT, mmin=1024, mmax=65535,
-                                    initial=DEFAULT_OSC_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY))
+                        presentation=(562, 100, 46, 16),
+                        **parameter("Daemon Port", "Daemon Port", TYPE_FLOAT, mmin=1024, mmax=65535,
+                                    initial=DEFAULT_OSC_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY,
+                                    info="The UDP port notono-live serve listens on (its --port)."))
     to_brain(daemon_port, "daemon_port", 1520)
-    label("Reply port", (610, 106, 46, 14), 1620, controls_y - 20)
+    label("Reply port", (610, 86, 46, 14), 1620, controls_y - 20)
     reply_port = p.add("live.numbox", (1620, controls_y, 50, 18), inlets=1, outlets=["", "float"],
-                       presentation=(610, 120, 46, 16),
-                       **parameter("Reply Port", "Reply Port", TYPE_INT, mmin=1024, mmax=65535,
-                                   initial=DEFAULT_REPLY_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY))
+                       presentation=(610, 100, 46, 16),
+                       **parameter("Reply Port", "Reply Port", TYPE_FLOAT, mmin=1024, mmax=65535,
+                                   initial=DEFAULT_REPLY_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY,
+                                   info="The UDP port this device receives the daemon's replies on."))
     to_brain(reply_port, "reply_port", 1620)
 
-    # --- Status line: connection (heartbeat) and the last error, in words.
-    status = p.add("comment", (400, 580, 440, 18), inlets=1, outlets=[], presentation=(212, 146, 444, 17),
-                   text="Waiting for Live...", fontsize=9.5, varname="status")
+    # --- Status line (connection, progress, the last error) and, below it, the current file.
+    status = p.add("comment", (400, 580, 440, 18), inlets=1, outlets=[], presentation=STATUS_RECT,
+                   text="Waiting for Live...", fontsize=STATUS_FONT_SIZE, varname="status")
     p.connect(router, from_view("status"), status, 0)
+    file_line = p.add("comment", (400, 600, 440, 18), inlets=1, outlets=[], presentation=FILE_RECT,
+                      text="", fontsize=STATUS_FONT_SIZE, varname="file")
+    p.connect(router, from_view("file"), file_line, 0)
 
     parameters = {b["box"]["id"]: [b["box"]["varname"], b["box"]["saved_attribute_attributes"]["valueof"]
                                    ["parameter_shortname"], 0]
@@ -277,17 +320,34 @@ def device_patcher() -> dict:
         "boxes": p.boxes,
         "lines": p.lines,
         "parameters": parameters,
-        "dependency_cache": [
-            {"name": "notono.js", "type": "TEXT", "implicit": 1},
-            {"name": "notono_grid.js", "type": "TEXT", "implicit": 1},
-        ],
+        "dependency_cache": [{"name": name, "type": "TEXT", "implicit": 1} for name in SCRIPTS],
+        "latency": 0,
+        "is_mpe": 0,
+        "minimum_live_version": "",
+        "minimum_max_version": "",
+        "platform_compatibility": 0,
+        "project": project_block(),
         "autosave": 0,
     }}
 
 
+def project_block() -> dict:
+    """The `project` dictionary a device saved by Max carries: its type and its embedded scripts."""
+    date = FROZEN_DATE + amxd.HFS_EPOCH_OFFSET
+    return {
+        "version": 1, "creationdate": date, "modificationdate": date, "viewrect": [25.0, 106.0, 300.0, 500.0],
+        "autoorganize": 1, "hideprojectwindow": 1, "showdependencies": 1, "autolocalize": 0,
+        "contents": {"patchers": {}, "media": {}, "code": {name: {"kind": "javascript", "local": 1} for name in SCRIPTS},
+                     "data": {}, "other": {}},
+        "layout": {}, "searchpath": {}, "detailsvisible": 0, "amxdtype": AMXD_TYPE_AUDIO, "readonly": 0,
+        "devpathtype": 0, "devpath": ".", "sortmode": 0, "viewmode": 0, "includepackages": 0,
+    }
+
+
 def build() -> bytes:
-    """The bytes of the device file."""
-    return amxd.pack(DEVICE_TYPE, device_patcher())
+    """The bytes of the frozen device file: the patch with both scripts embedded."""
+    scripts = [amxd.Embedded(name, "TEXT", (HERE / name).read_bytes()) for name in SCRIPTS]
+    return amxd.pack_frozen(DEVICE_TYPE, DEVICE_NAME, device_patcher(), scripts, FROZEN_DATE)
 
 
 def main(argv: list[str] | None = None) -> int:

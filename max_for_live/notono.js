@@ -11,8 +11,11 @@
 // Inlet 1: OSC from [udpreceive]: the address is the message selector, the arguments follow.
 // Outlet 0: to [udpsend]: OSC messages, or "port N" / "host H" to re-aim it.
 // Outlet 1: to [udpreceive]: "port N" when the reply port changes.
-// Outlet 2: to the view, through [route status grid pitch family ...]: "status set <text>",
-//           "grid setlayer top", "pitch set 60", ...
+// Outlet 2: to the view, through [route status file grid region]: "status set <text>",
+//           "file set <path>", "grid setlayer top", "region set <text>". Only displays: the script
+//           never writes a Live parameter (Pitch, Family, Layer, Region ...), since such writes
+//           land in Live's undo history and fight automation. The parameters are what the user
+//           asks for; the status line and the region label say what the current sound is.
 //
 // Live API rules kept here: no LiveAPI object in global code (wait for live_ready, sent by
 // [live.thisdevice]); the Live set is only changed from a deferred Task, never from inside a
@@ -75,6 +78,22 @@ var TOP_P = 0.8;                     // the paper's nucleus mass; not on the dev
 var GUIDANCE_CHOICES = [-1, 1, 1.5, 2, 3, 4];
 var ERASE_DB = 24.0;                 // the protocol's default level drop for /notono/region/erase
 var HEARTBEAT_MS = 2000;
+var CLIP_RETRY_MS = 100;             // a new clip not found at once is looked up once more after this
+
+// The status and file lines: 444 px comments in Arial Bold 9.5 (build.py STATUS_RECT, FILE_RECT),
+// less the comment's inset. Widths of ASCII 32-126 in 1/1000 em (Arial Bold, the metrics of
+// Helvetica-Bold); anything else counts as a full em, which no Latin glyph exceeds.
+var LINE_WIDTH_PX = 436;
+var FONT_SIZE = 9.5;
+var GLYPH_WIDTHS = [
+    278, 333, 474, 556, 556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278, 278,
+    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 333, 333, 584, 584, 584, 611,
+    975, 722, 722, 722, 722, 667, 611, 778, 722, 278, 556, 722, 611, 833, 722, 778,
+    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 333, 278, 333, 584, 556,
+    333, 556, 611, 556, 611, 556, 333, 611, 611, 278, 278, 556, 278, 889, 611, 611,
+    611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584
+];
+var ELLIPSIS = "\u2026";
 var MISSED_BEATS_FOR_LOSS = 3;
 
 // Requests whose /notono/sound replies are new renders that belong in a clip slot.
@@ -101,6 +120,7 @@ var waitingForLive = [];   // renders that arrived before live_ready
 var placed = {};           // "sound:version" -> "track T slot S", so a version gets one clip
 var heartbeatTask = null;
 var lastStatus = "";
+var lastFile = "";
 
 // --- Small pure helpers --------------------------------------------------------------------
 var NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
@@ -188,23 +208,81 @@ function first(value) {
     return Array.isArray(value) ? value[0] : value;
 }
 
-// --- View ----------------------------------------------------------------------------------
-function status(text) {
-    lastStatus = text;
-    outlet(OUT_VIEW, "status", "set", text);
+// Width of a text in pixels on the status line.
+function textWidth(text) {
+    var units = 0;
+    for (var i = 0; i < text.length; i++) {
+        var code = text.charCodeAt(i);
+        units += (code >= 32 && code <= 126) ? GLYPH_WIDTHS[code - 32] : 1000;
+    }
+    return units * FONT_SIZE / 1000;
 }
 
+// The longest start of `text` that fits the line, with an ellipsis when it was cut.
+function fitEnd(text) {
+    if (textWidth(text) <= LINE_WIDTH_PX) {
+        return text;
+    }
+    var keep = text.length;
+    while (keep > 0 && textWidth(text.substring(0, keep) + ELLIPSIS) > LINE_WIDTH_PX) {
+        keep--;
+    }
+    return text.substring(0, keep) + ELLIPSIS;
+}
+
+// A path that fits the line: the start and the end (the file name) kept, the middle elided.
+function fitMiddle(text) {
+    if (textWidth(text) <= LINE_WIDTH_PX) {
+        return text;
+    }
+    var head = Math.floor(text.length / 2), tail = text.length - head;
+    while (head + tail > 0 && textWidth(text.substring(0, head) + ELLIPSIS +
+                                        text.substring(text.length - tail)) > LINE_WIDTH_PX) {
+        if (head > 8 || tail === 0) { head--; } else { tail--; }
+    }
+    return text.substring(0, head) + ELLIPSIS + text.substring(text.length - tail);
+}
+
+// --- View ----------------------------------------------------------------------------------
+// The status line holds one line; a message cut to fit goes whole to the Max window.
+function status(text) {
+    text = String(text);
+    lastStatus = text;
+    var shown = fitEnd(text);
+    if (shown !== text) {
+        post("NOTONO Live: " + text + "\n");
+    }
+    outlet(OUT_VIEW, "status", "set", shown);
+}
+
+// The file line: where the current sound's WAV is, so a producer can find it even when Live
+// could not take it (the whole path also goes to the Max window).
+function showFile(path) {
+    path = String(path || "");
+    if (path === lastFile) {
+        return;
+    }
+    lastFile = path;
+    if (path) {
+        post("NOTONO Live: file " + path + "\n");
+    }
+    outlet(OUT_VIEW, "file", "set", path ? fitMiddle("File: " + path) : "");
+}
+
+function span(start, count) {
+    return count > 1 ? start + "-" + (start + count - 1) : String(start);
+}
+
+// The grid and the region label show the region the buttons act on; the Region parameters are
+// inputs and are never written back.
 function showRegion() {
     var r = controls.region;
-    outlet(OUT_VIEW, "region_x", "set", r[0]);
-    outlet(OUT_VIEW, "region_y", "set", r[1]);
-    outlet(OUT_VIEW, "region_width", "set", r[2]);
-    outlet(OUT_VIEW, "region_height", "set", r[3]);
     outlet(OUT_VIEW, "grid", "setregion", r[0], r[1], r[2], r[3]);
+    outlet(OUT_VIEW, "region", "set", "Region: " + controls.layer + " col " + span(r[0], r[2]) +
+           ", row " + span(r[1], r[3]));
 }
 
 function showLayer() {
-    outlet(OUT_VIEW, "layer", "set", LAYERS.indexOf(controls.layer));
     outlet(OUT_VIEW, "grid", "setlayer", controls.layer);
 }
 
@@ -254,7 +332,7 @@ function layer(index) {
         controls.layer = name;
     }
     showLayer();
-    showRegion();
+    showRegion();     // the converted region is shown, not written into the Region parameters
 }
 
 function setRegionPart(part, value) {
@@ -365,8 +443,8 @@ function sendOsc(address, args) {
 
 function request(kind, address, args) {
     if (link.state !== "connected") {
-        status("Not connected to the daemon on " + link.host + ":" + link.daemonPort +
-               ": start it with `notono-live serve` (the device keeps trying).");
+        status("Not connected to " + link.host + ":" + link.daemonPort +
+               ": start notono-live serve (retrying).");
         return -1;
     }
     var id = nextRequestId++;
@@ -412,7 +490,7 @@ function heartbeat() {
         if (link.missedBeats >= MISSED_BEATS_FOR_LOSS) {
             link.state = "lost";
             status("Lost the daemon on " + link.host + ":" + link.daemonPort +
-                   ": is `notono-live serve` still running? Retrying.");
+                   ": is notono-live serve running? Retrying.");
             sayHello();
             return;
         }
@@ -482,14 +560,11 @@ function soundReply(args) {
         png: String(args[4]), pitch: args[5], family: String(args[6]), label: String(args[7]),
         parent: args[8], operation: String(args[9]), sampleRate: args[10]
     };
-    current = { sound: render.sound, version: render.version, png: render.png, wav: render.wav };
-    controls.pitch = clampInt(render.pitch, PITCH_MIN, PITCH_MAX);
-    controls.family = render.family;
-    outlet(OUT_VIEW, "pitch", "set", controls.pitch);
-    if (FAMILIES.indexOf(render.family) >= 0) {
-        outlet(OUT_VIEW, "family", "set", FAMILIES.indexOf(render.family));
-    }
+    // The Pitch and Family parameters stay what the user set: the sound's own are shown in words.
+    current = { sound: render.sound, version: render.version, png: render.png, wav: render.wav,
+                pitch: render.pitch, family: render.family };
     outlet(OUT_VIEW, "grid", "spectrogram", render.png);
+    showFile(hfsToPosix(render.wav));
     var kind = pending[render.requestId];
     var key = render.sound + ":" + render.version;
     if ((PLACES_CLIPS[kind] || render.requestId === DAEMON_REQUEST_ID) && !placed[key]) {
@@ -620,46 +695,63 @@ function placeClip(render) {
     var key = render.sound + ":" + render.version;
     var name = render.label || clipName(render.family, render.pitch, render.version);
     var path = hfsToPosix(render.wav);
+    showFile(path);
     if (!liveVersion || !versionAtLeast(liveVersion, MIN_LIVE_VERSION)) {
         var have = liveVersion ? liveVersion.join(".") : "unknown";
         delete placed[key];
-        status("Live " + have + " cannot create clips from files (needs " + MIN_LIVE_VERSION.join(".") +
-               " or later). Drag the sound in yourself: " + path);
+        status("Live " + have + " cannot make clips from files (needs " + MIN_LIVE_VERSION.join(".") +
+               "): drag the file below in.");
         return false;
     }
     var where = chooseTargetSlot();
     if (where.error) {
         delete placed[key];
-        status("Cannot place " + name + ": " + where.error + ". The sound is at " + path);
+        status("Cannot place " + name + ": " + where.error + ".");
         return false;
     }
     var slot = new LiveAPI(null, where.path);
     // Checked again right before the call: a clip may have been recorded since the choice.
     if (Number(first(slot.get("has_clip"))) !== 0) {
         delete placed[key];
-        status("Cannot place " + name + ": slot " + (where.slot + 1) + " just got a clip. The sound is at " + path);
+        status("Cannot place " + name + ": slot " + (where.slot + 1) + " just got a clip.");
         return false;
     }
     slot.call("create_audio_clip", path);
     var clip = new LiveAPI(null, where.path + " clip");
-    if (!isValid(clip)) {
-        delete placed[key];
-        status("Live did not create a clip from " + path + " (track " + (where.track + 1) +
-               ", slot " + (where.slot + 1) + ").");
-        return false;
+    if (isValid(clip)) {
+        finishClip(clip, render, where);
+        return true;
     }
+    // Live may not list a clip it has just made until the current event is over: look once more.
+    var retry = new Task(function () {
+        var again = new LiveAPI(null, where.path + " clip");
+        if (isValid(again)) {
+            finishClip(again, render, where);
+        } else {
+            delete placed[key];
+            status("Live made no clip in track " + (where.track + 1) + ", slot " + (where.slot + 1) +
+                   " from the file below.");
+        }
+    }, this);
+    retry.schedule(CLIP_RETRY_MS);
+    return true;
+}
+
+// Name, colour, warping and looping of a clip made from a render.
+function finishClip(clip, render, where) {
+    var name = render.label || clipName(render.family, render.pitch, render.version);
     clip.set("name", name);
     clip.set("color", familyColour(render.family));
     clip.set("warping", 0);
     clip.set("looping", 0);
-    placed[key] = "track " + (where.track + 1) + " slot " + (where.slot + 1);
+    placed[render.sound + ":" + render.version] = "track " + (where.track + 1) + " slot " + (where.slot + 1);
     status(name + " \u2192 track " + (where.track + 1) + ", slot " + (where.slot + 1) + ".");
-    return true;
 }
 
 // Max calls any global function whose name arrives as a message; these are internal only.
 [status, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
  reconnect, heartbeat, receive, describe, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
- chooseTargetSlot, placeClip, clampInt, clampRegion, convertRegion, first].forEach(function (f) {
+ chooseTargetSlot, placeClip, finishClip, clampInt, clampRegion, convertRegion, first, textWidth, fitEnd,
+ fitMiddle, showFile, span].forEach(function (f) {
     f.local = 1;
 });

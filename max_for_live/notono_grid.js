@@ -66,7 +66,7 @@ function paint() {
     mgraphics.rectangle(0, 0, w, h);
     mgraphics.fill();
 
-    if (picture) {
+    if (picture && picture.size[0] > 0 && picture.size[1] > 0) {
         // The daemon's PNG has the lowest frequency at the bottom, like the grid.
         mgraphics.save();
         mgraphics.scale(w / picture.size[0], h / picture.size[1]);
@@ -138,8 +138,14 @@ function spectrogram(path) {
         picture = null;
         picturePath = "";
     } else {
-        picture = new Image(path);
-        picturePath = path;
+        // A file Max cannot read gives an image of size 0 x 0: drop it and keep drawing the grid.
+        var image = new Image(path);
+        var readable = image && image.size && image.size[0] > 0 && image.size[1] > 0;
+        picture = readable ? image : null;
+        picturePath = readable ? path : "";
+        if (!readable) {
+            post("NOTONO Live: cannot read the spectrogram " + path + "\n");
+        }
     }
     mgraphics.redraw();
 }

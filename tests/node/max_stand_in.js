@@ -15,7 +15,9 @@ const vm = require('vm');
 class LiveSet {
     // spec: {version: [12, 1, 0], scenes: 4, tracks: [{name, kind: 'audio'|'midi'|'group',
     //        frozen, clips: {slotIndex: filePath}}], device: 'live_set tracks 0' (the device's
-    //        track), highlighted: [track, slot] | null, selectedScene: 0, requireFiles: false}
+    //        track), highlighted: [track, slot] | null, selectedScene: 0, requireFiles: false,
+    //        listsNewClipsLate: false (a clip made by create_audio_clip is not found by the very
+    //        next lookup, only by later ones, as Live can do within one event)}
     constructor(spec) {
         this.version = spec.version || [12, 1, 0];
         this.scenes = spec.scenes || 8;
@@ -31,6 +33,8 @@ class LiveSet {
         this.highlighted = spec.highlighted || null;
         this.selectedScene = spec.selectedScene || 0;
         this.requireFiles = !!spec.requireFiles;
+        this.listsNewClipsLate = !!spec.listsNewClipsLate;
+        this.unlisted = new Set();   // clip paths made by create_audio_clip and not yet looked up
         this.calls = [];
         this.errors = [];
     }
@@ -72,6 +76,7 @@ class LiveSet {
         if (slotIndex >= track.slots.length) return null;
         if (!m[4]) return { path: p, kind: 'clip_slot', track, slotIndex };
         const clip = track.slots[slotIndex];
+        if (clip && this.unlisted.delete(p)) return null;
         return clip ? { path: p, kind: 'clip', clip } : null;
     }
 
@@ -137,6 +142,7 @@ class LiveSet {
             if (!path.isAbsolute(filePath)) return this.fail(`create_audio_clip: ${filePath} is not an absolute path`);
             if (this.requireFiles && !fs.existsSync(filePath)) return this.fail(`create_audio_clip: no file ${filePath}`);
             node.track.slots[node.slotIndex] = LiveSet.newClip(filePath);
+            if (this.listsNewClipsLate) this.unlisted.add(`${node.path} clip`);
             return undefined;
         }
         this.fail(`call: no function ${fn} on ${node.path}`);
@@ -283,10 +289,24 @@ function recordingMgraphics(size) {
     });
 }
 
+// Width and height of a PNG file from its IHDR chunk; [0, 0] for a missing or non-PNG file.
+function pngSize(file) {
+    try {
+        const head = fs.readFileSync(String(file)).subarray(0, 24);
+        if (head.length < 24 || head.toString('latin1', 1, 4) !== 'PNG' || head.toString('latin1', 12, 16) !== 'IHDR') {
+            return [0, 0];
+        }
+        return [head.readUInt32BE(16), head.readUInt32BE(20)];
+    } catch (error) {
+        return [0, 0];
+    }
+}
+
 // A js or jsui object: the script runs in its own context with Max's globals, and messages
 // are dispatched as Max does (a function with the selector's name, else anything()).
 class MaxObject {
     constructor(scriptPath, options = {}) {
+        // options.source: the script's text when it does not come from scriptPath (a frozen device)
         this.outlets = [];
         this.history = [];      // every message ever sent, kept across clearOutlets()
         this.listeners = [];
@@ -313,10 +333,12 @@ class MaxObject {
         if (this.live) context.LiveAPI = makeLiveAPI(this.live);
         if (options.mgraphicsSize) {
             context.mgraphics = recordingMgraphics(options.mgraphicsSize);
-            context.Image = function Image(file) { this.file = file; this.size = [128, 128]; };
+            // Max's Image: the picture's size in pixels, or 0 x 0 when the file cannot be read.
+            context.Image = function Image(file) { this.file = file; this.size = pngSize(file); };
         }
         this.context = vm.createContext(context);
-        vm.runInContext(fs.readFileSync(scriptPath, 'utf8'), this.context, { filename: scriptPath });
+        const source = options.source === undefined ? fs.readFileSync(scriptPath, 'utf8') : options.source;
+        vm.runInContext(source, this.context, { filename: scriptPath });
     }
 
     onOutlet(fn) {
