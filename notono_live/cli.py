@@ -2,8 +2,8 @@
 
 Each subcommand lives in the module that does the work; that module exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the parsed
-arguments and returning an exit code. Heavy imports (torch) stay inside those callables so that
-`notono-live --help` is instant.
+arguments and returning an exit code. Heavy imports (torch) stay inside those callables, and only
+the module of the subcommand given is imported, so that `notono-live send` never loads torch.
 """
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only` the one subcommand it names (its module alone is imported:
+    `notono-live send` must not load torch, which `data` pulls in)."""
     parser = argparse.ArgumentParser(
         prog="notono-live",
         description="Generate and inpaint instrument sounds with NOTONO, from Ableton Live or the shell.")
     parser.add_argument("--version", action="version", version=f"notono-live {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
@@ -42,8 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(argv: list[str]) -> str | None:
+    """The subcommand `argv` names before any option, if it is one of SUBCOMMANDS."""
+    for arg in argv:
+        if arg.startswith("-"):
+            return None   # --help, --version: the whole parser answers
+        return arg if arg in SUBCOMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_subcommand(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

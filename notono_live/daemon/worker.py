@@ -21,6 +21,13 @@ class Busy(Exception):
     """The queue is full."""
 
 
+def queue_stage(waiting: int, running: bool) -> str:
+    """What a newly queued job waits for, in words: 'queued', 'queued (1 running ahead)',
+    'queued (1 running and 2 waiting ahead)' or 'queued (2 waiting ahead)'."""
+    ahead = (["1 running"] if running else []) + ([f"{waiting} waiting"] if waiting else [])
+    return f"queued ({' and '.join(ahead)} ahead)" if ahead else "queued"
+
+
 @dataclass
 class Job:
     """One unit of work for the worker.
@@ -30,7 +37,8 @@ class Job:
         coalesce_key: jobs with equal keys replace each other while waiting; None never coalesces.
         on_superseded: called (on the submitting thread) when a newer job replaced this one.
         on_dropped: called when the worker stops before running it.
-        on_queued: called with the number of jobs ahead once it is queued, before it can start.
+        on_queued: called with `queue_stage(waiting, running)` once it is queued, before it can start:
+            the jobs waiting before it and whether one is running.
         label: for the log.
     """
 
@@ -38,7 +46,7 @@ class Job:
     coalesce_key: Hashable | None = None
     on_superseded: Callable[["Job"], None] = lambda newer: None
     on_dropped: Callable[[], None] = lambda: None
-    on_queued: Callable[[int], None] = lambda ahead: None
+    on_queued: Callable[[str], None] = lambda stage: None
     label: str = ""
     superseded_by: "Job | None" = field(default=None, repr=False)
 
@@ -71,8 +79,16 @@ class InferenceWorker:
         with self._cond:
             return self._running is not None
 
+    def release(self) -> None:
+        """Called by the running job once its work is done and only its replies are left to send: it no
+        longer counts as running, so a request that its final reply prompts is told 'queued', not
+        that a render runs ahead of it."""
+        with self._cond:
+            self._running = None
+
     def submit(self, job: Job) -> int:
-        """Queue a job; returns how many jobs wait before it. Raises Busy when the queue is full."""
+        """Queue a job; returns how many jobs are ahead of it (waiting, plus the running one). Raises
+        Busy when the queue is full."""
         replaced: Job | None = None
         with self._cond:
             if self._stopping:
@@ -89,16 +105,16 @@ class InferenceWorker:
                     raise Busy(f"the inference queue is full ({self.max_queue} waiting); try again shortly")
                 self._pending.append(job)
                 position = len(self._pending) - 1
-            position += 1 if self._running is not None else 0
+            running = self._running is not None
             # reported under the lock so that "queued" always reaches the client before any progress
             try:
-                job.on_queued(position)
+                job.on_queued(queue_stage(position, running))
             except Exception:
                 log.exception("on_queued failed for %s", job.label)
             self._cond.notify()
         if replaced is not None:
             replaced.on_superseded(job)
-        return position
+        return position + int(running)
 
     def _loop(self) -> None:
         while True:

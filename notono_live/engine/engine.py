@@ -17,22 +17,24 @@ import threading
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..codemaps import Codemaps, LAYERS, layer_shape, rectangle_mask
-from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, FAMILIES, MAX_VARIATIONS, PITCH_MAX,
-                         PITCH_MIN, check_pitch, family_index)
-from . import render
+from ..constants import (CODEBOOK_SIZE, DEFAULT_OUTPUT_SAMPLE_RATE, MAX_VARIATIONS, SAMPLE_RATE, check_pitch,
+                         family_index)
+from . import levels, pitching, render
+from .controls import ACTIONS, CONTROL_NAMES, ControlState, ControlSurface  # noqa: F401 (re-exported)
 from .store import SoundStore, VersionRecord
 
 log = logging.getLogger("notono_live.engine")
 
 Progress = Callable[[float, str], None]
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
+ERASE_PASSES = 3           # encodes an erase may try to reach its amount
+ERASE_TOLERANCE_DB = 3.0   # how close to the amount the decoded region must come to stop trying
 
 
 def _no_progress(fraction: float, stage: str) -> None:
@@ -55,37 +57,7 @@ def is_inside(path: Path, folder: Path) -> bool:
         return False
 
 
-@dataclass
-class ControlState:
-    """What a MIDI controller has dialled in: region, layer, sampling and conditioning.
-
-    Args:
-        region_x: first column of the region.
-        region_y: lowest row of the region.
-        region_width: columns.
-        region_height: rows.
-        layer: 'top' or 'bottom'.
-        temperature: sampling temperature (paper: 1.0).
-        pitch: MIDI pitch for generate, -1 to keep the sound's own for edits.
-        family: family name for generate; '' keeps the sound's own for edits.
-    """
-
-    region_x: int = 0
-    region_y: int = 0
-    region_width: int = 1
-    region_height: int = 1
-    layer: str = "top"
-    temperature: float = 1.0
-    pitch: int = 60
-    family: str = "keyboard"
-
-
-CONTROL_NAMES = ("region_x", "region_y", "region_width", "region_height", "layer", "temperature",
-                 "pitch", "family")
-ACTIONS = ("generate", "inpaint", "new_bottom", "undo", "redo")
-
-
-class Engine:
+class Engine(ControlSurface):
     """Operations on sounds and their histories.
 
     Args:
@@ -284,16 +256,23 @@ class Engine:
                                             top_k=top_k, seed=seed, guidance=guidance, candidates=self.candidates,
                                             on_decoding=lambda: progress(0.7, "decoding"))
         params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance}
-        per_sound = [dict(params, **self._picked(sounds, i)) for i in range(len(sounds.maps))]
+        per_sound = [dict(params, **self._picked(sounds, i), notices=self._misses(a, pitch))
+                     for i, a in enumerate(sounds.audio)]
         return self._render_new_sounds(sounds.maps, pitch, family, "generate", per_sound, progress,
                                        audio=sounds.audio)
 
-    def encode_file(self, path: str, pitch: int = 60, family: str = "keyboard",
+    def encode_file(self, path: str, pitch: int = -1, family: str = "keyboard",
                     progress: Progress = _no_progress) -> VersionRecord:
+        """A new sound from an audio file. pitch -1: estimated from the file with pYIN. The version's
+        notices say when the pitch was estimated and when the file was trimmed or padded to 4 s."""
         from ..audio_io import ResampledAudioWarning, load_audio
 
-        check_pitch(pitch)
+        if pitch != -1:
+            check_pitch(pitch)
         self.check_family(family)
+        if path and not os.path.isabs(os.path.expanduser(path)):
+            raise AudioFileError(f"audio file {path!r} is a relative path; the daemon needs an absolute one "
+                                 f"(`notono-live send` makes relative paths absolute against your folder)")
         file = Path(path).expanduser()
         if not path or not file.is_file():
             raise AudioFileError(f"audio file {path!r} does not exist or is not a file")
@@ -302,16 +281,22 @@ class Engine:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ResampledAudioWarning)
                 audio = load_audio(file)
+                seconds = pitching.file_seconds(file)
             for warning in caught:
                 log.info("%s", warning.message)   # resampling a user's file is expected, not a problem
         except ValueError as error:
             raise AudioFileError(str(error)) from None
         except OSError as error:
             raise AudioFileError(f"cannot read audio file {path!r}: {error}") from None
+        notices = pitching.length_notices(seconds)
+        if pitch == -1:
+            progress(0.2, "estimating pitch")
+            pitch, notice = pitching.estimated_pitch_notice(audio)
+            notices.append(notice)
         progress(0.3, "encoding")
         maps = self.model.encode(np.asarray(audio, dtype=np.float32))
-        return self._render_new_sounds(maps, pitch, family, "encode", {"source": str(file.resolve())},
-                                       progress)[0]
+        params = {"source": str(file.resolve()), "source_seconds": round(seconds, 3), "notices": notices}
+        return self._render_new_sounds(maps, pitch, family, "encode", params, progress)[0]
 
     def inpaint_region(self, sound: int, layer: str, row: int, col: int, height: int, width: int,
                        pitch: int = -1, family: str = "", temperature: float = 1.0, top_p: float = 0.8,
@@ -345,20 +330,42 @@ class Engine:
     def regenerate_bottom(self, sound: int, pitch: int = -1, family: str = "", temperature: float = 1.0,
                           top_p: float = 0.8, seed: int = -1, guidance: float = -1.0,
                           progress: Progress = _no_progress) -> VersionRecord:
+        """A new bottom under the sound's top. At another pitch than the sound's, the top (which carries
+        the pitch) is re-encoded from the sound shifted there first (`pitching.transpose`)."""
         base = self.store.get(sound)
         pitch, family = self._conditioning(base, pitch, family)
         self.check_sampling(temperature, top_p)
         guidance = self.resolve_guidance(guidance)
         seed = self._seed(seed)
         progress(0.1, "sampling")
+        params = {"temperature": temperature, "top_p": top_p, "seed": seed, "guidance": guidance}
+        if pitch != base.pitch:
+            moved = self._transpose(base, pitch, family, seed, guidance, progress)
+            params.update(moved.params, notices=moved.notices)
+            return self._render_version(base, moved.maps, pitch, family, "bottom", params, progress,
+                                        audio=moved.audio)
         sounds = self.model.regenerate_bottom_sounds(base.codemaps, pitch, family, n=1, temperature=temperature,
                                                      top_p=top_p, seed=seed, guidance=guidance,
                                                      candidates=self.candidates,
                                                      on_decoding=lambda: progress(0.7, "decoding"))
-        params = {"temperature": temperature, "top_p": top_p, "seed": seed, "guidance": guidance,
-                  **self._picked(sounds, 0)}
+        params.update(self._picked(sounds, 0), notices=self._misses(sounds.audio[0], pitch))
         return self._render_version(base, sounds.maps[0], pitch, family, "bottom", params, progress,
                                     audio=sounds.audio[0])
+
+    def _transpose(self, base: VersionRecord, pitch: int, family: str, seed: int, guidance: float,
+                   progress: Progress) -> pitching.Transposed:
+        from ..models.bundle import DEFAULT_CANDIDATES
+
+        candidates = self.candidates or getattr(self.model, "candidates", DEFAULT_CANDIDATES)
+        progress(0.1, "transposing")
+        return pitching.transpose(self.model, base.codemaps, self._decoded(base), base.pitch, pitch, family,
+                                  seed, guidance, candidates, on_decoding=lambda: progress(0.7, "decoding"))
+
+    @staticmethod
+    def _misses(audio: np.ndarray, pitch: int) -> list:
+        """The notices of a render picked on pitch: a `pitch_missed` one when pYIN says it missed."""
+        miss = pitching.pitch_miss(audio, pitch)
+        return [miss] if miss else []
 
     def set_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int, int]],
                   progress: Progress = _no_progress) -> VersionRecord:
@@ -378,7 +385,10 @@ class Engine:
                      amount_db: float = 24.0, progress: Progress = _no_progress) -> VersionRecord:
         """Lower the level inside a region of the decoded sound, re-encode it, and keep the new codes
         only inside the region (and, for a top region, the bottom cells under it): cells outside stay
-        exactly as they were."""
+        exactly as they were. The codes only approximate a quieter region, so the decoded result is
+        measured (`render.region_power`) and, while it is more than ERASE_TOLERANCE_DB off the amount,
+        the sound is attenuated by the shortfall more and re-encoded, up to ERASE_PASSES times; the
+        closest pass is kept and its drop recorded (`params["erased_db"]`) and told (notice `erased`)."""
         self.check_layer(layer)
         mask = rectangle_mask(layer, row, col, height, width)
         if not (0.0 <= amount_db <= 120.0):
@@ -386,19 +396,38 @@ class Engine:
         base = self.store.get(sound)
         progress(0.1, "decoding")
         audio = self._decoded(base)
-        quieter = render.attenuate_region(audio, layer_shape(layer), row, col, height, width, amount_db)
-        progress(0.4, "encoding")
-        encoded = self.model.encode(quieter)[0]
+        region = (layer_shape(layer), row, col, height, width)
+        # measured as the WAV will have it: without the DC and sub-audio drift that levelling removes
+        before = render.region_power(levels.remove_dc(audio, SAMPLE_RATE), *region)
         if layer == "top":
-            top = np.where(mask, encoded.top, base.codemaps.top)
-            bottom_mask = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
-            bottom = np.where(bottom_mask, encoded.bottom, base.codemaps.bottom)
+            top_mask, bottom_mask = mask, np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
         else:
-            top = base.codemaps.top
-            bottom = np.where(mask, encoded.bottom, base.codemaps.bottom)
-        params = {"layer": layer, "region": [row, col, height, width], "amount_db": amount_db}
-        return self._render_version(base, Codemaps(top, bottom), base.pitch, base.family, "erase", params,
-                                    progress)
+            top_mask, bottom_mask = np.zeros_like(base.codemaps.top, dtype=bool), mask
+        best, applied = None, float(amount_db)
+        for attempt in range(ERASE_PASSES):
+            progress(0.2 + 0.2 * attempt, "encoding")
+            encoded = self.model.encode(render.attenuate_region(audio, *region, applied))[0]
+            maps = Codemaps(np.where(top_mask, encoded.top, base.codemaps.top),
+                            np.where(bottom_mask, encoded.bottom, base.codemaps.bottom))
+            decoded = self.model.decode([maps])[0]
+            after = render.region_power(levels.remove_dc(decoded, SAMPLE_RATE), *region)
+            reached = 10.0 * math.log10(max(before, 1e-20) / max(after, 1e-20))
+            if best is None or abs(reached - amount_db) < abs(best[2] - amount_db):
+                best = (maps, decoded, reached, attempt + 1)
+            if before <= 1e-12 or abs(reached - amount_db) <= ERASE_TOLERANCE_DB:
+                break
+            applied = min(max(applied + (amount_db - reached), 0.0), 120.0)
+        maps, decoded, reached, passes = best
+        notice = (f"the region is {reached:.1f} dB quieter in the decoded sound ({amount_db:g} dB asked, "
+                  f"{passes} encode{'s' if passes > 1 else ''})")
+        if before <= 1e-12:
+            notice = "the region was silent already; nothing to lower"
+        elif abs(reached - amount_db) > ERASE_TOLERANCE_DB:
+            notice += "; the codes cannot bring this region closer to the amount"
+        params = {"layer": layer, "region": [row, col, height, width], "amount_db": amount_db,
+                  "erased_db": round(reached, 2), "passes": passes, "notices": [["erased", notice]]}
+        return self._render_version(base, maps, base.pitch, base.family, "erase", params, progress,
+                                    audio=decoded)
 
     def randomize_region(self, sound: int, layer: str, row: int, col: int, height: int, width: int,
                          seed: int = -1, progress: Progress = _no_progress) -> VersionRecord:
@@ -416,7 +445,7 @@ class Engine:
     def sample_pack(self, sound: int, pitch_low: int, pitch_high: int, step: int = 1, seed: int = -1,
                     guidance: float = -1.0, progress: Progress = _no_progress,
                     on_sound: Callable[[VersionRecord], None] | None = None) -> list[VersionRecord]:
-        """Keep a sound's top map and render its bottom at each pitch of a range: new sounds."""
+        """The sound transposed to each pitch of a range (`pitching.transpose`): one new sound each."""
         check_pitch(pitch_low)
         check_pitch(pitch_high)
         if pitch_high < pitch_low:
@@ -430,11 +459,11 @@ class Engine:
         out = []
         for i, pitch in enumerate(pitches):
             report = _scaled(progress, i / len(pitches), (i + 1) / len(pitches), f"pitch {pitch}")
-            report(0.0, "sampling")
-            maps = self.model.regenerate_bottom(base.codemaps, pitch, base.family, n=1, seed=seed + i,
-                                                guidance=guidance)[0]
-            params = {"source": [base.sound, base.version], "seed": seed + i, "guidance": guidance}
-            record = self._render_new_sounds([maps], pitch, base.family, "pack", params, report)[0]
+            moved = self._transpose(base, pitch, base.family, seed + i, guidance, report)
+            params = {"source": [base.sound, base.version], "seed": seed + i, "guidance": guidance,
+                      **moved.params, "notices": moved.notices}
+            record = self._render_new_sounds([moved.maps], pitch, base.family, "pack", params, report,
+                                             audio=moved.audio[None])[0]
             out.append(record)
             if on_sound:
                 on_sound(record)
@@ -443,76 +472,6 @@ class Engine:
     def codemaps(self, sound: int, version: int = 0) -> tuple[VersionRecord, Codemaps]:
         record = self.store.get(sound, version)
         return record, record.codemaps
-
-    # --- MIDI control surface (ControlSink) --------------------------------------------------
-
-    def set_control(self, name: str, value: Any) -> None:
-        """Set one control from a MIDI controller; raises ValueError for an unknown name or bad value."""
-        if name not in CONTROL_NAMES:
-            raise ValueError(f"unknown control {name!r}; expected one of {', '.join(CONTROL_NAMES)}")
-        c = self.controls
-        if name == "layer":
-            value = LAYERS[int(value) % 2] if isinstance(value, (int, float)) else self.check_layer(value)
-        elif name == "family":
-            value = FAMILIES[int(value) % len(FAMILIES)] if isinstance(value, (int, float)) \
-                else self.check_family(value)
-        elif name == "pitch":
-            value = int(np.clip(int(value), PITCH_MIN, PITCH_MAX))
-        elif name == "temperature":
-            value = float(np.clip(float(value), 0.05, 10.0))
-        else:
-            rows, cols = layer_shape(c.layer)
-            limit = {"region_x": cols - 1, "region_y": rows - 1, "region_width": cols, "region_height": rows}[name]
-            low = 1 if name in ("region_width", "region_height") else 0
-            value = int(np.clip(int(value), low, limit))
-        setattr(c, name, value)
-
-    def control_values(self) -> list[tuple[str, Any]]:
-        """Every control's current value, layer first (the region's range depends on it)."""
-        names = ("layer",) + tuple(n for n in CONTROL_NAMES if n != "layer")
-        return [(name, getattr(self.controls, name)) for name in names]
-
-    def apply_controls(self, **values: Any) -> None:
-        """Set controls from an OSC request (the device's last choice is what a MIDI pad repeats) and
-        tell `on_control_changed`, so MIDI pick-up and region clamping see the real values."""
-        names = sorted(values, key=lambda n: n != "layer")   # layer first: it sets the region's range
-        for name in names:
-            self.set_control(name, values[name])
-        if self.on_control_changed is not None:
-            for name in names:
-                try:
-                    self.on_control_changed(name, getattr(self.controls, name))
-                except Exception:   # MIDI bookkeeping must never fail a request
-                    log.exception("could not tell MIDI that %s changed", name)
-
-    def trigger(self, action: str) -> None:
-        """Run an action on the current sound with the dialled-in controls (through the daemon's
-        worker when one is attached, so the result reaches the device like any render)."""
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
-        if self.on_trigger is not None:
-            self.on_trigger(action)
-        else:
-            self.run_action(action)
-
-    def run_action(self, action: str, progress: Progress = _no_progress) -> list[VersionRecord]:
-        c = self.controls
-        if action == "generate":
-            return self.generate(c.pitch, c.family, temperature=c.temperature, progress=progress)
-        if self.current_sound is None:
-            raise LookupError(f"no current sound for {action}: generate or select one first")
-        sound = self.current_sound
-        if action == "inpaint":
-            rows, cols = layer_shape(c.layer)
-            row, col = min(c.region_y, rows - 1), min(c.region_x, cols - 1)
-            height, width = min(c.region_height, rows - row), min(c.region_width, cols - col)
-            return [self.inpaint_region(sound, c.layer, row, col, height, width, temperature=c.temperature,
-                                        progress=progress)]
-        if action == "new_bottom":
-            return [self.regenerate_bottom(sound, temperature=c.temperature, progress=progress)]
-        if action == "undo":
-            return [self.undo(sound)]
-        return [self.redo(sound)]
 
     # --- rendering --------------------------------------------------------------------------
 
@@ -572,7 +531,14 @@ class Engine:
                 family: str, operation: str, params: dict) -> VersionRecord:
         audio16k = np.nan_to_num(np.asarray(audio16k, dtype=np.float32))
         sample_rate = getattr(self._local, "sample_rate", None) or self.sample_rate
-        out_audio = render.resample_for_output(audio16k, sample_rate)
+        # at the client's rate, DC-free, at the target loudness, true peak under the ceiling (levels.py);
+        # what the decoder gave is kept in the version's params
+        out_audio, level = levels.normalise(render.resample_for_output(audio16k, sample_rate, clip=False),
+                                            sample_rate)
+        params = {**params, "level": level.to_dict()}
+        if level.final_lufs is None:
+            params["notices"] = [*params.get("notices", []), ["silent", "too quiet to measure (below -70 LUFS): "
+                                                                        "written as decoded, not levelled"]]
         png = render.spectrogram_png(audio16k)
         label = render.clip_label(family, pitch, sound, version)
         stem = f"{sound:04d}-{family}-{render.note_name(pitch).replace('#', 's')}-v{version:03d}"

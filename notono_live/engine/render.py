@@ -36,12 +36,13 @@ def clip_label(family: str, pitch: int, sound: int, version: int) -> str:
     return f"{family} {note_name(pitch)} #{sound} v{version}"
 
 
-def resample_for_output(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """16 kHz mono float32 -> the client's rate, with soxr's high-quality resampler, clipped to [-1, 1]."""
+def resample_for_output(audio: np.ndarray, sample_rate: int, clip: bool = True) -> np.ndarray:
+    """16 kHz mono float32 -> the client's rate, with soxr's high-quality resampler, clipped to [-1, 1]
+    unless `clip` is False (the engine levels it first: `levels.normalise`)."""
     audio = np.asarray(audio, dtype=np.float32)
     if sample_rate != SAMPLE_RATE:
         audio = soxr.resample(audio, SAMPLE_RATE, sample_rate, quality="HQ").astype(np.float32)
-    return np.clip(audio, -1.0, 1.0)
+    return np.clip(audio, -1.0, 1.0) if clip else audio
 
 
 def mel_of_hz(f: np.ndarray | float, break_hz: float = MEL_BREAK_FREQUENCY_HZ) -> np.ndarray:
@@ -93,11 +94,9 @@ def spectrogram_png(audio: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def attenuate_region(audio: np.ndarray, layer_shape: tuple[int, int], row: int, col: int, height: int,
-                     width: int, amount_db: float) -> np.ndarray:
-    """Lower the level of a 16 kHz 4 s sound by `amount_db` inside the time-frequency area of a codemap
-    region (the erase tool). Works on the STFT with the method's window and hop (2048 / 512), so the
-    rest of the sound comes back unchanged up to rounding."""
+def _region_stft(audio: np.ndarray, layer_shape: tuple[int, int], row: int, col: int, height: int, width: int):
+    """The STFT of a 16 kHz 4 s sound with the method's window and hop (2048 / 512), and the boolean
+    (frequency, time) selections of a codemap region's time-frequency area."""
     import torch   # already loaded with the model; scipy.signal would add ~0.6 s to the daemon's start
 
     n_fft, hop = 2048, 512
@@ -115,9 +114,28 @@ def attenuate_region(audio: np.ndarray, layer_shape: tuple[int, int], row: int, 
     # the top row and the last column reach to the end of the axis
     f_sel = (freqs >= f_lo) & ((freqs < f_hi) if row + height < n_rows else True)
     t_sel = (times >= t_lo) & ((times < t_hi) if col + width < n_cols else True)
+    return spec, f_sel, t_sel, window
+
+
+def attenuate_region(audio: np.ndarray, layer_shape: tuple[int, int], row: int, col: int, height: int,
+                     width: int, amount_db: float) -> np.ndarray:
+    """Lower the level of a 16 kHz 4 s sound by `amount_db` inside the time-frequency area of a codemap
+    region (the erase tool). Works on the STFT with the method's window and hop (2048 / 512), so the
+    rest of the sound comes back unchanged up to rounding."""
+    import torch
+
+    spec, f_sel, t_sel, window = _region_stft(audio, layer_shape, row, col, height, width)
     spec[np.ix_(f_sel, t_sel)] *= 10.0 ** (-float(amount_db) / 20.0)
-    out = torch.istft(torch.from_numpy(spec), n_fft, hop, window=window, center=True, length=len(audio))
+    out = torch.istft(torch.from_numpy(spec), 2048, 512, window=window, center=True, length=len(audio))
     return out.numpy().astype(np.float32)
+
+
+def region_power(audio: np.ndarray, layer_shape: tuple[int, int], row: int, col: int, height: int,
+                 width: int) -> float:
+    """Summed STFT power of a 16 kHz sound inside a codemap region's time-frequency area (the area
+    `attenuate_region` lowers): how much an erase lowered a region is the ratio of two of these."""
+    spec, f_sel, t_sel, _ = _region_stft(audio, layer_shape, row, col, height, width)
+    return float(np.sum(np.abs(spec[np.ix_(f_sel, t_sel)]) ** 2))
 
 
 def _row_bins() -> np.ndarray:

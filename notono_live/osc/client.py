@@ -13,10 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pythonosc.osc_message import OscMessage
-
 from . import protocol as p
-from .server import encode_message
+from .wire import decode_message, encode_message
 
 
 @dataclass
@@ -97,6 +95,10 @@ class NotonoClient:
 
     def close(self) -> None:
         self._closed = True
+        try:   # wake the receiving thread now rather than at its next 0.2 s timeout
+            self.sender.sendto(b"", ("127.0.0.1", self.reply_port))
+        except OSError:
+            pass
         self._thread.join(1.0)
         self.sender.close()
         self.receiver.close()
@@ -110,19 +112,18 @@ class NotonoClient:
             except (socket.timeout, OSError):
                 continue
             try:
-                message = OscMessage(data)
+                address, args = decode_message(data)
             except Exception:
                 continue
-            args = list(message.params)
             now = time.perf_counter()
             with self._cond:
                 rid = args[0] if args and isinstance(args[0], int) else p.DAEMON_REQUEST_ID
                 reply = self._replies.get(rid)
                 if reply is None or reply.elapsed is not None:
-                    self.unsolicited.append((message.address, args))
+                    self.unsolicited.append((address, args))
                     continue
-                reply.messages.append((message.address, args))
-                if message.address in (self._finals.get(rid), "/notono/error"):
+                reply.messages.append((address, args))
+                if address in (self._finals.get(rid), "/notono/error"):
                     reply.elapsed = now - self._sent_at.get(rid, now)
                 self._cond.notify_all()
 

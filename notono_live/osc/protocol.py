@@ -128,6 +128,9 @@ SOUND_REPLY_ARGS = (
     Arg("sample_rate", int, "sample rate of the WAV in Hz"),
 )
 
+# what a render may send before its final message: progress, each version, and what to know about it
+RENDER_REPLIES = (PREFIX + "/progress", PREFIX + "/sound", PREFIX + "/notice")
+
 # --- Requests --------------------------------------------------------------------------------
 
 REQUESTS: dict[str, Message] = {m.address: m for m in [
@@ -152,19 +155,21 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
         GUIDANCE,
     ), "Generate new sounds from scratch: one /notono/sound per variation, each a new sound, the best on "
        "pitch of the daemon's `serve --candidates` draws (default 4).",
-        replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
+        replies=RENDER_REPLIES, queued=True),
     Message(PREFIX + "/encode", (
         Arg("path", str, "absolute path of a WAV, AIFF, FLAC or MP3 file (any rate or channel count; "
-                         "trimmed or padded to 4 s)"),
-        Arg("pitch", int, "MIDI pitch to record for later edits", 60),
+                         "trimmed or padded to 4 s, which a /notono/notice says); `notono-live send` makes a "
+                         "relative path absolute against the caller's folder"),
+        Arg("pitch", int, "MIDI pitch 24-84 to record for later edits; -1 estimates it from the file (pYIN), "
+                          "which a /notono/notice says", -1),
         Arg("family", str, "instrument family to record for later edits", "keyboard"),
     ), "Encode an audio file into codemaps: a new sound whose version 1 is the reconstruction.",
-        replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
+        replies=RENDER_REPLIES, queued=True),
     Message(PREFIX + "/inpaint/region", (
         SOUND, LAYER, ROW, COL, HEIGHT, WIDTH, PITCH_KEEP, FAMILY_KEEP, TEMPERATURE, TOP_P, SEED, GUIDANCE,
     ), "Resample a rectangle of one codemap (a top region also resamples the bottom cells under it); "
        "a new version of the sound.",
-        replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True, coalesced=True),
+        replies=RENDER_REPLIES, queued=True, coalesced=True),
     Message(PREFIX + "/inpaint/cells", (
         SOUND, LAYER,
         Arg("pitch", int, "MIDI pitch 24-84; -1 keeps the sound's pitch"),
@@ -173,17 +178,17 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
         Arg("top_p", float, "nucleus sampling mass in (0, 1]"),
         Arg("seed", int, "random seed; -1 draws a fresh one"),
     ), "Resample a free-form set of cells of one codemap; a new version.",
-        repeated=CELL, replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True, coalesced=True),
+        repeated=CELL, replies=RENDER_REPLIES, queued=True, coalesced=True),
     Message(PREFIX + "/bottom/regenerate", (
         SOUND, PITCH_KEEP, FAMILY_KEEP, TEMPERATURE, TOP_P, SEED, GUIDANCE,
     ), "Keep the top map and resample the whole bottom map: same envelope, new timbre; a new version, "
        "the best on pitch of the daemon's `serve --candidates` draws (default 4).",
-        replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True, coalesced=True),
+        replies=RENDER_REPLIES, queued=True, coalesced=True),
     Message(PREFIX + "/codemap/set", (SOUND, LAYER),
             "Set codemap cells to given codes and render; a new version.",
             repeated=(Arg("cell_row", int, "row"), Arg("cell_col", int, "column"),
                       Arg("code", int, "code 0-511")),
-            replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
+            replies=RENDER_REPLIES, queued=True),
     Message(PREFIX + "/codemap/get", (SOUND, VERSION_OR_CURRENT),
             "Read a version's codemaps: one /notono/codemap/row per row, top rows first, "
             "then /notono/done with the number of rows (96).",
@@ -191,12 +196,13 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
     Message(PREFIX + "/region/erase", (
         SOUND, LAYER, ROW, COL, HEIGHT, WIDTH,
         Arg("amount_db", float, "how much to lower the level in the region, in dB (0-120)", 24.0),
-    ), "Lower the level inside a region, then re-encode it (cells outside the region are kept); "
-       "a new version.",
-        replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
+    ), "Lower the level inside a region, then re-encode it (cells outside the region are kept); a new "
+       "version. The codes only approximate a quieter region, so the daemon re-encodes up to 3 times to get "
+       "the decoded region within 3 dB of the amount; a /notono/notice gives the drop reached.",
+        replies=RENDER_REPLIES, queued=True),
     Message(PREFIX + "/region/randomize", (SOUND, LAYER, ROW, COL, HEIGHT, WIDTH, SEED),
             "Fill a region with uniformly random codes; a new version.",
-            replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
+            replies=RENDER_REPLIES, queued=True),
     Message(PREFIX + "/sound/undo", (SOUND,),
             "Step back to the parent of the current version; replies with that version's /notono/sound.",
             replies=(PREFIX + "/sound",)),
@@ -222,9 +228,11 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
         Arg("pitch_high", int, "highest MIDI pitch (24-84, >= pitch_low)"),
         Arg("step", int, "semitones between pitches (1-24)", 1),
         SEED,
-    ), "Sample pack: keep the sound's top map and render its bottom at each pitch of a range; "
-       "one new sound per pitch.",
-        replies=(PREFIX + "/progress", PREFIX + "/sound"), queued=True),
+    ), "Sample pack: the sound transposed to each pitch of a range, one new sound per pitch. The top map "
+       "carries the pitch, so for each pitch it is re-encoded from the sound shifted there and the bottom "
+       "is redrawn under it at the new pitch; the best on pitch of the draws is kept, and a /notono/notice "
+       "says when even that one misses the pitch.",
+        replies=RENDER_REPLIES, queued=True),
     Message(PREFIX + "/output/folder", (
         Arg("path", str, "folder for rendered files (e.g. the Live project's Samples folder); must lie "
                          "inside an allowed folder; '' restores the default"),
@@ -260,10 +268,19 @@ REPLIES: dict[str, Message] = {m.address: m for m in [
     ), "Answer to ping."),
     Message(PREFIX + "/progress", (
         Arg("fraction", float, "0.0-1.0"),
-        Arg("stage", str, "'queued' or 'queued (N ahead)', then reading, encoding, sampling, decoding, writing; "
+        Arg("stage", str, "'queued', or what it waits for: 'queued (1 running ahead)', 'queued (1 running and "
+                          "N waiting ahead)'; then reading, encoding, transposing, sampling, decoding, writing; "
                           "prefixed with 'pitch N: ' during a pack"),
     ), "Progress of a queued request."),
     Message(PREFIX + "/sound", SOUND_REPLY_ARGS, "A rendered version, ready for a clip slot."),
+    Message(PREFIX + "/notice", (
+        Arg("sound", int, "sound id"), Arg("version", int, "version number"),
+        Arg("kind", str, "what it is about: pitch_estimated, pitch_missed, transposed, trimmed, padded, "
+                         "erased, silent"),
+        Arg("message", str, "what happened, for a person"),
+    ), "Something to know about the version of the /notono/sound just before it: an estimated pitch, a "
+       "pitch change that missed, a file trimmed or padded, the drop an erase reached, a render too quiet "
+       "to level."),
     Message(PREFIX + "/codemap/row", (
         Arg("sound", int, "sound id"), Arg("version", int, "version number"),
         Arg("layer", str, "top or bottom"), Arg("row", int, "row number (0 = lowest frequency)"),

@@ -4,17 +4,23 @@ The sub-commands are built from the protocol table, so every address has one: `/
 becomes `send inpaint-region --sound 1 --layer top --row 0 --col 0 --height 8 --width 2`. Repeated
 groups (cells) are given as `--cells R,C [R,C ...]` or `--cells R,C,CODE ...`. Each reply is printed as
 one line, ``address arg arg …`` (or JSON with --json); the exit code is 0 on success, 1 on an
-`/notono/error`, 2 when the daemon does not answer.
+`/notono/error`, 2 when the daemon does not answer. Paths are resolved against the caller's working
+folder before they are sent. Only the protocol table, the client and python-osc are imported, so a
+call costs what a Python start does, not a torch import.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from ..constants import DEFAULT_OSC_PORT
 from . import protocol as p
+
+
+PATH_ARGS = ("path",)   # arguments that name a file or folder on the caller's machine
 
 
 def op_name(address: str) -> str:
@@ -66,11 +72,21 @@ def _groups(spec: p.Message, texts: list[str]) -> list[int]:
     return values
 
 
+def caller_path(text: str) -> str:
+    """A path argument as the caller means it: `~` expanded and a relative path made absolute against
+    the caller's working folder (the daemon has its own, and refuses relative paths). '' stays ''
+    (for `/notono/output/folder` it restores the default folder)."""
+    if not text:
+        return text
+    return os.path.abspath(os.path.expanduser(text))
+
+
 def run(args: argparse.Namespace) -> int:
     from .client import NotonoClient
 
     spec = p.REQUESTS[args.address]
-    values = [getattr(args, a.name) for a in spec.args]
+    values = [caller_path(getattr(args, a.name)) if a.name in PATH_ARGS else getattr(args, a.name)
+              for a in spec.args]
     if spec.repeated:
         values += _groups(spec, args.cells)
     with NotonoClient(args.host, args.port, args.reply_port, timeout=args.timeout) as client:

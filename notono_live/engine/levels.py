@@ -1,0 +1,157 @@
+"""Every rendered WAV at one level: DC removed, loudness-normalised, true peak under a ceiling.
+
+The decoder gives sounds at whatever level the codes imply: on the project's corpus, decoded notes
+span -38 to -9 LUFS, some peak above 0 dBFS, and a few carry a DC offset of up to -39 dBFS. Before a
+version's WAV is written, `normalise` takes the audio at the client's rate and:
+
+1. removes DC and sub-audio drift (a 2nd-order Butterworth high-pass at `HIGH_PASS_HZ`, run forwards
+   and backwards so it shifts no phase; MIDI 24 is 32.7 Hz, well above it);
+2. brings the integrated loudness (ITU-R BS.1770-4, with pyloudnorm) to `TARGET_LUFS`;
+3. holds the true peak (the peak of the signal oversampled to at least 192 kHz, as BS.1770-4's
+   annex 2 measures it) at or below `TRUE_PEAK_CEILING_DBTP`. Where the gain alone would pass it, a
+   short look-ahead limiter lowers only the peaks and the loudness is made up again. On decoded corpus
+   notes the peak-to-loudness ratio has a median of 13 dB and a maximum of 23 dB (a mallet), so at
+   -20 LUFS and -1 dBTP only the most percussive sounds are limited, by a few dB.
+
+A sound too quiet to measure (below BS.1770's absolute gate of -70 LUFS: silence, or a region erased
+to nothing) is written as it is, DC removed. What was measured before and the gain applied are
+returned, and the engine stores them in the version's metadata (`params["level"]`), so the
+decoder's own level can always be recovered: raw = wav / 10 ** (gain_db / 20).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+TARGET_LUFS = -20.0             # integrated loudness of every rendered WAV
+TRUE_PEAK_CEILING_DBTP = -1.0   # true peak of every rendered WAV stays below this
+HIGH_PASS_HZ = 10.0
+SILENCE_LUFS = -70.0            # BS.1770's absolute gate: below it there is nothing to measure
+MAX_GAIN_DB = 40.0              # a faint render is raised at most this much
+LIMITER_WINDOW_S = 0.0015       # look-ahead / hold of the peak limiter
+_MARGIN_DB = 0.1                # aim a little under the ceiling: 24-bit rounding, resampling
+_OVERSAMPLED_RATE = 192_000
+
+
+@dataclass(frozen=True)
+class Level:
+    """How a render was levelled: what it measured before, and what was done.
+
+    Args:
+        loudness_lufs: integrated loudness as decoded (None below the -70 LUFS gate).
+        true_peak_dbtp: true peak as decoded.
+        dc_dbfs: the decoded sound's DC offset (its mean), in dBFS.
+        gain_db: the gain applied after DC removal (0 for a silent render).
+        limited_db: the most the limiter lowered any peak (0 when it did not act).
+        final_lufs: integrated loudness of the WAV (None when silent).
+        final_true_peak_dbtp: true peak of the WAV.
+        target_lufs, ceiling_dbtp: the targets it was levelled to.
+    """
+
+    loudness_lufs: float | None
+    true_peak_dbtp: float
+    dc_dbfs: float
+    gain_db: float
+    limited_db: float
+    final_lufs: float | None
+    final_true_peak_dbtp: float
+    target_lufs: float = TARGET_LUFS
+    ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP
+
+    def to_dict(self) -> dict:
+        return {k: (None if v is None else round(float(v), 2)) for k, v in asdict(self).items()}
+
+
+def _db(value: float) -> float:
+    return 20.0 * math.log10(max(float(value), 1e-12))
+
+
+def true_peak(audio: np.ndarray, sample_rate: int) -> float:
+    """Largest absolute value of `audio` oversampled to at least 192 kHz (linear, not dB)."""
+    import soxr
+
+    audio = np.asarray(audio, dtype=np.float64)
+    factor = max(1, math.ceil(_OVERSAMPLED_RATE / sample_rate))
+    if factor > 1:
+        audio = soxr.resample(audio, sample_rate, sample_rate * factor, quality="HQ")
+    return float(np.max(np.abs(audio))) if audio.size else 0.0
+
+
+def loudness(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness in LUFS (BS.1770-4), or None when the sound is below the -70 LUFS gate."""
+    import pyloudnorm
+
+    value = pyloudnorm.Meter(sample_rate).integrated_loudness(np.asarray(audio, dtype=np.float64))
+    return float(value) if math.isfinite(value) and value > SILENCE_LUFS else None
+
+
+def dc_dbfs(audio: np.ndarray) -> float:
+    """The DC offset (mean) of `audio` in dBFS."""
+    return _db(abs(float(np.mean(audio)))) if len(audio) else -240.0
+
+
+def remove_dc(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`audio` high-passed at HIGH_PASS_HZ, zero phase. The sound is taken as silent before and after
+    (half a second of zeros each side while filtering), so a note that starts on a non-zero sample
+    rings out into the padding rather than leaving an offset over the whole sound."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(2, HIGH_PASS_HZ, btype="highpass", fs=sample_rate, output="sos")
+    pad = sample_rate // 2
+    padded = np.pad(np.asarray(audio, dtype=np.float64), (pad, pad))
+    return sosfiltfilt(sos, padded, padtype=None)[pad: pad + len(audio)]
+
+
+def _limit(audio: np.ndarray, sample_rate: int, ceiling: float) -> tuple[np.ndarray, float]:
+    """A look-ahead peak limiter: a smooth gain that keeps the oversampled signal under `ceiling`
+    (linear). Returns the limited audio and the deepest gain reduction in dB."""
+    import soxr
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    factor = max(1, math.ceil(_OVERSAMPLED_RATE / sample_rate))
+    over = soxr.resample(audio, sample_rate, sample_rate * factor, quality="HQ") if factor > 1 else audio
+    over = np.abs(over[: len(audio) * factor])
+    over = np.pad(over, (0, len(audio) * factor - len(over)))
+    peaks = over.reshape(len(audio), factor).max(axis=1)
+    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
+    width = max(3, int(LIMITER_WINDOW_S * sample_rate) | 1)
+    # the minimum over 2w + 1 samples, averaged over w + 1: never above what any sample needs
+    gain = uniform_filter1d(minimum_filter1d(needed, 2 * width + 1, mode="nearest"), width + 1, mode="nearest")
+    return audio * gain, -_db(float(gain.min()))
+
+
+def normalise(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, Level]:
+    """`audio` (mono float, any level) DC-free, at TARGET_LUFS, true peak under the ceiling, as
+    float32 in [-1, 1]; and the `Level` it had and was given."""
+    audio = np.nan_to_num(np.asarray(audio, dtype=np.float64))
+    before_lufs = loudness(audio, sample_rate)
+    before_peak = _db(true_peak(audio, sample_rate))
+    before_dc = dc_dbfs(audio)
+    out = remove_dc(audio, sample_rate)
+    measured = loudness(out, sample_rate)
+    gain_db = limited_db = 0.0
+    if measured is not None:
+        gain_db = min(TARGET_LUFS - measured, MAX_GAIN_DB)
+        out = out * 10.0 ** (gain_db / 20.0)
+        ceiling = 10.0 ** ((TRUE_PEAK_CEILING_DBTP - _MARGIN_DB) / 20.0)
+        for _ in range(6):
+            if true_peak(out, sample_rate) > ceiling:
+                out, reduction = _limit(out, sample_rate, ceiling * 10.0 ** (-_MARGIN_DB / 20.0))
+                limited_db = max(limited_db, reduction)
+            now = loudness(out, sample_rate)
+            if now is None or abs(now - TARGET_LUFS) < 0.1 or gain_db >= MAX_GAIN_DB:
+                break
+            make_up = TARGET_LUFS - now   # the limiter took some loudness: give it back, then limit again
+            gain_db += make_up
+            out = out * 10.0 ** (make_up / 20.0)
+        if limited_db > 0:
+            out = remove_dc(out, sample_rate)   # a time-varying limiter gain can leave a little DC again
+        peak = true_peak(out, sample_rate)
+        if peak > ceiling:   # a last guard: never above the ceiling, even if the loudness falls short
+            out = out * (ceiling / peak)
+    out = np.clip(out, -1.0, 1.0).astype(np.float32)
+    level = Level(before_lufs, before_peak, before_dc, gain_db, limited_db, loudness(out, sample_rate),
+                  _db(true_peak(out, sample_rate)))
+    return out, level
