@@ -29,14 +29,14 @@ from notono_live.constants import (  # noqa: E402
 
 DEVICE_NAME = "NOTONO Live.amxd"
 DEVICE_PATH = HERE / DEVICE_NAME
-SCRIPTS = ("notono.js", "notono_grid.js")   # embedded in the frozen device
+SCRIPTS = ("notono.js", "notono_grid.js", "notono_daemon.js")   # embedded in the frozen device
 # The date every embedded file carries (2026-01-01 00:00 UTC): fixed, so a build is reproducible.
 FROZEN_DATE = 1_767_225_600
 AMXD_TYPE_AUDIO = int.from_bytes(b"aaaa", "big")   # the project block's amxdtype for an audio effect
 DEVICE_TYPE = "aaaa"            # an audio effect: it sits on the audio track that gets the clips
 DEVICE_WIDTH = 660.0
 DEVICE_HEIGHT = 169.0           # Live's device view height in pixels
-JS_INLETS, JS_OUTLETS = 2, 3    # must match `inlets` / `outlets` in notono.js (a test checks)
+JS_INLETS, JS_OUTLETS = 2, 4    # must match `inlets` / `outlets` in notono.js (a test checks)
 # What the script's view outlet addresses (through [route]): displays only, never a Live parameter.
 VIEW_KEYS = ("status", "file", "grid", "region")
 STATUS_RECT = (212.0, 132.0, 444.0, 16.0)   # presentation rects of the two text lines
@@ -140,6 +140,11 @@ def device_patcher() -> dict:
     router = p.obj("route " + " ".join(view_keys), (400, 520, 480, 22),
                    inlets=len(view_keys) + 1, outlets=[""] * (len(view_keys) + 1))
     p.connect(brain, 2, router, 0)
+    # Node for Max starts a daemon when none answers (notono_daemon.js); it runs when the device loads.
+    starter = p.obj("node.script notono_daemon.js @autostart 1 @watch 0", (660, 420, 280, 22), inlets=1,
+                    outlets=["", ""])
+    p.connect(brain, 3, starter, 0)
+    p.connect(starter, 0, brain, 0)
 
     def from_view(key: str) -> int:
         """The router outlet that carries the script's messages for `key`."""
@@ -183,7 +188,8 @@ def device_patcher() -> dict:
          "Regenerate the selected region of the current sound; everything outside it stays."),
         ("New Bottom", "New bottom", "new_bottom", (368, 4, 72, 18),
          "Keep the top map (pitch, envelope) and draw a new bottom map: a new timbre."),
-        ("Erase", "Erase", "erase", (444, 4, 46, 18), "Lower the selected region by 24 dB."),
+        ("Erase", "Erase", "erase", (444, 4, 46, 18),
+         "Lower the selected region by 24 dB; the daemon says the drop it reached."),
         ("Randomise", "Randomise", "randomise", (494, 4, 62, 18),
          "Replace the selected region with random codes."),
         ("Undo", "Undo", "undo", (212, 26, 44, 18), "Go back to the current sound's previous version."),
@@ -267,27 +273,40 @@ def device_patcher() -> dict:
     p.connect(router, from_view("region"), region_label, 0)
 
     drop = p.add("live.drop", (1400, controls_y, 100, 60), inlets=1, outlets=["", ""],
-                  presentation=(562, 4, 94, 80), legend="Drop audio or a clip to encode",
+                  presentation=(562, 4, 94, 64), legend="Drop audio or a clip to encode",
                   # Hidden, not stored: a recalled path would re-encode the file on every set load.
                   **parameter("Drop File", "Drop", TYPE_BLOB, visibility=HIDDEN,
                               info="Drop an audio file or a clip here to encode it and edit it as a sound."))
     to_brain(drop, "drop", 1400)
 
     # Ports are wider than Live's Int type (0-255): Float parameters shown as integers.
-    label("Daemon port", (562, 86, 46, 14), 1520, controls_y - 20)
+    label("Daemon port", (562, 70, 46, 14), 1520, controls_y - 20)
     daemon_port = p.add("live.numbox", (1520, controls_y, 50, 18), inlets=1, outlets=["", "float"],
-                        presentation=(562, 100, 46, 16),
+                        presentation=(562, 84, 46, 16),
                         **parameter("Daemon Port", "Daemon Port", TYPE_FLOAT, mmin=1024, mmax=65535,
                                     initial=DEFAULT_OSC_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY,
                                     info="The UDP port notono-live serve listens on (its --port)."))
     to_brain(daemon_port, "daemon_port", 1520)
-    label("Reply port", (610, 86, 46, 14), 1620, controls_y - 20)
+    label("Reply port", (610, 70, 46, 14), 1620, controls_y - 20)
     reply_port = p.add("live.numbox", (1620, controls_y, 50, 18), inlets=1, outlets=["", "float"],
-                       presentation=(610, 100, 46, 16),
+                       presentation=(610, 84, 46, 16),
                        **parameter("Reply Port", "Reply Port", TYPE_FLOAT, mmin=1024, mmax=65535,
                                    initial=DEFAULT_REPLY_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY,
                                    info="The UDP port this device receives the daemon's replies on."))
     to_brain(reply_port, "reply_port", 1620)
+    starting = [  # long name, label, selector, presentation rect, initial, info
+        ("Start Daemon", "Auto start", "start_daemon", (562, 104, 46, 16), 1,
+         "When no daemon answers, start notono-live serve (found on PATH or where pip and pipx put it)."),
+        ("Keep Daemon", "Keep", "keep_daemon", (610, 104, 46, 16), 0,
+         "Keep a daemon this device started running after the last device closes."),
+    ]
+    for i, (longname, text, selector, rect, initial, info) in enumerate(starting):
+        x = 1720 + i * 100
+        toggle = p.add("live.text", (x, controls_y, 60, 16), inlets=1, outlets=["", ""], presentation=rect,
+                       mode=1, text=text, texton=text, fontsize=8.0,
+                       **parameter(longname, longname, TYPE_ENUM, enum=["off", "on"], initial=initial,
+                                   visibility=STORED_ONLY, info=info))
+        to_brain(toggle, selector, x)
 
     # --- Status line (connection, progress, the last error) and, below it, the current file.
     status = p.add("comment", (400, 580, 440, 18), inlets=1, outlets=[], presentation=STATUS_RECT,

@@ -11,6 +11,9 @@
 // Inlet 1: OSC from [udpreceive]: the address is the message selector, the arguments follow.
 // Outlet 0: to [udpsend]: OSC messages, or "port N" / "host H" to re-aim it.
 // Outlet 1: to [udpreceive]: "port N" when the reply port changes.
+// Outlet 3: to [node.script notono_daemon.js]: "start <port> <keep> [executable]" when no daemon
+//           answers; its replies (daemon_log, daemon_started, daemon_missing, daemon_exited) come
+//           back on inlet 0.
 // Outlet 2: to the view, through [route status file grid region]: "status set <text>",
 //           "file set <path>", "grid setlayer top", "region set <text>". Only displays: the script
 //           never writes a Live parameter (Pitch, Family, Layer, Region ...), since such writes
@@ -23,11 +26,12 @@
 
 autowatch = 0;
 inlets = 2;
-outlets = 3;
+outlets = 4;
 
 var OUT_OSC = 0;
 var OUT_RECEIVER = 1;
 var OUT_VIEW = 2;
+var OUT_STARTER = 3;
 
 // --- Constants mirrored from notono_live (the tests check they agree) -----------------------
 var FAMILIES = ["bass", "brass", "flute", "guitar", "keyboard", "mallet",
@@ -68,6 +72,7 @@ var ADDRESS = {
     progress: "/notono/progress",
     sound: "/notono/sound",
     done: "/notono/done",
+    notice: "/notono/notice",
     error: "/notono/error"
 };
 var DAEMON_REQUEST_ID = -1;          // renders the daemon starts itself (MIDI controller)
@@ -111,12 +116,17 @@ var link = {
     state: "idle",         // idle (before live_ready), connecting, connected, lost
     awaitingBeat: false, missedBeats: 0, daemon: ""
 };
+// Starting a daemon when none answers: on by default ("Start Daemon"); "Keep Daemon" leaves it
+// running after the last device closes; `daemon_executable <path>` names the notono-live to run.
+var starter = { auto: true, keep: false, executable: "", asked: false, unanswered: 0 };
+var HELLOS_BEFORE_START = 2;         // unanswered hellos (about 2 s) before a daemon is started
 var nextRequestId = 1;
 var pending = {};          // request id -> kind
 var current = { sound: 0, version: 0, png: "", wav: "" };
 var liveReady = false;
 var liveVersion = null;    // [major, minor, bugfix] once read
 var waitingForLive = [];   // renders that arrived before live_ready
+var notices = {};          // "sound:version" -> the kinds of the daemon's notices about it
 var placed = {};           // "sound:version" -> "track T slot S", so a version gets one clip
 var heartbeatTask = null;
 var lastStatus = "";
@@ -359,6 +369,7 @@ function region(col, row, width, height) {
 
 function daemon_port(port) {
     link.daemonPort = clampInt(port, 1, 65535);
+    starter.asked = false;
     outlet(OUT_OSC, "port", link.daemonPort);
     reconnect();
 }
@@ -373,6 +384,57 @@ function reply_port(port) {
     link.replyPort = clampInt(port, 1, 65535);
     outlet(OUT_RECEIVER, "port", link.replyPort);
     reconnect();
+}
+
+function start_daemon(value) {
+    starter.auto = Number(value) !== 0;
+}
+
+function keep_daemon(value) {
+    starter.keep = Number(value) !== 0;
+}
+
+function daemon_executable() {
+    starter.executable = hfsToPosix(arrayfromargs(arguments).join(" "));
+    starter.asked = false;
+}
+
+function isLoopback(host) {
+    return host === "127.0.0.1" || host === "localhost" || host === "::1";
+}
+
+// Ask notono_daemon.js to start a daemon on the daemon port, once, when hellos go unanswered.
+function maybeStartDaemon() {
+    if (!starter.auto || starter.asked || starter.unanswered < HELLOS_BEFORE_START || !isLoopback(link.host)) {
+        return;
+    }
+    starter.asked = true;
+    status("No daemon on " + link.host + ":" + link.daemonPort + ": starting notono-live serve...");
+    var args = ["start", link.daemonPort, starter.keep ? 1 : 0];
+    if (starter.executable) { args.push(starter.executable); }
+    outlet(OUT_STARTER, args);
+}
+
+// From notono_daemon.js.
+function daemon_log() {
+    if (link.state !== "connected") {
+        status("Daemon: " + arrayfromargs(arguments).join(" "));
+    }
+}
+
+function daemon_started(pid) {
+    post("NOTONO Live: started notono-live serve (process " + pid + ")\n");
+}
+
+function daemon_missing() {
+    status("Cannot start the daemon: " + arrayfromargs(arguments).join(" "));
+}
+
+function daemon_exited(code) {
+    starter.asked = false;              // a later silence may start one again
+    if (link.state !== "connected") {
+        status("The daemon stopped (exit " + code + ") before it answered: see the Max window.");
+    }
 }
 
 // Triggers: live.text buttons send 1 when pressed (and MIDI-mapped ones may send 0 on release).
@@ -465,6 +527,7 @@ function forget(kind) {
 
 function sayHello() {
     forget("hello");
+    starter.unanswered += 1;
     var id = nextRequestId++;
     pending[id] = "hello";
     sendOsc(ADDRESS.hello, [id, link.replyPort, 0, CLIENT_NAME]);
@@ -500,6 +563,7 @@ function heartbeat() {
         pending[id] = "ping";
         sendOsc(ADDRESS.ping, [id]);
     } else if (link.state !== "idle") {
+        maybeStartDaemon();
         sayHello();
     }
 }
@@ -521,6 +585,7 @@ function receive(address, args) {
     if (address === ADDRESS.hello) {
         var wasLost = link.state === "lost";
         link.state = "connected";
+        starter.unanswered = 0;
         link.daemon = "notono-live " + args[1] + " (" + args[2] + " on " + args[3] + ")";
         delete pending[id];
         status((wasLost ? "Reconnected to " : "Connected to ") + link.daemon + ".");
@@ -533,6 +598,14 @@ function receive(address, args) {
         status(describe(id) + ": " + args[2] + " " + Math.round(Number(args[1]) * 100) + "%");
     } else if (address === ADDRESS.sound) {
         soundReply(args);
+    } else if (address === ADDRESS.notice) {
+        // id sound version kind message: what a label alone does not say (off pitch, transposed, ...)
+        var key = args[1] + ":" + args[2];
+        notices[key] = (notices[key] || []).concat([String(args[3]).replace(/_/g, " ")]);
+        post("NOTONO Live: " + args[3] + ": " + args[4] + "\n");
+        if (placed[key] && placed[key] !== "pending") {
+            status(placed[key] + ": " + notices[key].join(", ") + " (see the Max window).");
+        }
     } else if (address === ADDRESS.done) {
         var kind = pending[id];
         delete pending[id];
@@ -744,14 +817,15 @@ function finishClip(clip, render, where) {
     clip.set("color", familyColour(render.family));
     clip.set("warping", 0);
     clip.set("looping", 0);
-    placed[render.sound + ":" + render.version] = "track " + (where.track + 1) + " slot " + (where.slot + 1);
-    status(name + " \u2192 track " + (where.track + 1) + ", slot " + (where.slot + 1) + ".");
+    var key = render.sound + ":" + render.version;
+    placed[key] = name + " \u2192 track " + (where.track + 1) + ", slot " + (where.slot + 1);
+    status(placed[key] + (notices[key] ? ": " + notices[key].join(", ") + " (see the Max window)." : "."));
 }
 
 // Max calls any global function whose name arrives as a message; these are internal only.
 [status, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
  reconnect, heartbeat, receive, describe, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
  chooseTargetSlot, placeClip, finishClip, clampInt, clampRegion, convertRegion, first, textWidth, fitEnd,
- fitMiddle, showFile, span].forEach(function (f) {
+ fitMiddle, showFile, span, isLoopback, maybeStartDaemon].forEach(function (f) {
     f.local = 1;
 });

@@ -66,12 +66,15 @@ def test_committed_device_matches_a_fresh_build():
         "max_for_live/NOTONO Live.amxd is stale: run `python max_for_live/build.py`")
 
 
-def test_committed_device_is_frozen_with_both_scripts_inside():
+SCRIPTS = ("notono.js", "notono_grid.js", "notono_daemon.js")
+
+
+def test_committed_device_is_frozen_with_its_scripts_inside():
     # Collect All and Save copies the .amxd alone: the scripts must travel inside it
     device = amxd.unpack(DEVICE_FILE.read_bytes(), str(DEVICE_FILE))
     assert device.device_type == "aaaa" and device.frozen
     assert device.patcher == build.device_patcher()
-    assert device.files == {name: (DEVICE_DIR / name).read_bytes() for name in ("notono.js", "notono_grid.js")}
+    assert device.files == {name: (DEVICE_DIR / name).read_bytes() for name in SCRIPTS}
     brain = next(b["box"] for b in device.patcher["patcher"]["boxes"] if b["box"].get("text") == "js notono.js")
     assert brain["saved_object_attributes"]["filename"] == "notono.js"
     project = device.patcher["patcher"]["project"]
@@ -93,8 +96,8 @@ def test_header_chunks_and_frozen_directory():
     assert body[directory:directory + 4] == b"dlst" and int.from_bytes(body[directory + 4:directory + 8], "big") == (
         len(body) - directory)
     files = amxd.read_frozen(body)
-    assert [(name, kind) for name, kind, _ in files] == [
-        ("NOTONO Live.amxd", "JSON"), ("notono.js", "TEXT"), ("notono_grid.js", "TEXT")]
+    assert [(name, kind) for name, kind, _ in files] == [("NOTONO Live.amxd", "JSON")] + [
+        (name, "TEXT") for name in SCRIPTS]
     assert sum(len(d) for _, _, d in files) == directory - 16, "the files fill the space before the directory"
     device_json = files[0][2]
     assert device_json.endswith(b"\0") and device_json.count(b"\0") == 1
@@ -109,7 +112,7 @@ MAXDEVTOOLS = os.environ.get("NOTONO_MAXDEVTOOLS", "")
 
 @pytest.mark.skipif(not MAXDEVTOOLS, reason="set NOTONO_MAXDEVTOOLS to a checkout of Ableton/maxdevtools "
                                             "to read the device with Ableton's maxdiff")
-def test_ableton_maxdiff_reads_the_device_as_frozen_with_both_scripts():
+def test_ableton_maxdiff_reads_the_device_as_frozen_with_its_scripts():
     reader = Path(MAXDEVTOOLS) / "maxdiff" / "amxd_textconv.py"
     assert reader.is_file(), f"NOTONO_MAXDEVTOOLS={MAXDEVTOOLS} has no maxdiff/amxd_textconv.py"
     done = subprocess.run([sys.executable, str(reader), str(DEVICE_FILE)], capture_output=True, text=True,
@@ -117,7 +120,7 @@ def test_ableton_maxdiff_reads_the_device_as_frozen_with_both_scripts():
     assert done.returncode == 0, done.stdout + done.stderr
     text = done.stdout
     assert text.startswith("Audio Effect Device\n") and "Device is frozen" in text, text
-    for name in ("notono.js", "notono_grid.js"):
+    for name in SCRIPTS:
         size = len((DEVICE_DIR / name).read_bytes())
         assert re.search(rf"^{re.escape(name)}: {size} bytes, modified at .*, 1 instance$", text, re.M), text
     boxes = len(build.device_patcher()["patcher"]["boxes"])
@@ -161,12 +164,13 @@ KNOWN_CLASSES: dict[str, tuple[int | None, int | None]] = {
     "udpreceive": (1, 1), "udpsend": (1, 0), "route": (None, None), "prepend": (1, 1),
     "live.thisdevice": (1, 3), "message": (2, 1), "comment": (1, 0),
     "live.text": (1, 2), "live.tab": (1, 3), "live.menu": (1, 3), "live.numbox": (1, 2),
-    "live.dial": (1, 2), "live.drop": (1, 2),
+    "live.dial": (1, 2), "live.drop": (1, 2), "node.script": (1, 2),
 }
 LIVE_PARAMETER_CLASSES = {"live.text", "live.tab", "live.menu", "live.numbox", "live.dial", "live.drop"}
 MAPPABLE = ["Pitch", "Family", "Temperature", "Layer", "Region X", "Region Y", "Region Width",
             "Region Height", "Generate", "Inpaint", "New Bottom", "Undo"]
-IN_VIEW = MAPPABLE + ["Erase", "Randomise", "Redo", "Variations", "Target", "Drop File"]
+IN_VIEW = MAPPABLE + ["Erase", "Randomise", "Redo", "Variations", "Target", "Drop File", "Daemon Port",
+                      "Reply Port", "Start Daemon", "Keep Daemon"]
 
 
 @pytest.fixture(scope="module")
@@ -361,6 +365,7 @@ PATCH_CASES = [
     "ports_survive_live_parameter_rules", "script_writes_no_live_parameter",
     "paths_with_spaces_reach_create_audio_clip", "new_clip_found_on_the_second_lookup",
     "clip_never_made_is_reported_after_the_retry", "unreadable_spectrogram_keeps_the_grid",
+    "silence_starts_a_daemon_once", "notices_reach_the_status_line",
 ]
 
 
@@ -513,6 +518,23 @@ def es5_problems(text: str) -> list[str]:
 def test_device_scripts_parse_as_es5(script):
     # Max's classic `js` object runs ES5: parsed by an ES5-only parser, not matched by patterns
     assert es5_problems((DEVICE_DIR / script).read_text(encoding="utf-8")) == []
+
+
+def test_daemon_starter_parses_under_node_and_is_wired_both_ways(patcher):
+    # notono_daemon.js runs in Node for Max, not the classic engine: Node itself checks its syntax
+    done = subprocess.run([NODE, "--check", str(DEVICE_DIR / "notono_daemon.js")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    boxes = boxes_of(patcher)
+    lines = {(tuple(l["patchline"]["source"]), tuple(l["patchline"]["destination"]))
+             for l in patcher.patcher["patcher"]["lines"]}
+    node = next(i for i, b in boxes.items() if class_of(b) == "node.script")
+    assert boxes[node]["text"].split()[1] == "notono_daemon.js" and "@autostart 1" in boxes[node]["text"]
+    brain = next(i for i, b in boxes.items() if b.get("text") == "js notono.js")
+    assert ((brain, 3), (node, 0)) in lines and ((node, 0), (brain, 0)) in lines
+    script = (DEVICE_DIR / "notono.js").read_text(encoding="utf-8")
+    for reply in ("daemon_log", "daemon_started", "daemon_missing", "daemon_exited"):
+        assert re.search(rf"^function {reply}\(", script, re.M), reply
+        assert f"'{reply}'" in (DEVICE_DIR / "notono_daemon.js").read_text(encoding="utf-8"), reply
 
 
 @pytest.mark.parametrize("snippet", [

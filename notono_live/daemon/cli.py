@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "data_dir": None, "output": None, "allow_dirs": [], "sample_rate": DEFAULT_OUTPUT_SAMPLE_RATE,
     "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
-    "step_precision": "auto", "guidance": None, "candidates": None,
+    "step_precision": "auto", "guidance": None, "candidates": None, "exit_when_unused": 0.0,
 }
 
 
@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--exit-when-unused", dest="exit_when_unused", type=float, metavar="SECONDS",
+                        help="stop once a client has come and none has been heard from for SECONDS (each said "
+                             "bye or stopped pinging); the device asks for this when it starts the daemon itself")
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(func=run)
 
@@ -144,13 +147,15 @@ def warm_up(model: Any, engine: Any) -> None:
     import numpy as np
 
     from .. import audio_io  # noqa: F401  (imports soundfile/soxr now rather than on the first encode)
-    from ..engine import render
+    from ..engine import levels, render
 
     # transform, VQ-VAE, both samplers, at the scales requests get by default
     model.warm_up((engine.resolve_guidance(-1), engine.resolve_guidance(-1, generating=True)))
     audio = np.zeros(64_000, dtype=np.float32)
     render.spectrogram_png(audio)
-    render.resample_for_output(audio, engine.sample_rate)
+    # pyloudnorm, scipy's filters and the limiter (a loud tone has to be limited)
+    tone = np.sin(np.arange(64_000, dtype=np.float32) * 0.1) * np.linspace(2.0, 0.0, 64_000, dtype=np.float32)
+    levels.normalise(render.resample_for_output(tone, engine.sample_rate, clip=False), engine.sample_rate)
     render.attenuate_region(audio, (32, 4), 0, 0, 1, 1, 6.0)
 
 
@@ -278,9 +283,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
           f"samples go to {engine.output_folder}", flush=True)
+    unused_limit = float(settings["exit_when_unused"] or 0)
     try:
         while not stop.wait(0.5):
-            pass
+            unused = server.unused_seconds()
+            if unused_limit > 0 and unused is not None and unused >= unused_limit:
+                print(f"notono-live: no client for {unused:.0f} s, stopping (--exit-when-unused)", flush=True)
+                break
     finally:
         server.stop()
         thread.join(2.0)

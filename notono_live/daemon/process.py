@@ -29,10 +29,16 @@ class DaemonProcess:
         ready_timeout: seconds to wait for the ready line.
         midi: open MIDI input as `serve` does by default; False (the default here) passes
             ``--no-midi``, so tests and bench never touch the machine's MIDI system.
+        command: the `notono-live` to run, e.g. an installed entry point; None runs this checkout's
+            package (``python -m notono_live`` from the repository, with it on PYTHONPATH).
+        cwd: the folder it runs in (default: the repository, or the current folder with `command`).
     """
 
     def __init__(self, data_dir: str | Path, extra_args: Sequence[str] = (), log_path: str | Path | None = None,
-                 ready_timeout: float = 120.0, midi: bool = False) -> None:
+                 ready_timeout: float = 120.0, midi: bool = False, command: Sequence[str] | None = None,
+                 cwd: str | Path | None = None) -> None:
+        self.command = list(command) if command is not None else None
+        self.cwd = Path(cwd) if cwd is not None else (None if command is not None else REPO_ROOT)
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)
         self.log_path = Path(log_path) if log_path else self.data_dir / "daemon.log"
@@ -47,15 +53,17 @@ class DaemonProcess:
 
     def start(self) -> "DaemonProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "notono_live", "serve", "--port", "0", "--data-dir", str(self.data_dir),
+        program = self.command if self.command is not None else [sys.executable, "-m", "notono_live"]
+        args = [*program, "serve", "--port", "0", "--data-dir", str(self.data_dir),
                 *([] if self.midi else ["--no-midi"]), *self.extra_args]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        if self.command is None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
         started = time.perf_counter()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
-                                     cwd=str(REPO_ROOT))
+                                     cwd=None if self.cwd is None else str(self.cwd))
         ready = threading.Event()
 
         def read() -> None:

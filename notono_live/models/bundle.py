@@ -13,7 +13,6 @@ component carries the label encoders (`label_encoders`), checked against this pa
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,11 +97,11 @@ def label_encoders() -> dict:
 
 
 def default_models_directory() -> Path:
-    """$NOTONO_MODELS, else the repository's `models/` folder beside the package (editable install)."""
-    env = os.environ.get(MODELS_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "models"
+    """$NOTONO_MODELS, else the shipped model: the installed package's copy, or the checkout's
+    `models/` folder in an editable install (notono_live/shipped.py gives the rule)."""
+    from ..shipped import models_folder
+
+    return models_folder()
 
 
 def _check_labels(json_path: Path, metadata: dict) -> None:

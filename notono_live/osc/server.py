@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections import OrderedDict
 from ipaddress import ip_address
 from typing import Any, Callable, Iterable
 
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
-from pythonosc.osc_message_builder import OscMessageBuilder
 
 from .. import __version__
 from ..codemaps import rectangle_mask
@@ -26,6 +26,7 @@ from ..daemon.worker import Busy, InferenceWorker, Job
 from ..engine.engine import AudioFileError, Engine
 from ..engine.store import VersionRecord
 from . import protocol as p
+from .wire import encode_message
 
 log = logging.getLogger("notono_live.osc")
 
@@ -52,14 +53,6 @@ def error_code_for(error: BaseException) -> tuple[str, str]:
     if isinstance(error, OSError):
         return "write_failed", f"{error.strerror or error}: {error.filename or ''}".strip(": ")
     return "internal", f"{type(error).__name__}: {error}"
-
-
-def encode_message(address: str, args: Iterable[Any]) -> bytes:
-    builder = OscMessageBuilder(address=address)
-    for value in args:
-        value = p.to_osc_value(value)
-        builder.add_arg(value, "i" if isinstance(value, int) else "f" if isinstance(value, float) else "s")
-    return builder.build().dgram
 
 
 def sound_reply_args(record: VersionRecord) -> list[Any]:
@@ -135,6 +128,11 @@ class OscServer:
         self.allowed = {str(ip_address(a)) for a in allow}
         self.clients: OrderedDict[Address, Address] = OrderedDict()   # sender -> reply address
         self.client_rates: dict[Address, int] = {}   # sender -> sample rate its hello asked for
+        # sound -> the client that last rendered, edited or selected it: the device whose sound it is,
+        # which alone gets the MIDI-triggered renders of that sound (one clip, not one per device)
+        self.owners: dict[int, Address] = {}
+        self.last_heard: dict[Address, float] = {}   # sender -> when its last message came (monotonic)
+        self._last_left: float | None = None          # when the last client said bye
         self._clients_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -242,6 +240,9 @@ class OscServer:
         except p.ProtocolError as error:
             self._reply_error(sender, error.request_id, error.code, error.message, fallback)
             return
+        with self._clients_lock:
+            if sender in self.clients or address == "/notono/hello":
+                self.last_heard[sender] = time.monotonic()
         if address != "/notono/hello" and self._reply_address(sender) is None:
             self._log_drop(f"nohello:{sender}", f"request {address} from {sender[0]}:{sender[1]}, which has not "
                                                 f"said /notono/hello; no reply port known")
@@ -322,6 +323,7 @@ class OscServer:
             while len(self.clients) > MAX_CLIENTS:
                 gone, _ = self.clients.popitem(last=False)
                 self.client_rates.pop(gone, None)
+                self.last_heard.pop(gone, None)
         log.info("hello from %s:%s (%s); replies go to port %d", sender[0], sender[1],
                  req.values["client"] or "unnamed client", port)
         self.send(sender, "/notono/hello", req.request_id, __version__, self.model_name, self.device,
@@ -334,19 +336,43 @@ class OscServer:
             rate = self.client_rates.get(sender) if sender is not None else None
         return rate or self.engine.sample_rate
 
-    def _bye(self, req: p.Request, sender: Address) -> None:
-        self._done(sender, req.request_id, 0)
+    def unused_seconds(self) -> float | None:
+        """Seconds since any client still registered was last heard from (or since the last one
+        said bye); None while no client has ever come."""
         with self._clients_lock:
-            self.clients.pop(sender, None)
+            heard = [self.last_heard[c] for c in self.clients if c in self.last_heard]
+            if not heard and self._last_left is None:
+                return None
+            latest = max(heard) if heard else self._last_left
+        return time.monotonic() - latest
+
+    def _bye(self, req: p.Request, sender: Address) -> None:
+        # forgotten before the reply goes out: once the client has its /notono/done, nothing more
+        # (a MIDI-triggered render, say) is sent to it
+        with self._clients_lock:
+            reply_to = self.clients.pop(sender, None)
             self.client_rates.pop(sender, None)
+            self.last_heard.pop(sender, None)
+            self._last_left = time.monotonic()
+        if reply_to is not None:
+            self._send_to(reply_to, "/notono/done", req.request_id, 0)
 
     def _ping(self, req: p.Request, sender: Address) -> None:
         self.send(sender, "/notono/pong", req.request_id, self.worker.queue_length, int(self.worker.busy))
 
-    def _send_sounds(self, sender: Address | None, request_id: int, records: list[VersionRecord]) -> None:
+    def _send_sounds(self, sender: Address | None, request_id: int, records: list[VersionRecord],
+                     notices: bool = False) -> None:
+        """A /notono/sound per record (with its /notono/notice replies for a fresh render), then done."""
         for record in records:
+            self._own(sender, record.sound)
             self.send(sender, "/notono/sound", request_id, *sound_reply_args(record))
+            if notices:
+                self._send_notices(sender, request_id, record)
         self._done(sender, request_id, len(records))
+
+    def _send_notices(self, sender: Address | None, request_id: int, record: VersionRecord) -> None:
+        for kind, message in record.params.get("notices", []):
+            self.send(sender, "/notono/notice", request_id, record.sound, record.version, kind, message)
 
     def _undo(self, req: p.Request, sender: Address) -> None:
         self._send_sounds(sender, req.request_id, [self.engine.undo(req.values["sound"])])
@@ -361,8 +387,23 @@ class OscServer:
     def _sound_get(self, req: p.Request, sender: Address) -> None:
         self._send_sounds(sender, req.request_id, [self.engine.get(req.values["sound"], req.values["version"])])
 
+    def _own(self, sender: Address | None, sound: int) -> None:
+        if sender is not None:
+            with self._clients_lock:
+                self.owners[sound] = sender
+
+    def action_target(self) -> Address | None:
+        """The client a MIDI-triggered action answers: the owner of the current sound, else the newest."""
+        current = self.engine.current_sound
+        with self._clients_lock:
+            owner = self.owners.get(current) if current is not None else None
+            if owner in self.clients:
+                return owner
+            return next(reversed(self.clients), None)
+
     def _select(self, req: p.Request, sender: Address) -> None:
         self.engine.select(req.values["sound"])
+        self._own(sender, req.values["sound"])
         self._done(sender, req.request_id, 0)
 
     def _sound_list(self, req: p.Request, sender: Address) -> None:
@@ -461,15 +502,17 @@ class OscServer:
                 with self.engine.output_rate(rate):
                     records = work(progress)
             except Exception as error:
+                self.worker.release()
                 code, message = error_code_for(error)
                 if code == "internal":
                     log.exception("%s failed", label)
-                if sender is None:
+                if req is None:   # MIDI-triggered: the daemon's log says so too
                     log.warning("%s failed: %s", label, message)
                 self._reply_error_any(sender, request_id, code, message)
                 return
+            self.worker.release()   # only replies are left: a request they prompt waits for nothing
             if records is not _ALREADY_SENT:
-                self._send_sounds(sender, request_id, records)
+                self._send_sounds(sender, request_id, records, notices=True)
 
         def superseded(newer: Job) -> None:
             self._reply_error_any(sender, request_id, "superseded",
@@ -478,8 +521,8 @@ class OscServer:
         def dropped() -> None:
             self._reply_error_any(sender, request_id, "busy", "the daemon is shutting down")
 
-        def queued(ahead: int) -> None:
-            progress(0.0, f"queued ({ahead} ahead)" if ahead else "queued")
+        def queued(stage: str) -> None:
+            progress(0.0, stage)
 
         job = Job(run=run, coalesce_key=coalesce, on_superseded=superseded, on_dropped=dropped,
                   on_queued=queued, label=label)
@@ -508,7 +551,8 @@ class OscServer:
 
     def _encode(self, req: p.Request, sender: Address) -> None:
         v = req.values
-        check_pitch(v["pitch"])
+        if v["pitch"] != -1:
+            check_pitch(v["pitch"])
         self.engine.check_family(v["family"])
         self._submit(req, sender, lambda progress: [self.engine.encode_file(v["path"], v["pitch"], v["family"],
                                                                            progress=progress)])
@@ -575,7 +619,9 @@ class OscServer:
         def work(progress):
             def on_sound(record: VersionRecord) -> None:
                 # each pitch goes out as soon as it is rendered, so the device can fill clip slots
+                self._own(sender, record.sound)
                 self.send(sender, "/notono/sound", req.request_id, *sound_reply_args(record))
+                self._send_notices(sender, req.request_id, record)
                 sent.append(record)
             self.engine.sample_pack(v["sound"], v["pitch_low"], v["pitch_high"], v["step"], v["seed"],
                                     progress=progress, on_sound=on_sound)
@@ -583,6 +629,7 @@ class OscServer:
 
         def run_and_count(progress):
             work(progress)
+            self.worker.release()
             self._done(sender, req.request_id, len(sent))
             return _ALREADY_SENT
 
@@ -596,17 +643,19 @@ class OscServer:
     # --- MIDI-triggered actions -------------------------------------------------------------
 
     def submit_action(self, action: str) -> None:
-        """Run a MIDI-triggered action on the worker; its results go to every client with id -1."""
+        """Run a MIDI-triggered action on the worker; its results go, with id -1, to one client only:
+        the device whose sound is current (`action_target`), so that one device places one clip."""
+        target = self.action_target()
         if action in ("undo", "redo"):
             try:
                 records = self.engine.run_action(action)
             except Exception as error:
                 log.warning("MIDI %s: %s", action, error)
                 return
-            self._send_sounds(None, p.DAEMON_REQUEST_ID, records)
+            self._send_sounds(target, p.DAEMON_REQUEST_ID, records)
             return
         try:
-            self._submit(None, None, lambda progress: self.engine.run_action(action, progress=progress),
+            self._submit(None, target, lambda progress: self.engine.run_action(action, progress=progress),
                          coalesce=("midi", action))
         except p.ProtocolError as error:
             log.warning("MIDI %s: %s", action, error.message)

@@ -159,4 +159,42 @@ cases.unreadable_spectrogram_keeps_the_grid = () => {
     assert.ok(drawn.some((c) => c[0] === 'image_surface_draw'));
 };
 
+// The daemon's notices about a render (off pitch, transposed, ...) reach the status line.
+cases.notices_reach_the_status_line = () => {
+    const { device, d } = loaded({ scenes: 2 });
+    connect(d);
+    generateOrgan(d, '/out/a.wav');
+    d.send(1, '/notono/notice', lastRequest(d, '/notono/generate')[1], 1, 1, 'pitch_missed',
+        'not at its label\'s pitch: pYIN hears 65.4 Hz, -1200 cents from C3');
+    assert.strictEqual(d.context.lastStatus, 'organ C3 #1 v1 \u2192 track 1, slot 1: pitch missed (see the Max window).');
+    assert.ok(d.posts.some((line) => line.includes('pYIN hears 65.4 Hz')));
+    assert.deepStrictEqual(device.overflowing(), []);
+};
+
+// No daemon answers: after two unanswered hellos the device asks its node.script, once, to start one
+// on the daemon port; not with Auto start off, and not for a daemon on another computer.
+cases.silence_starts_a_daemon_once = () => {
+    const starts = (setup, ticks = 6) => {
+        const { device, d } = loaded();
+        const asked = [];
+        d.onOutlet((index, message) => { if (index === 3) asked.push(message); });
+        setup(device, d);
+        for (let i = 0; i < ticks; i++) d.scheduler.tick();
+        return { asked, d };
+    };
+    const plain = starts(() => {});
+    assert.deepStrictEqual(plain.asked, [['start', 7400, 0]]);
+    assert.ok(plain.d.context.lastStatus.length > 0);
+    const kept = starts((device, d) => {
+        device.turn('Keep Daemon', 1);
+        d.send(0, 'daemon_executable', '/Applications/My', 'Tools/notono-live');
+    });
+    assert.deepStrictEqual(kept.asked, [['start', 7400, 1, '/Applications/My Tools/notono-live']]);
+    assert.deepStrictEqual(starts((device) => device.turn('Start Daemon', 0)).asked, []);
+    assert.deepStrictEqual(starts((device, d) => d.send(0, 'daemon_host', '192.0.2.7')).asked, []);
+    // connected, two heartbeats with their pongs still out: the daemon is not lost yet
+    const answered = starts((device, d) => connect(d), 2);
+    assert.deepStrictEqual(answered.asked, [], 'a daemon that answers is reused');
+};
+
 process.stdout.write(JSON.stringify({ cases: runCases(cases) }));
