@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "send": "notono_live.osc.send",
     "bench": "notono_live.bench",
     "midi": "notono_live.midi.cli",
+    "doctor": "notono_live.doctor",
+    "install-device": "notono_live.install_device",
 }
 
 
