@@ -1,10 +1,12 @@
 """Time KV-cached generation with a trained model folder: sampling and decoding, separately.
 
-Usage (from the repository root, package importable): python benchmarks/sampling_speed.py MODEL_FOLDER [--runs 7] [--save tokens.npz] [--check tokens.npz]
+Usage (from the repository root, package importable): python benchmarks/sampling_speed.py MODEL_FOLDER [--runs 7] [--save tokens.npz] [--check tokens.npz] [--step-precision bfloat16] [--threads 2] [--picked]
 
 Prints median ms per generation (128 top + 512 bottom tokens), per token, and for the decode to
 audio, after one warm-up, with torch on one thread (as `NotonoModel` samples). `--save`/`--check`
 store or compare the codes drawn for seeds 0..runs-1, to confirm a speed change draws the same.
+`--picked` times what the daemon does for one new sound instead: the model's candidates (4) drawn
+in one batch under its guidance, decoded and scored on pitch (`NotonoModel.generate_sounds`).
 """
 from __future__ import annotations
 
@@ -29,9 +31,24 @@ def main() -> None:
     parser.add_argument("--save")
     parser.add_argument("--check")
     parser.add_argument("--no-decode", action="store_true")
+    parser.add_argument("--step-precision", default="auto", help="as serve --step-precision")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--picked", action="store_true", help="time generate_sounds (candidates, decode, score)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     model = NotonoModel.load(args.models)
+    model.set_step_precision(args.step_precision)
+    if args.picked:
+        model.generate_sounds(pitch=args.pitch, family=args.family, n=1, seed=1000)   # warm-up
+        times = []
+        for seed in range(args.runs):
+            start = time.perf_counter()
+            model.generate_sounds(pitch=args.pitch, family=args.family, n=1, seed=seed)
+            times.append((time.perf_counter() - start) * 1000)
+        print(f"generate_sounds x1 ({model.candidates} candidates, step {model.top_prior.step_precision}, "
+              f"{args.threads} thread(s)): median {statistics.median(times):.0f} ms; "
+              f"runs {', '.join(f'{t:.0f}' for t in times)}")
+        return
     model.generate(pitch=args.pitch, family=args.family, n=1, seed=1000)   # warm-up
     generate_ms, decode_ms, codes = [], [], []
     for seed in range(args.runs):

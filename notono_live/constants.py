@@ -112,4 +112,4 @@ def check_pitch(pitch: int) -> int:
 
 # names of the sampling step's weight precision (`NotonoModel.set_step_precision`, `serve --step-precision`):
 # auto = float16 on CPU and the model's own dtype elsewhere; float32 = the model's own fp32 kernels
-STEP_PRECISIONS = ("auto", "float16", "float32")
+STEP_PRECISIONS = ("auto", "float16", "bfloat16", "float32")

@@ -191,7 +191,8 @@ def test_refuses_unsafe_or_unknown_settings(tmp_path):
 def test_step_precision_setting_reaches_the_samplers():
     from notono_live.daemon.cli import DEFAULTS, load_model
 
-    for setting, expected in (("auto", "float16"), ("float32", "float32"), ("float16", "float16")):
+    for setting, expected in (("auto", "float16"), ("float32", "float32"), ("float16", "float16"),
+                              ("bfloat16", "bfloat16")):
         model = load_model({**DEFAULTS, "untrained": "lite", "step_precision": setting}, "cpu")
         assert model.info()["step_precision"] == expected
         assert model.bottom_prior.step_precision == getattr(torch, expected)

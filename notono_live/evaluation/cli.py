@@ -36,9 +36,17 @@ def register(subparsers) -> None:
     parser.add_argument("--phase-iterations", type=int, default=None,
                         help="Griffin-Lim passes when turning images into audio (default: the project's, "
                              "1; 0 uses the decoded IF's phase as is, as the paper does)")
+    parser.add_argument("--step-precision", dest="step_precision", choices=constants_step_precisions(),
+                        default="auto", help="weights of the sampler's one-token step (as serve --step-precision)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a bar fails")
     parser.set_defaults(func=_run)
+
+
+def constants_step_precisions() -> tuple[str, ...]:
+    from ..constants import STEP_PRECISIONS
+
+    return STEP_PRECISIONS
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -66,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         cache=args.cache, device=args.device, reconstruction_notes=args.notes, samples_per_cell=args.samples,
         families=families, pitches=pitches, classifier_notes=args.classifier_notes, temperature=args.temperature,
         top_p=args.top_p, top_k=args.top_k, guidance=None if args.guidance in (None, -1) else args.guidance, seed=args.seed,
-        candidates=args.candidates, phase_iterations=args.phase_iterations)
+        candidates=args.candidates, phase_iterations=args.phase_iterations, step_precision=args.step_precision)
     report = run_evaluation(settings)
     print(f"report written to {Path(args.out) / 'report.md'}")
     return 1 if args.strict and not all(bar.passed for bar in report.bars) else 0

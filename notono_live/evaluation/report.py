@@ -64,6 +64,7 @@ class EvalSettings:
         phase_iterations: Griffin-Lim passes of every inversion to audio, the model's and the
             model-free ceiling's (None: `constants.PHASE_ITERATIONS`; 0: the IF phase as is, as in
             the paper).
+        step_precision: weights of the sampler's one-token step (`NotonoModel.set_step_precision`).
     """
 
     models: Path | None
@@ -86,6 +87,7 @@ class EvalSettings:
     seed: int = 0
     candidates: int | None = None
     phase_iterations: int | None = None
+    step_precision: str = "auto"
 
     def apply_quick(self) -> "EvalSettings":
         """The --quick subsample: a handful of notes and two grid cells per family that has data."""
@@ -262,6 +264,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     device = resolve_device(settings.device)
     # everything that can refuse (model folder, corpus) is opened before anything is written
     model = NotonoModel.load(settings.models, device=str(device))
+    model.set_step_precision(settings.step_precision)
     # the scales the grid and the three operations sample at: as given, else the model's defaults;
     # a scale the model cannot take is refused before any work
     operations_guidance = model.check_guidance(
@@ -443,6 +446,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
                         sampling={"temperature": settings.temperature, "top_p": settings.top_p,
                                   "top_k": settings.top_k, "guidance": settings.guidance,
                                   "operations_guidance": operations_guidance, "candidates": settings.candidates,
+                                  "step_precision": str(model.top_prior.step_precision).removeprefix("torch."),
                                   "seed": settings.seed, "phase_iterations": phase_iterations,
                                   "samples_per_cell": settings.samples_per_cell})
     (out / "metrics.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")

@@ -182,7 +182,7 @@ class NotonoModel:
                 raise ValueError(f"step precision must be one of {', '.join(constants.STEP_PRECISIONS)}, "
                                  f"a torch dtype or None, got {dtype!r}")
             auto = torch.float16 if self.device.type == "cpu" else None
-            dtype = {"auto": auto, "float16": torch.float16, "float32": None}[dtype]
+            dtype = {"auto": auto, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[dtype]
         self.top_prior.set_step_precision(dtype)
         self.bottom_prior.set_step_precision(dtype)
 

@@ -304,6 +304,7 @@ class _CodePrior(nn.Module):
         self.null_condition = nn.Embedding(1, 2 * c) if config.unconditional else None
         # reduced-precision copies for the one-token sampling step (`set_step_precision`), or None
         self._step_weights: dict[nn.Linear, tuple[Tensor, Tensor | None]] | None = None
+        self._step_dtype_any_rows = False   # bf16 step weights serve batches of any size
         self.register_buffer("encoder_mask", encoder_mask, persistent=False)
         # decoder position i reads encoder position aligned_index[i]
         self.register_buffer("aligned_index", aligned_index, persistent=False)
@@ -443,6 +444,7 @@ class _CodePrior(nn.Module):
         linears = [self.head]
         for layer in self.decoder_layers:
             linears += [layer.attention.qkv, layer.attention.out, layer.feedforward[0], layer.feedforward[3]]
+        self._step_dtype_any_rows = dtype == torch.bfloat16
         self._step_weights = {linear: (linear.weight.detach().to(dtype),
                                        None if linear.bias is None else linear.bias.detach().to(dtype))
                               for linear in linears}
@@ -455,7 +457,9 @@ class _CodePrior(nn.Module):
 
     def _step_linear(self, x: Tensor, linear: nn.Linear) -> Tensor:
         weights = self._step_weights
-        packed = weights.get(linear) if weights and x.shape[0] <= STEP_PRECISION_MAX_ROWS else None
+        # fp16 products lose to fp32 from about 8 rows on a CPU; bf16 ones (AVX512_BF16) do not
+        rows_ok = x.shape[0] <= STEP_PRECISION_MAX_ROWS or self._step_dtype_any_rows
+        packed = weights.get(linear) if weights and rows_ok else None
         if packed is None:
             return _linear_one(x, linear)
         weight, bias = packed
