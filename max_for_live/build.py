@@ -290,9 +290,10 @@ def device_patcher() -> dict:
     label("Reply port", (610, 70, 46, 14), 1620, controls_y - 20)
     reply_port = p.add("live.numbox", (1620, controls_y, 50, 18), inlets=1, outlets=["", "float"],
                        presentation=(610, 84, 46, 16),
-                       **parameter("Reply Port", "Reply Port", TYPE_FLOAT, mmin=1024, mmax=65535,
-                                   initial=DEFAULT_REPLY_PORT, unitstyle=UNIT_INT, visibility=STORED_ONLY,
-                                   info="The UDP port this device receives the daemon's replies on."))
+                       **parameter("Reply Port", "Reply Port", TYPE_FLOAT, mmin=0, mmax=65535,
+                                   initial=0, unitstyle=UNIT_INT, visibility=STORED_ONLY,
+                                   info="The UDP port this device receives the daemon's replies on; 0 (the "
+                                        "default) picks a free one, so several devices need no setting."))
     to_brain(reply_port, "reply_port", 1620)
     starting = [  # long name, label, selector, presentation rect, initial, info
         ("Start Daemon", "Auto start", "start_daemon", (562, 104, 46, 16), 1,

@@ -114,12 +114,14 @@ var controls = {
 var link = {
     host: DEFAULT_DAEMON_HOST, daemonPort: DEFAULT_DAEMON_PORT, replyPort: DEFAULT_REPLY_PORT,
     state: "idle",         // idle (before live_ready), connecting, connected, lost
-    awaitingBeat: false, missedBeats: 0, daemon: ""
+    awaitingBeat: false, missedBeats: 0, daemon: "",
+    autoReply: false, portAsks: 0     // Reply Port 0: waiting for notono_daemon.js to name a free port
 };
 // Starting a daemon when none answers: on by default ("Start Daemon"); "Keep Daemon" leaves it
 // running after the last device closes; `daemon_executable <path>` names the notono-live to run.
 var starter = { auto: true, keep: false, executable: "", asked: false, unanswered: 0 };
-var HELLOS_BEFORE_START = 2;         // unanswered hellos (about 2 s) before a daemon is started
+var HELLOS_BEFORE_START = 2;
+var FREE_PORT_TRIES = 3;             // heartbeats to wait for notono_daemon.js to name a free reply port         // unanswered hellos (about 2 s) before a daemon is started
 var nextRequestId = 1;
 var pending = {};          // request id -> kind
 var current = { sound: 0, version: 0, png: "", wav: "" };
@@ -380,10 +382,43 @@ function daemon_host(host) {
     reconnect();
 }
 
+// Reply Port 0 (its default) means automatic: notono_daemon.js finds a free port, so several
+// devices in one set each get their own without anyone setting them.
 function reply_port(port) {
-    link.replyPort = clampInt(port, 1, 65535);
-    outlet(OUT_RECEIVER, "port", link.replyPort);
+    port = clampInt(port, 0, 65535);
+    if (port === 0) {
+        link.autoReply = true;
+        link.portAsks = 0;
+        if (liveReady) { askFreePort(); }
+        return;
+    }
+    link.autoReply = false;
+    setReplyPort(port);
+}
+
+function setReplyPort(port) {
+    link.replyPort = port;
+    outlet(OUT_RECEIVER, "port", port);
     reconnect();
+}
+
+// Ask notono_daemon.js for a free port; after FREE_PORT_TRIES unanswered asks, use the default.
+function askFreePort() {
+    if (link.portAsks >= FREE_PORT_TRIES) {
+        link.autoReply = false;
+        status("Node for Max found no free port: replies come to " + DEFAULT_REPLY_PORT + ".");
+        setReplyPort(DEFAULT_REPLY_PORT);
+        return;
+    }
+    link.portAsks += 1;
+    outlet(OUT_STARTER, "free_port");
+}
+
+// From notono_daemon.js: a UDP port nothing listens on.
+function reply_port_found(port) {
+    if (!link.autoReply) { return; }
+    link.autoReply = false;
+    setReplyPort(clampInt(port, 1, 65535));
 }
 
 function start_daemon(value) {
@@ -563,6 +598,10 @@ function heartbeat() {
         pending[id] = "ping";
         sendOsc(ADDRESS.ping, [id]);
     } else if (link.state !== "idle") {
+        if (link.autoReply) {
+            askFreePort();           // no hello before the device has a port to hear the answer on
+            return;
+        }
         maybeStartDaemon();
         sayHello();
     }
@@ -665,7 +704,11 @@ function live_ready() {
     showRegion();
     link.state = "connecting";
     status("Connecting to the daemon on " + link.host + ":" + link.daemonPort + "...");
-    sayHello();
+    if (link.autoReply) {
+        askFreePort();
+    } else {
+        sayHello();
+    }
     heartbeatTask = new Task(heartbeat, this);
     heartbeatTask.interval = HEARTBEAT_MS;
     heartbeatTask.repeat();
@@ -826,6 +869,6 @@ function finishClip(clip, render, where) {
 [status, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
  reconnect, heartbeat, receive, describe, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
  chooseTargetSlot, placeClip, finishClip, clampInt, clampRegion, convertRegion, first, textWidth, fitEnd,
- fitMiddle, showFile, span, isLoopback, maybeStartDaemon].forEach(function (f) {
+ fitMiddle, showFile, span, isLoopback, maybeStartDaemon, setReplyPort, askFreePort].forEach(function (f) {
     f.local = 1;
 });

@@ -4,11 +4,13 @@
 // Messages from notono.js (through the patch):
 //   start <port> <keep 0|1> [executable]   start a daemon on 127.0.0.1:<port>, unless this script
 //                                          already started one that still runs
+//   free_port                              find a UDP port nothing listens on, for the replies
 // Messages to notono.js (outlet 0):
 //   daemon_log <line>          each line the daemon prints while it starts (its ready line included)
 //   daemon_started <pid> <executable>
 //   daemon_missing <why>       no executable found, or it could not be started
 //   daemon_exited <code>
+//   reply_port_found <port>
 //
 // The daemon runs detached from this process, so closing Live's set does not kill it mid-render.
 // Unless `keep` is 1 it is started with --exit-when-unused, so it stops by itself once the last
@@ -16,6 +18,7 @@
 'use strict';
 
 const childProcess = require('child_process');
+const dgram = require('dgram');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -111,6 +114,20 @@ function start(port, keep, chosen) {
     maxApi.outlet('daemon_started', spawned.pid, found.path);
 }
 
+// A port the system hands out as free; closed again at once, for [udpreceive] to take.
+function freePort() {
+    const socket = dgram.createSocket('udp4');
+    socket.on('error', (error) => {
+        maxApi.outlet('daemon_missing', `no free UDP port for the replies: ${error.message}`);
+        socket.close();
+    });
+    socket.bind(0, '127.0.0.1', () => {
+        const { port } = socket.address();
+        socket.close(() => maxApi.outlet('reply_port_found', port));
+    });
+}
+
 maxApi.addHandler('start', start);
+maxApi.addHandler('free_port', freePort);
 
 module.exports = { findExecutable, usualFolders };

@@ -260,10 +260,10 @@ def test_parameters_fit_live_types_and_have_info_texts(patcher):
             assert 0 <= valueof.get("parameter_mmin", 0) and valueof.get("parameter_mmax", 255) <= 255, name
         assert box["annotation_name"] == valueof["parameter_annotation_name"] == name
         assert len(box["annotation"]) > 10, f"{name} has no info text for Live's Info View"
-    for port in ("Daemon Port", "Reply Port"):
+    for port, low in (("Daemon Port", 1024), ("Reply Port", 0)):    # Reply Port 0: automatic
         valueof = live_parameters(patcher)[port]["saved_attribute_attributes"]["valueof"]
         assert (valueof["parameter_type"], valueof["parameter_unitstyle"]) == (build.TYPE_FLOAT, build.UNIT_INT)
-        assert (valueof["parameter_mmin"], valueof["parameter_mmax"]) == (1024, 65535)
+        assert (valueof["parameter_mmin"], valueof["parameter_mmax"]) == (low, 65535)
     with pytest.raises(ValueError, match="an Int parameter holds 0-255"):
         build.parameter("Port", "Port", build.TYPE_INT, mmin=1024, mmax=65535, info="a port")
 
@@ -365,7 +365,7 @@ PATCH_CASES = [
     "ports_survive_live_parameter_rules", "script_writes_no_live_parameter",
     "paths_with_spaces_reach_create_audio_clip", "new_clip_found_on_the_second_lookup",
     "clip_never_made_is_reported_after_the_retry", "unreadable_spectrogram_keeps_the_grid",
-    "silence_starts_a_daemon_once", "notices_reach_the_status_line",
+    "silence_starts_a_daemon_once", "notices_reach_the_status_line", "automatic_reply_port",
 ]
 
 

@@ -1,7 +1,8 @@
 """The device starts its own daemon: finding none on its port, the device's Node for Max script
 (max_for_live/notono_daemon.js) starts a real `notono-live serve`, the device connects, generates
 into a clip and closes; the daemon then stops by itself. With a daemon already running, the device
-reuses it. Node runs notono.js and notono_daemon.js wired as the patch wires them."""
+reuses it, and three devices side by side each pick their own reply port and get only their own
+replies. Node runs notono.js and notono_daemon.js wired as the patch wires them."""
 from __future__ import annotations
 
 import json
@@ -34,15 +35,19 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in state          # a zombie has exited
 
 
-def _run_device(port: int, tmp_path: Path) -> dict:
+def _device_env(tmp_path: Path) -> dict:
     env = dict(os.environ)
     # the notono-live of this environment, found on PATH as Live would find an installed one
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["NODE_PATH"] = str(NODE_DIR / "modules")
     env["XDG_DATA_HOME"] = str(tmp_path / "data")     # the started daemon's user data folder
     env.pop("PYTHONPATH", None)
+    return env
+
+
+def _run_device(port: int, tmp_path: Path) -> dict:
     done = subprocess.run([NODE, str(NODE_DIR / "e2e_autostart.js"), str(port), "150"], capture_output=True,
-                          text=True, timeout=200, cwd=tmp_path, env=env)
+                          text=True, timeout=200, cwd=tmp_path, env=_device_env(tmp_path))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -78,3 +83,26 @@ def test_device_reuses_a_running_daemon(tmp_path):
         assert daemon.alive(), "a daemon the device did not start is left running"
     finally:
         daemon.stop()
+
+
+def test_three_devices_pick_their_own_reply_ports_and_get_only_their_own_replies(tmp_path):
+    daemon = DaemonProcess(tmp_path / "own", ["--threads", "1", "--candidates", "1"]).start()
+    try:
+        runs = [subprocess.Popen([NODE, str(NODE_DIR / "e2e_autostart.js"), str(daemon.port), "150", "--auto-reply"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                 env=_device_env(tmp_path)) for _ in range(3)]
+        results = []
+        for run in runs:
+            out, err = run.communicate(timeout=200)
+            assert run.returncode == 0, err
+            results.append(json.loads(out))
+    finally:
+        daemon.stop()
+    for result in results:
+        assert result["ok"], (result.get("error"), result["statuses"][-6:])
+        assert result["started"] == [], "a device started a second daemon beside the running one"
+    ports = [r["replyPort"] for r in results]
+    assert len(set(ports)) == 3 and all(p > 0 for p in ports), ports
+    # each device generated one sound and heard of that one only: replies went to the asker alone
+    assert all(len(r["sounds"]) == 1 for r in results), [r["sounds"] for r in results]
+    assert len({r["sounds"][0] for r in results}) == 3

@@ -17,9 +17,10 @@ const { runCases } = require('./run_cases');
 const FILE = process.argv[2];
 const SUPPORT = '/Users/me/Library/Application Support/NOTONO Live/samples';
 
+// A loaded device; its Reply Port is 7401 unless `saved` says otherwise (0 is automatic).
 function loaded(liveSpec, saved) {
     const live = new LiveSet(liveSpec || {});
-    const device = new LiveDevice({ live, file: FILE || undefined }).load(saved);
+    const device = new LiveDevice({ live, file: FILE || undefined }).load({ 'Reply Port': 7401, ...saved });
     return { device, d: device.d, live };
 }
 
@@ -60,6 +61,7 @@ cases.ports_survive_live_parameter_rules = () => {
     const { device, d } = loaded();
     assert.strictEqual(device.values['Daemon Port'], 7400);
     assert.strictEqual(device.values['Reply Port'], 7401);
+    assert.strictEqual(device.parameters['Reply Port'].valueof.parameter_initial[0], 0, 'automatic by default');
     assert.strictEqual(device.sendPort, 7400, '[udpsend] aims at the daemon port');
     assert.strictEqual(device.receivePort, 7401, '[udpreceive] listens on the reply port');
     assert.strictEqual(connect(d)[2], 7401, 'hello announces the reply port');
@@ -69,6 +71,26 @@ cases.ports_survive_live_parameter_rules = () => {
     assert.strictEqual(device.receivePort, 9001);
     const reopened = loaded({}, { 'Daemon Port': 12000, 'Reply Port': 12001 }).device;
     assert.deepStrictEqual([reopened.sendPort, reopened.receivePort], [12000, 12001], 'saved ports come back');
+};
+
+// Reply Port 0: the device asks notono_daemon.js for a free port and says hello only once it has one;
+// with no answer in three heartbeats it falls back to 7401.
+cases.automatic_reply_port = () => {
+    const { device, d } = loaded({}, { 'Reply Port': 0 });
+    const asks = () => d.sent(3).filter((m) => m[0] === 'free_port').length;
+    assert.strictEqual(asks(), 1);
+    assert.strictEqual(d.sent(0).filter((m) => m[0] === '/notono/hello').length, 0, 'no hello without a port');
+    d.send(0, 'reply_port_found', 50123);
+    assert.strictEqual(device.receivePort, 50123);
+    assert.strictEqual(connect(d)[2], 50123, 'hello announces the port found');
+    d.send(0, 'reply_port_found', 50999);                  // a late second answer changes nothing
+    assert.strictEqual(device.receivePort, 50123);
+
+    const silent = loaded({}, { 'Reply Port': 0 });
+    for (let i = 0; i < 3; i++) silent.d.scheduler.tick();
+    assert.strictEqual(silent.d.sent(3).filter((m) => m[0] === 'free_port').length, 3);
+    assert.strictEqual(silent.device.receivePort, 7400 + 1);
+    assert.strictEqual(connect(silent.d)[2], 7401);
 };
 
 // A session of edits writes nothing into a stored or automated parameter (Live's undo history).
