@@ -120,8 +120,8 @@ var link = {
 // Starting a daemon when none answers: on by default ("Start Daemon"); "Keep Daemon" leaves it
 // running after the last device closes; `daemon_executable <path>` names the notono-live to run.
 var starter = { auto: true, keep: false, executable: "", asked: false, unanswered: 0 };
-var HELLOS_BEFORE_START = 2;
-var FREE_PORT_TRIES = 3;             // heartbeats to wait for notono_daemon.js to name a free reply port         // unanswered hellos (about 2 s) before a daemon is started
+var HELLOS_BEFORE_START = 2;         // unanswered hellos (about 2 s) before a daemon is started
+var FREE_PORT_TRIES = 3;             // heartbeats to wait for notono_daemon.js to name a free reply port
 var nextRequestId = 1;
 var pending = {};          // request id -> kind
 var current = { sound: 0, version: 0, png: "", wav: "" };
@@ -643,7 +643,7 @@ function receive(address, args) {
         notices[key] = (notices[key] || []).concat([String(args[3]).replace(/_/g, " ")]);
         post("NOTONO Live: " + args[3] + ": " + args[4] + "\n");
         if (placed[key] && placed[key] !== "pending") {
-            status(placed[key] + ": " + notices[key].join(", ") + " (see the Max window).");
+            showPlaced(key);
         }
     } else if (address === ADDRESS.done) {
         var kind = pending[id];
@@ -673,8 +673,7 @@ function soundReply(args) {
         parent: args[8], operation: String(args[9]), sampleRate: args[10]
     };
     // The Pitch and Family parameters stay what the user set: the sound's own are shown in words.
-    current = { sound: render.sound, version: render.version, png: render.png, wav: render.wav,
-                pitch: render.pitch, family: render.family };
+    current = { sound: render.sound, version: render.version, png: render.png, wav: render.wav };
     outlet(OUT_VIEW, "grid", "spectrogram", render.png);
     showFile(hfsToPosix(render.wav));
     var kind = pending[render.requestId];
@@ -862,13 +861,18 @@ function finishClip(clip, render, where) {
     clip.set("looping", 0);
     var key = render.sound + ":" + render.version;
     placed[key] = name + " \u2192 track " + (where.track + 1) + ", slot " + (where.slot + 1);
+    showPlaced(key);
+}
+
+// Where a version's clip went, with the daemon's notices about it.
+function showPlaced(key) {
     status(placed[key] + (notices[key] ? ": " + notices[key].join(", ") + " (see the Max window)." : "."));
 }
 
 // Max calls any global function whose name arrives as a message; these are internal only.
 [status, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
  reconnect, heartbeat, receive, describe, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
- chooseTargetSlot, placeClip, finishClip, clampInt, clampRegion, convertRegion, first, textWidth, fitEnd,
+ chooseTargetSlot, placeClip, finishClip, showPlaced, clampInt, clampRegion, convertRegion, first, textWidth, fitEnd,
  fitMiddle, showFile, span, isLoopback, maybeStartDaemon, setReplyPort, askFreePort].forEach(function (f) {
     f.local = 1;
 });

@@ -33,7 +33,7 @@ from typing import Iterator
 
 from . import shipped
 from .osc.ports import daemon_text, free_port_near, user_names, ask_notono, bind_error, udp_port_owners
-from .constants import DEFAULT_OSC_PORT, DEFAULT_REPLY_PORT, FAMILIES, PITCH_MAX, PITCH_MIN
+from .constants import DEFAULT_OSC_PORT, DEFAULT_REPLY_PORT
 
 MIN_PYTHON = (3, 10)
 STATUSES = ("ok", "warn", "FAIL", "skip")
@@ -149,15 +149,24 @@ def _read_json(path: Path) -> tuple[dict | None, str | None]:
     if not isinstance(document, dict):
         return None, f"not a NOTONO checkpoint description (a JSON {type(document).__name__}, not an object)"
     try:   # the daemon's own rules (format, version, keys); they need torch's module to be importable
-        from .models.checkpoint import CheckpointError, read_checkpoint_json
+        from .models.checkpoint import read_checkpoint_json
     except Exception:
         return document, None
+    problem = _problem(path, lambda: read_checkpoint_json(path))
+    return (None, problem) if problem else (document, None)
+
+
+def _problem(path: Path, check) -> str | None:
+    """What the daemon's own check `check` (which raises CheckpointError naming `path`) finds wrong,
+    without the path prefix; None when it passes."""
+    from .models.checkpoint import CheckpointError
+
     try:
-        read_checkpoint_json(path)
+        check()
     except CheckpointError as error:
         message = str(error)
-        return None, message[len(f"{path}: "):] if message.startswith(f"{path}: ") else message
-    return document, None
+        return message[len(f"{path}: "):] if message.startswith(f"{path}: ") else message
+    return None
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, tuple[list[int], str]] | None, str | None]:
@@ -184,17 +193,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, tuple[list[int], str]] | No
     return tensors, None
 
 
-def _shape_problem(found: dict[str, list[int]], expected: dict[str, list[int]], against: str) -> str | None:
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    if missing:
-        return f"{len(missing)} tensor(s) expected by {against} are missing ({', '.join(missing[:3])})"
-    if extra:
-        return f"{len(extra)} tensor(s) not expected by {against} ({', '.join(extra[:3])})"
-    for key in sorted(expected):
-        if list(found[key]) != list(expected[key]):
-            return f"tensor {key!r} has shape {list(found[key])}, {against} expects {list(expected[key])}"
-    return None
+def _shape_problem(path: Path, found: dict[str, list[int]], expected: dict[str, list[int]],
+                   against: str) -> str | None:
+    """The daemon's own shape check (`checkpoint.compare_shapes`), as a message; None when it passes
+    or cannot run (no torch: the torch check reports that)."""
+    try:
+        from .models.checkpoint import compare_shapes
+    except Exception:
+        return None
+
+    return _problem(path, lambda: compare_shapes(path, found, expected, against))
 
 
 def _config_shapes(document: dict) -> dict[str, list[int]] | None:
@@ -202,24 +210,23 @@ def _config_shapes(document: dict) -> dict[str, list[int]] | None:
     about 0.1 s for the shipped model); None when torch or the model classes cannot be imported."""
     try:
         import torch  # noqa: F401
-        from .models.checkpoint import _component_classes
+        from .models.checkpoint import component_classes
     except Exception:
         return None
-    model_cls, config_cls = _component_classes(document["component"])
+    model_cls, config_cls = component_classes(document["component"])
     model = model_cls(config_cls.from_dict(document["config"]))
     return {key: list(value.shape) for key, value in model.state_dict().items()}
 
 
-def _labels_problem(metadata: dict) -> str | None:
-    labels = metadata.get("label_encoders")
-    if not isinstance(labels, dict):
-        return "no label_encoders in its metadata: not a NOTONO Live checkpoint"
-    pitch = labels.get("pitch") or {}
-    if (pitch.get("min"), pitch.get("max")) != (PITCH_MIN, PITCH_MAX):
-        return f"trained on pitches {pitch.get('min')}-{pitch.get('max')}, this package uses {PITCH_MIN}-{PITCH_MAX}"
-    if list(labels.get("family") or []) != list(FAMILIES):
-        return "its instrument family list differs from this package's"
-    return None
+def _labels_problem(path: Path, metadata: dict) -> str | None:
+    """The daemon's own label check (`bundle.check_labels`), as a message; None when it passes or
+    cannot run (no torch)."""
+    try:
+        from .models.bundle import check_labels
+    except Exception:
+        return None
+
+    return _problem(path, lambda: check_labels(path, metadata))
 
 
 def _check_component(folder: Path, name: str) -> tuple[list[str], int, str | None]:
@@ -251,7 +258,7 @@ def _check_component(folder: Path, name: str) -> tuple[list[str], int, str | Non
     found = {key: shape for key, (shape, _) in tensors.items()}
     listed = document.get("tensors")
     if isinstance(listed, dict):
-        problem = _shape_problem(found, listed, f"the tensor list in {json_path.name}")
+        problem = _shape_problem(weights_path, found, listed, f"the tensor list in {json_path.name}")
         if problem:
             problems.append(f"{weights_path.name}: {problem}")
             return problems, size, None
@@ -262,10 +269,10 @@ def _check_component(folder: Path, name: str) -> tuple[list[str], int, str | Non
             problems.append(f"{json_path.name}: its config does not build a {name} model ({error})")
             return problems, size, None
         if built is not None:
-            problem = _shape_problem(found, built, f"the config in {json_path.name}")
+            problem = _shape_problem(weights_path, found, built, f"the config in {json_path.name}")
             if problem:
                 problems.append(f"{weights_path.name}: {problem}")
-    problem = _labels_problem(document.get("metadata") or {})
+    problem = _labels_problem(json_path, document.get("metadata") or {})
     if problem:
         problems.append(f"{json_path.name}: {problem}")
     if name == "vqvae" and "normalization_stats" not in (document.get("metadata") or {}):
@@ -403,9 +410,9 @@ def check_audio() -> Check:
         return Check("ok", "audio", f"default output: {text}")
     text = text.replace("audio preview is unavailable: ", "")
     fix = "connect or enable an audio output"
-    if preview._PORTAUDIO_HINT in text:
-        text = text.replace(f"; {preview._PORTAUDIO_HINT}", "")
-        fix = preview._PORTAUDIO_HINT
+    if preview.PORTAUDIO_HINT in text:
+        text = text.replace(f"; {preview.PORTAUDIO_HINT}", "")
+        fix = preview.PORTAUDIO_HINT
     return Check("warn", "audio", f"no audio output: {text}",
                  f"{fix}; only previews need it (renders and Live are not affected)")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-_PORTAUDIO_HINT = ("install PortAudio (Debian/Ubuntu: `apt install libportaudio2`; the sounddevice "
+PORTAUDIO_HINT = ("install PortAudio (Debian/Ubuntu: `apt install libportaudio2`; the sounddevice "
                    "wheels for macOS and Windows include it)")
 _lock = threading.Lock()   # sounddevice's play()/stop() share one global stream
 
@@ -46,7 +46,7 @@ def _sounddevice() -> Any:
         import sounddevice
     except OSError as error:       # sounddevice raises OSError when libportaudio is not found
         raise PreviewUnavailable(f"audio preview is unavailable: the PortAudio library could not be "
-                                 f"loaded ({error}); {_PORTAUDIO_HINT}") from None
+                                 f"loaded ({error}); {PORTAUDIO_HINT}") from None
     except ImportError as error:
         raise PreviewUnavailable(f"audio preview is unavailable: sounddevice is not installed ({error})") from None
     return sounddevice

@@ -354,9 +354,7 @@ class Engine(ControlSurface):
 
     def _transpose(self, base: VersionRecord, pitch: int, family: str, seed: int, guidance: float,
                    progress: Progress) -> pitching.Transposed:
-        from ..models.bundle import DEFAULT_CANDIDATES
-
-        candidates = self.candidates or getattr(self.model, "candidates", DEFAULT_CANDIDATES)
+        candidates = self.candidates or self.model.candidates   # as generation resolves it
         progress(0.1, "transposing")
         return pitching.transpose(self.model, base.codemaps, self._decoded(base), base.pitch, pitch, family,
                                   seed, guidance, candidates, on_decoding=lambda: progress(0.7, "decoding"))

@@ -68,15 +68,21 @@ def _db(value: float) -> float:
     return 20.0 * math.log10(max(float(value), 1e-12))
 
 
-def true_peak(audio: np.ndarray, sample_rate: int) -> float:
-    """Largest absolute value of `audio` oversampled to at least 192 kHz (linear, not dB)."""
+def _oversampled(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """`audio` resampled to an integer multiple of its rate of at least 192 kHz, and that factor."""
     import soxr
 
     audio = np.asarray(audio, dtype=np.float64)
     factor = max(1, math.ceil(_OVERSAMPLED_RATE / sample_rate))
     if factor > 1:
         audio = soxr.resample(audio, sample_rate, sample_rate * factor, quality="HQ")
-    return float(np.max(np.abs(audio))) if audio.size else 0.0
+    return audio, factor
+
+
+def true_peak(audio: np.ndarray, sample_rate: int) -> float:
+    """Largest absolute value of `audio` oversampled to at least 192 kHz (linear, not dB)."""
+    over, _ = _oversampled(audio, sample_rate)
+    return float(np.max(np.abs(over))) if over.size else 0.0
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -107,11 +113,9 @@ def remove_dc(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 def _limit(audio: np.ndarray, sample_rate: int, ceiling: float) -> tuple[np.ndarray, float]:
     """A look-ahead peak limiter: a smooth gain that keeps the oversampled signal under `ceiling`
     (linear). Returns the limited audio and the deepest gain reduction in dB."""
-    import soxr
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-    factor = max(1, math.ceil(_OVERSAMPLED_RATE / sample_rate))
-    over = soxr.resample(audio, sample_rate, sample_rate * factor, quality="HQ") if factor > 1 else audio
+    over, factor = _oversampled(audio, sample_rate)
     over = np.abs(over[: len(audio) * factor])
     over = np.pad(over, (0, len(audio) * factor - len(over)))
     peaks = over.reshape(len(audio), factor).max(axis=1)

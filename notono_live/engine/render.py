@@ -94,12 +94,15 @@ def spectrogram_png(audio: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+_ERASE_FFT, _ERASE_HOP = 2048, 512   # the method's window and hop
+
+
 def _region_stft(audio: np.ndarray, layer_shape: tuple[int, int], row: int, col: int, height: int, width: int):
     """The STFT of a 16 kHz 4 s sound with the method's window and hop (2048 / 512), and the boolean
     (frequency, time) selections of a codemap region's time-frequency area."""
     import torch   # already loaded with the model; scipy.signal would add ~0.6 s to the daemon's start
 
-    n_fft, hop = 2048, 512
+    n_fft, hop = _ERASE_FFT, _ERASE_HOP
     n_rows, n_cols = layer_shape
     audio = np.asarray(audio, dtype=np.float32)
     window = torch.hann_window(n_fft, periodic=True)
@@ -126,7 +129,8 @@ def attenuate_region(audio: np.ndarray, layer_shape: tuple[int, int], row: int, 
 
     spec, f_sel, t_sel, window = _region_stft(audio, layer_shape, row, col, height, width)
     spec[np.ix_(f_sel, t_sel)] *= 10.0 ** (-float(amount_db) / 20.0)
-    out = torch.istft(torch.from_numpy(spec), 2048, 512, window=window, center=True, length=len(audio))
+    out = torch.istft(torch.from_numpy(spec), _ERASE_FFT, _ERASE_HOP, window=window, center=True,
+                      length=len(audio))
     return out.numpy().astype(np.float32)
 
 

@@ -104,7 +104,7 @@ def default_models_directory() -> Path:
     return models_folder()
 
 
-def _check_labels(json_path: Path, metadata: dict) -> None:
+def check_labels(json_path: Path, metadata: dict) -> None:
     labels = metadata.get("label_encoders")
     if labels is None:
         # every writer stores them; without them nothing says how the labels were indexed
@@ -206,7 +206,7 @@ class NotonoModel:
         training = {}
         for name, kind in COMPONENTS.items():
             model, loaded = load_model(folder, name, kind, device=device)
-            _check_labels(loaded.json_path, loaded.metadata)
+            check_labels(loaded.json_path, loaded.metadata)
             components[name] = (model, loaded)
             if "training" in loaded.metadata:
                 training[name] = loaded.metadata["training"]

@@ -175,11 +175,11 @@ def load_component(directory: str | Path, name: str, component: str | None = Non
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({error})") from None
     shapes = document.get("tensors")
     if isinstance(shapes, dict):
-        _compare_shapes(weights_path, {k: list(v.shape) for k, v in stored.items()}, shapes,
+        compare_shapes(weights_path, {k: list(v.shape) for k, v in stored.items()}, shapes,
                         f"the tensor list in {json_path.name}")
     if expected_state is not None:
         expected = expected_state.state_dict() if isinstance(expected_state, nn.Module) else expected_state
-        _compare_shapes(weights_path, {k: list(v.shape) for k, v in stored.items()},
+        compare_shapes(weights_path, {k: list(v.shape) for k, v in stored.items()},
                         {k: list(v.shape) for k, v in expected.items()},
                         f"the model built from the config in {json_path.name}")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in stored.items()}
@@ -212,7 +212,7 @@ def read_checkpoint_json(json_path: str | Path) -> dict:
     return document
 
 
-def _compare_shapes(path: Path, found: dict[str, list[int]], expected: dict[str, list[int]],
+def compare_shapes(path: Path, found: dict[str, list[int]], expected: dict[str, list[int]],
                     against: str) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -234,7 +234,8 @@ def _compare_shapes(path: Path, found: dict[str, list[int]], expected: dict[str,
 # ----------------------------------------------------------------------------------------------
 # Whole models: the component kind says which class and config to rebuild
 
-def _component_classes(component: str):
+def component_classes(component: str):
+    """The model and config classes of a component name (vqvae, top_prior, bottom_prior)."""
     from .priors import BottomPrior, PriorConfig, TopPrior
     from .vqvae import VQVAE2, VQVAE2Config
     classes = {"vqvae": (VQVAE2, VQVAE2Config), "top_prior": (TopPrior, PriorConfig),
@@ -267,7 +268,7 @@ def load_model(directory: str | Path, name: str, component: str,
 
     Raises FileNotFoundError or CheckpointError naming the file at fault.
     """
-    model_cls, config_cls = _component_classes(component)
+    model_cls, config_cls = component_classes(component)
     json_path, _ = component_paths(directory, name)
     document = read_checkpoint_json(json_path)
     if document.get("component") != component:

@@ -511,7 +511,9 @@ class OscServer:
                 self._reply_error_any(sender, request_id, code, message)
                 return
             self.worker.release()   # only replies are left: a request they prompt waits for nothing
-            if records is not _ALREADY_SENT:
+            if isinstance(records, _AlreadySent):
+                self._done(sender, request_id, len(records))
+            else:
                 self._send_sounds(sender, request_id, records, notices=True)
 
         def superseded(newer: Job) -> None:
@@ -614,9 +616,10 @@ class OscServer:
     def _pack(self, req: p.Request, sender: Address) -> None:
         v = req.values
         self._check_sound(v["sound"])
-        sent: list[VersionRecord] = []
 
         def work(progress):
+            sent = _AlreadySent()
+
             def on_sound(record: VersionRecord) -> None:
                 # each pitch goes out as soon as it is rendered, so the device can fill clip slots
                 self._own(sender, record.sound)
@@ -625,17 +628,11 @@ class OscServer:
                 sent.append(record)
             self.engine.sample_pack(v["sound"], v["pitch_low"], v["pitch_high"], v["step"], v["seed"],
                                     progress=progress, on_sound=on_sound)
-            return []
-
-        def run_and_count(progress):
-            work(progress)
-            self.worker.release()
-            self._done(sender, req.request_id, len(sent))
-            return _ALREADY_SENT
+            return sent
 
         check_pitch(v["pitch_low"])
         check_pitch(v["pitch_high"])
-        self._submit(req, sender, run_and_count)
+        self._submit(req, sender, work)
 
     def _check_sound(self, sound: int) -> None:
         self.engine.get(sound)   # unknown sound: answered at once, not after waiting in the queue
@@ -662,7 +659,4 @@ class OscServer:
 
 
 class _AlreadySent(list):
-    """Marker: the job sent its own replies and /notono/done."""
-
-
-_ALREADY_SENT = _AlreadySent()
+    """The records a job already sent as it made them: only /notono/done (with their count) is left."""
