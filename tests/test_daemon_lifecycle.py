@@ -186,6 +186,8 @@ def test_refuses_unsafe_or_unknown_settings(tmp_path):
     assert "guidance 12" in refused(["--guidance", "12"])
     assert "candidates 0 must be" in refused([], "candidates = 0\n")
     assert "candidates 9 must be" in refused(["--candidates", "9"])
+    assert "sampling_threads 0 must be" in refused(["--sampling-threads", "0"])
+    assert "sampling_threads '2' must be" in refused([], 'sampling_threads = "2"\n')
 
 
 def test_step_precision_setting_reaches_the_samplers():
@@ -196,6 +198,13 @@ def test_step_precision_setting_reaches_the_samplers():
         model = load_model({**DEFAULTS, "untrained": "lite", "step_precision": setting}, "cpu")
         assert model.info()["step_precision"] == expected
         assert model.bottom_prior.step_precision == getattr(torch, expected)
+
+
+def test_sampling_threads_setting_reaches_the_model():
+    from notono_live.daemon.cli import DEFAULTS, load_model
+
+    assert load_model({**DEFAULTS, "untrained": "lite"}, "cpu").sampling_threads == 1
+    assert load_model({**DEFAULTS, "untrained": "lite", "sampling_threads": 2}, "cpu").sampling_threads == 2
 
 
 def test_config_file_opens_another_interface_to_allowed_clients_only(tmp_path):

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
     "step_precision": "auto", "guidance": None, "candidates": None, "exit_when_unused": 0.0,
+    "sampling_threads": 1,
 }
 
 
@@ -56,8 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference-sampler", dest="reference_sampler", action="store_true", default=None,
                         help="sample like the reference code (no KV cache; slow, for bench)")
     parser.add_argument("--step-precision", dest="step_precision", choices=STEP_PRECISIONS,
-                        help="weights of the one-token sampling step: auto (float16 on CPU, where it is "
-                             "about 1.7x faster; the model's float32 elsewhere), float16 or float32")
+                        help="weights of the one-token sampling step: auto (on a CPU float16 for batches of up "
+                             "to 4 rows, float32 above; the model's float32 elsewhere), float16, float32, or "
+                             "bfloat16 (pre-packed, any batch: a default generation about 1.25x faster on an "
+                             "AVX512_BF16 CPU, but it changes the draws; docs/performance.md)")
     parser.add_argument("--guidance", type=float,
                         help="classifier-free guidance scale of every request that leaves it at -1: the device, "
                              "MIDI, sample packs (default: the model's, for the shipped one 2 to generate and 1 "
@@ -70,6 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--sampling-threads", dest="sampling_threads", type=int,
+                        help="torch CPU threads while sampling (default 1: with Live busy on a core, 2 threads "
+                             "made a new sound 2.3x slower on a 2-core CPU; on an idle one, 1.5x faster)")
     parser.add_argument("--exit-when-unused", dest="exit_when_unused", type=float, metavar="SECONDS",
                         help="stop once a client has come and none has been heard from for SECONDS (each said "
                              "bye or stopped pinging); the device asks for this when it starts the daemon itself")
@@ -103,6 +109,9 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
+    threads = settings["sampling_threads"]
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise SystemExit(f"sampling_threads {threads!r} must be a whole number of threads, 1 or more")
     return settings
 
 
@@ -137,6 +146,7 @@ def load_model(settings: dict[str, Any], device: str):
     if settings["reference_sampler"]:
         model.use_cache = False
     model.set_step_precision(settings["step_precision"])
+    model.sampling_threads = settings["sampling_threads"]
     return model
 
 

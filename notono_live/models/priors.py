@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..constants import BOTTOM_TOKENS, CODEBOOK_SIZE, NUM_FAMILIES, NUM_PITCHES, TOP_TOKENS
+from .step import StepLinear
 
 PRIOR_SIZES = ("lite", "reference", "tiny")
 
@@ -111,11 +112,6 @@ class PriorConfig:
         return cls(**doc)
 
 
-# batches of at most this many rows use the reduced-precision step weights (see
-# `_CodePrior.set_step_precision`); measured on the development CPU, fp16 products were 3× faster
-# than fp32 at 1 row, about even at 4 and slower at 8
-STEP_PRECISION_MAX_ROWS = 4
-
 # ----------------------------------------------------------------------------------------------
 # Building blocks
 
@@ -146,11 +142,6 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool =
         weights = (q @ k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5).softmax(-1)
         return weights @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-
-
-def _linear_one(x: Tensor, linear: nn.Linear) -> Tensor:
-    # the module's own kernel (addmm), without the module call: bit-identical to `linear(x)`
-    return F.linear(x, linear.weight, linear.bias)
 
 
 class _HeadsMixin:
@@ -302,9 +293,10 @@ class _CodePrior(nn.Module):
         # the unconditioned input of condition dropout (classifier-free guidance), if configured;
         # training keeps it in an Adam parameter group of its own (`training.priors._parameter_groups`)
         self.null_condition = nn.Embedding(1, 2 * c) if config.unconditional else None
-        # reduced-precision copies for the one-token sampling step (`set_step_precision`), or None
-        self._step_weights: dict[nn.Linear, tuple[Tensor, Tensor | None]] | None = None
-        self._step_dtype_any_rows = False   # bf16 step weights serve batches of any size
+        # the one-token sampling step's linear layers (`set_step_precision`): per decoder layer
+        # (qkv, attention out, feed-forward in, feed-forward out), and the head; None until set
+        self._step_layers: list[tuple[StepLinear, ...]] | None = None
+        self._step_head: StepLinear | None = None
         self.register_buffer("encoder_mask", encoder_mask, persistent=False)
         # decoder position i reads encoder position aligned_index[i]
         self.register_buffer("aligned_index", aligned_index, persistent=False)
@@ -396,74 +388,60 @@ class _CodePrior(nn.Module):
             x[:, :token_dim] += F.embedding(sequence[:, position - 1], self.decoder_token.weight)
         end = position + 1
         scale = head_dim ** -0.5
-        linear = self._step_linear
-        for layer, layer_cache in zip(self.decoder_layers, cache.layers):
+        if self._step_layers is None:
+            self.set_step_precision(None)
+        for layer, layer_cache, (qkv_linear, out_linear, first, last) in zip(
+                self.decoder_layers, cache.layers, self._step_layers):
             norm = layer.norm_attention
-            attention = layer.attention
             h = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
-            qkv = linear(h, attention.qkv).view(b, 3, heads, 1, head_dim)
+            qkv = qkv_linear(h).view(b, 3, heads, 1, head_dim)
             layer_cache.keys[:, :, position:end] = qkv[:, 1]
             layer_cache.values[:, :, position:end] = qkv[:, 2]
             keys = layer_cache.keys[:, :, :end]
             weights = (qkv[:, 0] @ keys.transpose(-1, -2)).mul_(scale).softmax(-1)
             y = (weights @ layer_cache.values[:, :, :end]).view(b, d)
-            x = x + linear(y, attention.out)
+            x = x + out_linear(y)
             if layer.cross is not None:
                 if layer_cache.memory is None:
                     raise ValueError("the cache holds no cross-attention keys; decode a chunk first")
                 x = x + layer.cross(layer.norm_cross(x[:, None]), layer_cache.memory)[:, 0]
             norm = layer.norm_feedforward
-            first, last = layer.feedforward[0], layer.feedforward[3]
             h = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
-            x = x + linear(F.gelu(linear(h, first)), last)
+            x = x + last(F.gelu(first(h)))
         cache.length = end
         norm = self.decoder_norm
         x = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
-        return linear(x, self.head)[:, None]
+        return self._step_head(x)[:, None]
 
     def set_step_precision(self, dtype: torch.dtype | None) -> None:
         """Run the matrix products of the one-token sampling step with weights in `dtype`.
 
-        A KV-cached step is a chain of matrix-vector products whose cost is reading the weights
-        (13 MB per bottom-map token in fp32 at the lite size, more than the L2 cache holds), so
-        half-width weights halve the traffic: on the 2-core AVX-512 CPU used for development an
-        fp16 step product took about a third of the fp32 time. That holds for matrix-*vector*
-        products only: from about 8 rows on (8 variations in one call, or 4 under guidance, which
-        doubles the rows) the CPU's fp16 matrix-matrix kernel is slower than fp32, so batches above
-        `STEP_PRECISION_MAX_ROWS` rows keep the fp32 kernels. The residual stream, layer norms,
-        attention and softmax stay in the model's dtype;
-        only the inputs of the products are rounded to `dtype` and their outputs cast back. The shipped weights are stored in fp16,
-        so fp16 loses nothing in the weights themselves. None (or the model's own dtype) switches
-        back to the exact kernels of the full pass. The copies are not parameters: training and
-        `state_dict` never see them, and they must be refreshed (call again) after the weights
-        change or the prior moves to another device.
+        A KV-cached step is a chain of small products (one row per sequence), so its cost is
+        mostly reading the weights. None (or the model's own dtype) uses the layers' own kernels,
+        which give the same floats as the full pass. bfloat16 copies serve any number of rows and
+        are pre-packed for oneDNN on a CPU that supports it; float16 copies serve at most
+        `step.FP16_MAX_ROWS` rows (no fast fp16 matrix-matrix kernel on a CPU). The residual
+        stream, layer norms, attention and softmax stay in the model's dtype. The copies are not
+        parameters: training and `state_dict` never see them, and they must be refreshed (call
+        again) after the weights change or the prior moves to another device. See
+        `notono_live.models.step`.
         """
-        if dtype is None or dtype == self.head.weight.dtype:
-            self._step_weights = None
-            return
-        linears = [self.head]
-        for layer in self.decoder_layers:
-            linears += [layer.attention.qkv, layer.attention.out, layer.feedforward[0], layer.feedforward[3]]
-        self._step_dtype_any_rows = dtype == torch.bfloat16
-        self._step_weights = {linear: (linear.weight.detach().to(dtype),
-                                       None if linear.bias is None else linear.bias.detach().to(dtype))
-                              for linear in linears}
+        dtype = self.head.weight.dtype if dtype is None else dtype
+
+        def make(linear: nn.Linear) -> StepLinear:
+            return StepLinear(linear, dtype)
+
+        self._step_layers = [(make(layer.attention.qkv), make(layer.attention.out),
+                              make(layer.feedforward[0]), make(layer.feedforward[3]))
+                             for layer in self.decoder_layers]
+        self._step_head = make(self.head)
 
     @property
     def step_precision(self) -> torch.dtype:
         """The dtype of the weights the one-token sampling step multiplies with."""
-        weights = self._step_weights
-        return next(iter(weights.values()))[0].dtype if weights else self.head.weight.dtype
-
-    def _step_linear(self, x: Tensor, linear: nn.Linear) -> Tensor:
-        weights = self._step_weights
-        # fp16 products lose to fp32 from about 8 rows on a CPU; bf16 ones (AVX512_BF16) do not
-        rows_ok = x.shape[0] <= STEP_PRECISION_MAX_ROWS or self._step_dtype_any_rows
-        packed = weights.get(linear) if weights and rows_ok else None
-        if packed is None:
-            return _linear_one(x, linear)
-        weight, bias = packed
-        return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
+        if self._step_head is None or self._step_head.weight is None:   # the layers' own kernels
+            return self.head.weight.dtype
+        return self._step_head.dtype
 
     def _static_inputs(self, memory: Tensor, condition: Tensor) -> Tensor:
         """What the decoder input holds besides the previous token, for every position [B, L, d]:
