@@ -256,3 +256,16 @@ def test_packets_from_addresses_off_the_allow_list_are_dropped_and_logged(tmp_pa
         listener.close()
         server.close()
         worker.stop()
+
+
+def test_ready_comes_before_the_pitch_tools_which_warm_on_a_thread_of_their_own():
+    """The daemon's warm-up leaves librosa (about a second to import) to `warm_pitch_tools`, which
+    runs once the daemon is ready; that thread imports it and runs both pitch checks."""
+    script = ("import sys; from notono_live.models.bundle import NotonoModel; "
+              "from notono_live.daemon.cli import warm_pitch_tools; m = NotonoModel.untrained('lite'); "
+              "m.warm_up(pitch_scores=False); print('librosa' in sys.modules); "
+              "warm_pitch_tools().join(); print('librosa' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "True"], run.stdout + run.stderr
+    assert "could not warm" not in run.stderr

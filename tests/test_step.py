@@ -85,3 +85,4 @@ def test_the_model_dtype_uses_the_layers_own_kernel_and_follows_its_weights():
     with torch.no_grad():
         linear.weight.add_(1.0)   # training moved the weights: the fp32 step reads them live
     assert torch.equal(step(x), linear(x))
+

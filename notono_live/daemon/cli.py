@@ -159,14 +159,41 @@ def warm_up(model: Any, engine: Any) -> None:
     from .. import audio_io  # noqa: F401  (imports soundfile/soxr now rather than on the first encode)
     from ..engine import levels, render
 
-    # transform, VQ-VAE, both samplers, at the scales requests get by default
-    model.warm_up((engine.resolve_guidance(-1), engine.resolve_guidance(-1, generating=True)))
+    # transform, VQ-VAE, both samplers, at the scales requests get by default; the pitch checks
+    # warm on a thread of their own once the daemon is ready (`warm_pitch_tools`)
+    model.warm_up((engine.resolve_guidance(-1), engine.resolve_guidance(-1, generating=True)),
+                  pitch_scores=False)
     audio = np.zeros(64_000, dtype=np.float32)
     render.spectrogram_png(audio)
     # pyloudnorm, scipy's filters and the limiter (a loud tone has to be limited)
     tone = np.sin(np.arange(64_000, dtype=np.float32) * 0.1) * np.linspace(2.0, 0.0, 64_000, dtype=np.float32)
     levels.normalise(render.resample_for_output(tone, engine.sample_rate, clip=False), engine.sample_rate)
     render.attenuate_region(audio, (32, 4), 0, 0, 1, 1, 6.0)
+
+
+def warm_pitch_tools() -> threading.Thread:
+    """Warm what the pitch checks of a render need, on a thread of its own, once the daemon is
+    ready: librosa's import (about a second of Python on the 2-core development CPU), the harmonic
+    score that picks among candidates, and pYIN, whose numba kernels compile on first use
+    (`engine.pitching.pitch_miss` checks every generated sound). A generation spends its first
+    seconds sampling, so a request that comes at once overlaps this instead of waiting for it before
+    ready. A failure here is only logged: the first render then pays for the import itself."""
+    def work() -> None:
+        import numpy as np
+
+        try:
+            from ..engine import pitching
+            from ..models.pitch_selection import best_on_pitch
+
+            tone = np.sin(2 * np.pi * 220.0 * np.arange(64_000) / 16_000).astype(np.float32)
+            best_on_pitch(tone[None], 57)
+            pitching.pitch_miss(tone, 57)
+        except Exception as error:   # noqa: BLE001 (a warm-up; the render reports real failures)
+            log.warning("could not warm the pitch checks: %s", error)
+
+    thread = threading.Thread(target=work, name="notono-warm-pitch", daemon=True)
+    thread.start()
+    return thread
 
 
 def warm_up_on(worker: Any, model: Any, engine: Any) -> None:
@@ -293,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
           f"samples go to {engine.output_folder}", flush=True)
+    warm_pitch_tools()
     unused_limit = float(settings["exit_when_unused"] or 0)
     try:
         while not stop.wait(0.5):

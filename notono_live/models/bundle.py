@@ -503,19 +503,21 @@ class NotonoModel:
         return self.use_cache if use_cache is None else bool(use_cache)
 
     # --- housekeeping -------------------------------------------------------------------------
-    def warm_up(self, guidance_scales: tuple[float, ...] | None = None) -> float:
+    def warm_up(self, guidance_scales: tuple[float, ...] | None = None, pitch_scores: bool = True) -> float:
         """Run every path once (transform, VQ-VAE, both samplers) so the first request is not slower.
 
         guidance_scales: the scales to warm the samplers at (guided sampling runs twice the rows);
-        None warms `edit_guidance` and `default_guidance`. Returns the seconds it took.
+        None warms `edit_guidance` and `default_guidance`. pitch_scores: also score a tone on pitch
+        (imports librosa, about a second; the daemon does that on a thread of its own instead).
+        Returns the seconds it took.
         """
         start = time.perf_counter()
         silence = np.zeros(constants.NUM_SAMPLES, dtype=np.float32)
         maps = self.encode(silence)
         self.decode(maps)
-        # the pitch score of picked draws (imports librosa's STFT and harmonic interpolation now)
-        tone = np.sin(2 * np.pi * 440.0 * np.arange(constants.NUM_SAMPLES) / constants.SAMPLE_RATE)
-        best_on_pitch(tone[None].astype(np.float32), 69)
+        if pitch_scores:   # the pitch score of picked draws (librosa's STFT and harmonic interpolation)
+            tone = np.sin(2 * np.pi * 440.0 * np.arange(constants.NUM_SAMPLES) / constants.SAMPLE_RATE)
+            best_on_pitch(tone[None].astype(np.float32), 69)
         mask = np.zeros(constants.TOP_SHAPE, dtype=bool)
         mask[-1, -1] = True   # one top cell and its 4 bottom cells: every sampling op, a few tokens
         scales = guidance_scales or (self.edit_guidance, self.default_guidance)
