@@ -5,7 +5,8 @@ Usage (from the repository root, package importable): python benchmarks/where_ti
 Does what `NotonoModel.generate_sounds` does for one sound, stage by stage, with the model's
 candidates (4) under its default guidance: sample the top maps, sample the bottom maps, decode them
 with the VQ-VAE, invert the Mel-IF images (with the Griffin-Lim pass), score them on pitch, then
-what the daemon adds for the kept sound (resampling to 44.1 kHz, loudness, the PNG). Prints the
+what the daemon adds for the kept sound (pYIN's check for the `pitch_missed` notice, resampling to
+44.1 kHz, loudness, the PNG). Prints the
 median of `--runs` runs per stage, then one run of each sampler under `torch.profiler`, split into
 linear layers, attention products and everything else.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from torch.profiler import profile
 
-from notono_live.engine import levels, render
+from notono_live.engine import levels, pitching, render
 from notono_live.models import sampling
 from notono_live.models.bundle import NotonoModel, _to_maps
 from notono_live.models.pitch_selection import best_on_pitch
@@ -26,7 +27,7 @@ from notono_live.models.pitch_selection import best_on_pitch
 LINEAR = ("aten::addmm", "aten::mm", "mkldnn::_linear_pointwise")
 ATTENTION = ("aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu")
 STAGES = ("top sampling (128 tokens)", "bottom sampling (512 tokens)", "VQ-VAE decode", "Mel-IF inverse",
-          "pitch scores", "resample + loudness (kept sound)", "PNG (kept sound)")
+          "pitch scores", "pYIN check (kept sound)", "resample + loudness (kept sound)", "PNG (kept sound)")
 
 
 def main() -> None:
@@ -75,6 +76,8 @@ def main() -> None:
             audio = model.representation.inverse(images).float().numpy()
         stamps.append(time.perf_counter())
         best, _ = best_on_pitch(audio, args.pitch)
+        stamps.append(time.perf_counter())
+        pitching.pitch_miss(audio[best], args.pitch)
         stamps.append(time.perf_counter())
         levels.normalise(render.resample_for_output(audio[best], 44100, clip=False), 44100)
         stamps.append(time.perf_counter())
