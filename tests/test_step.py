@@ -86,3 +86,15 @@ def test_the_model_dtype_uses_the_layers_own_kernel_and_follows_its_weights():
         linear.weight.add_(1.0)   # training moved the weights: the fp32 step reads them live
     assert torch.equal(step(x), linear(x))
 
+
+
+def test_weights_oneDNN_cannot_pack_fall_back_to_the_plain_kernel():
+    from notono_live.models.step import _packed_or_none
+
+    # fp16 weights: oneDNN's packed product refuses them on this path, so the step keeps F.linear
+    assert _packed_or_none(torch.zeros(8, 4, dtype=torch.float16), None) is None
+    linear = nn.Linear(4, 8)
+    step = StepLinear(linear, torch.bfloat16, pack=True)
+    x = torch.randn(2, 4)
+    expected = F.linear(x.bfloat16(), linear.weight.bfloat16(), linear.bias.bfloat16()).float()
+    assert torch.equal(step(x), expected)   # packed where it can, and the same floats either way

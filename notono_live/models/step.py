@@ -44,6 +44,17 @@ def packed_bf16_available(device: torch.device) -> bool:
         return False
 
 
+def _packed_or_none(weight: Tensor, bias: Tensor | None) -> Tensor | None:
+    """`weight` packed for oneDNN, after one trial product; None where this build or CPU cannot run
+    it (the plain bf16 kernel is then used: slower, same floats)."""
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACKING_ROWS)
+        torch.ops.mkldnn._linear_pointwise(weight.new_zeros(1, weight.shape[1]), packed, bias, "none", [], "")
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return None
+    return packed
+
+
 class StepLinear:
     """One linear layer of the one-token step, with its weights in `dtype` (see the module doc).
 
@@ -69,7 +80,7 @@ class StepLinear:
         if dtype == torch.float16:
             self.max_rows = FP16_MAX_ROWS
         if dtype == torch.bfloat16 and (packed_bf16_available(self.weight.device) if pack is None else pack):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, PACKING_ROWS)
+            self.packed = _packed_or_none(self.weight, self.bias)
 
     def __call__(self, x: Tensor) -> Tensor:
         """x [rows, in] in the model's dtype -> [rows, out] in the same dtype."""
