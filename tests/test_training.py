@@ -203,6 +203,34 @@ def test_priors_train_under_bf16_autocast_and_keep_fp32_weights(tmp_path, small_
         train_priors(PriorsTrainConfig(**{**config.__dict__, "precision": "fp8"}))
 
 
+def test_vqvae_trains_under_bf16_autocast_with_an_fp32_quantiser(tmp_path, small_corpus, spectrogram_cache):
+    from safetensors import safe_open
+
+    from notono_live.models.quantizer import EMAQuantizer
+    from notono_live.training.vqvae import VQVAETrainConfig, train_vqvae
+
+    # the quantiser ignores autocast: bf16 features are quantised, and the codebook moves, in fp32
+    quantiser = EMAQuantizer(codebook_size=16, dim=4).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = quantiser(torch.randn(2, 4, 3, 3).bfloat16())
+    assert out.quantized.dtype == torch.float32 and quantiser.embed.dtype == torch.float32
+    assert int(quantiser.initialized) == 1
+
+    run_dir = tmp_path / "bf16"
+    config = VQVAETrainConfig(corpus=small_corpus, out=run_dir, size="tiny", max_steps=2, batch_size=4, lr=3e-3,
+                              cache=spectrogram_cache, validation_notes=2, precision="bf16")
+    train_vqvae(config)
+    mse_first = _reconstruction_mse(run_dir, small_corpus, spectrogram_cache)
+    train_vqvae(VQVAETrainConfig(**{**config.__dict__, "max_steps": 14}))
+    mse_second = _reconstruction_mse(run_dir, small_corpus, spectrogram_cache)
+    assert mse_second < 0.8 * mse_first, (mse_first, mse_second)
+    weights = next((run_dir / common.CHECKPOINT_DIR).glob("*.safetensors"))
+    with safe_open(str(weights), "pt") as handle:
+        assert {handle.get_tensor(k).dtype for k in handle.keys()} <= {torch.float32, torch.int64}
+    with pytest.raises(ValueError, match="precision"):
+        train_vqvae(VQVAETrainConfig(**{**config.__dict__, "precision": "fp16"}))
+
+
 def test_condition_dropout_on_resume_adds_the_unconditioned_input(tmp_path, priors_run, vqvae_run, small_corpus,
                                                                   spectrogram_cache):
     import shutil

@@ -78,7 +78,14 @@ class EMAQuantizer(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def forward(self, z: Tensor) -> QuantizerOutput:
-        """Quantise z [B, D, H, W]; updates the codebook when the module is training and not frozen."""
+        """Quantise z [B, D, H, W]; updates the codebook when the module is training and not frozen.
+
+        Runs in fp32 whatever autocast says (bf16 training): the nearest-code search, the EMA
+        statistics and the commitment loss would lose codes to bf16 rounding."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantise(z.float())
+
+    def _quantise(self, z: Tensor) -> QuantizerOutput:
         b, d, h, w = z.shape
         if d != self.dim:
             raise ValueError(f"quantiser expects {self.dim} channels, got {d}")

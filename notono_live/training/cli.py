@@ -29,6 +29,10 @@ def _add_common(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="checkpoint at least this often")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: forward passes under bfloat16 autocast (faster where the hardware has bf16 "
+                             "arithmetic, e.g. AVX512-BF16 CPUs); weights and optimiser state stay fp32, and so "
+                             "does the VQ-VAE's quantiser")
 
 
 def register(subparsers) -> None:
@@ -51,9 +55,6 @@ def register(subparsers) -> None:
                         help="`train vqvae` run folder, or a model folder with a vqvae component")
     priors.add_argument("--which", choices=("both", "top", "bottom"), default="both")
     priors.add_argument("--extraction-batch-size", type=int, default=16)
-    priors.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="bf16: forward passes under bfloat16 autocast (faster where the hardware has bf16 "
-                             "arithmetic, e.g. AVX512-BF16 CPUs); weights and optimiser state stay fp32")
     priors.add_argument("--condition-dropout", type=float, default=0.0,
                         help="fraction of maps trained without pitch and family, so that sampling can "
                              "use classifier-free guidance (e.g. 0.15; resuming adds the input it needs)")
@@ -87,7 +88,7 @@ def _run_vqvae(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
-        validation_notes=args.validation_notes, decoder_from=args.decoder_from))
+        validation_notes=args.validation_notes, decoder_from=args.decoder_from, precision=args.precision))
     _print_summary(result.summary)
     return 0
 

@@ -14,6 +14,7 @@ codes it shares (`codes_of`), which is what `train export` checks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,9 @@ class VQVAETrainConfig:
         decoder_from: a trained VQ-VAE (run folder, checkpoint or model folder) to start from and train
             the decoder of only, its encoders and codebooks frozen (None: train everything). Only read
             when RUN_DIR has no checkpoint yet; a run started this way stays decoder-only on resume.
+        precision: "fp32", or "bf16" to run forward passes under bfloat16 autocast; weights, Adam's
+            state and the quantisers (distances, EMA codebook, commitment) stay fp32. A run may
+            switch precision when it resumes.
     """
 
     corpus: Path
@@ -74,6 +78,7 @@ class VQVAETrainConfig:
     checkpoint_minutes: float = 5.0
     validation_notes: int = 64
     decoder_from: Path | None = None
+    precision: str = "fp32"
 
 
 # the modules that turn quantised vectors into an image: the only ones a decoder-only run trains
@@ -129,10 +134,14 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
     from ..models.vqvae import VQVAE2, VQVAE2Config
     from . import modelio
 
+    if config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"--precision must be 'fp32' or 'bf16', got {config.precision!r}")
     invoked = time.monotonic()     # --minutes counts from here, statistics/extraction included
     context = common.setup_distributed(config.device)
     try:
         common.seed_everything(config.seed)
+        autocast = functools.partial(torch.autocast, context.device.type, dtype=torch.bfloat16,
+                                     enabled=config.precision == "bf16")
         run_dir = Path(config.out)
         if context.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -219,8 +228,9 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             for batch in loader:
                 images = batch["image"].to(context.device, non_blocking=True)
                 x = stats.normalize(images)
-                output = ddp_model(x)
-                mse = F.mse_loss(output.reconstruction, x)
+                with autocast():
+                    output = ddp_model(x)
+                mse = F.mse_loss(output.reconstruction.float(), x)
                 loss = mse + output.commitment_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
