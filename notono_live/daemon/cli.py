@@ -59,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--step-precision", dest="step_precision", choices=STEP_PRECISIONS,
                         help="weights of the one-token sampling step: auto (on a CPU float16 for batches of up "
                              "to 4 rows, float32 above; the model's float32 elsewhere), float16, float32, or "
-                             "bfloat16 (pre-packed, any batch: a default generation about 1.25x faster on an "
-                             "AVX512_BF16 CPU, but it changes the draws; docs/performance.md)")
+                             "bfloat16 (pre-packed, any batch: a new sound 1.3-1.6x faster on an AVX512_BF16 "
+                             "CPU, but it changes the draws; docs/performance.md)")
     parser.add_argument("--guidance", type=float,
                         help="classifier-free guidance scale of every request that leaves it at -1: the device, "
                              "MIDI, sample packs (default: the model's, for the shipped one 2 to generate and 1 "
@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--sampling-threads", dest="sampling_threads", type=int,
                         help="torch CPU threads while sampling (default 1: with Live busy on a core, 2 threads "
-                             "made a new sound 2.3x slower on a 2-core CPU; on an idle one, 1.5x faster)")
+                             "made a new sound 2.3x slower on a 2-core CPU; on an idle one, 1.3-1.5x faster)")
     parser.add_argument("--exit-when-unused", dest="exit_when_unused", type=float, metavar="SECONDS",
                         help="stop once a client has come and none has been heard from for SECONDS (each said "
                              "bye or stopped pinging); the device asks for this when it starts the daemon itself")

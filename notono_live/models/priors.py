@@ -294,9 +294,10 @@ class _CodePrior(nn.Module):
         # training keeps it in an Adam parameter group of its own (`training.priors._parameter_groups`)
         self.null_condition = nn.Embedding(1, 2 * c) if config.unconditional else None
         # the one-token sampling step's linear layers (`set_step_precision`): per decoder layer
-        # (qkv, attention out, feed-forward in, feed-forward out), and the head; None until set
-        self._step_layers: list[tuple[StepLinear, ...]] | None = None
-        self._step_head: StepLinear | None = None
+        # (qkv, attention out, feed-forward in, feed-forward out), and the head
+        self._step_layers: list[tuple[StepLinear, ...]] = []
+        self._step_head: StepLinear
+        self.set_step_precision(None)
         self.register_buffer("encoder_mask", encoder_mask, persistent=False)
         # decoder position i reads encoder position aligned_index[i]
         self.register_buffer("aligned_index", aligned_index, persistent=False)
@@ -388,8 +389,6 @@ class _CodePrior(nn.Module):
             x[:, :token_dim] += F.embedding(sequence[:, position - 1], self.decoder_token.weight)
         end = position + 1
         scale = head_dim ** -0.5
-        if self._step_layers is None:
-            self.set_step_precision(None)
         for layer, layer_cache, (qkv_linear, out_linear, first, last) in zip(
                 self.decoder_layers, cache.layers, self._step_layers):
             norm = layer.norm_attention
@@ -439,7 +438,7 @@ class _CodePrior(nn.Module):
     @property
     def step_precision(self) -> torch.dtype:
         """The dtype of the weights the one-token sampling step multiplies with."""
-        if self._step_head is None or self._step_head.weight is None:   # the layers' own kernels
+        if self._step_head.weight is None:   # the layers' own kernels
             return self.head.weight.dtype
         return self._step_head.dtype
 

@@ -12,6 +12,7 @@ exact batch it stopped at, because `ResumableSampler` draws each epoch's order f
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -466,3 +467,18 @@ class RunLogger:
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The bare module inside a DistributedDataParallel wrapper (for saving)."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    """ValueError unless `precision` is a training precision (`--precision`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be 'fp32' or 'bf16', got {precision!r}")
+
+
+def forward_autocast(precision: str, device: torch.device) -> Callable[[], Any]:
+    """A context-manager factory for forward passes: bfloat16 autocast for "bf16", a no-op for
+    "fp32" (weights and optimiser state stay fp32 either way)."""
+    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

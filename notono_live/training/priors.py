@@ -12,7 +12,6 @@ Resumability, DDP, logging and the time budget are those of `common.py`, as in `
 """
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -287,16 +286,14 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
 
     if config.which not in ("both", "top", "bottom"):
         raise ValueError(f"--which must be 'both', 'top' or 'bottom', got {config.which!r}")
-    if config.precision not in ("fp32", "bf16"):
-        raise ValueError(f"--precision must be 'fp32' or 'bf16', got {config.precision!r}")
+    common.check_precision(config.precision)
     if not (0.0 <= config.condition_dropout < 1.0):
         raise ValueError(f"--condition-dropout must lie in [0, 1), got {config.condition_dropout}")
     invoked = time.monotonic()     # --minutes counts from here, statistics/extraction included
     context = common.setup_distributed(config.device)
     try:
         common.seed_everything(config.seed)
-        autocast = functools.partial(torch.autocast, context.device.type, dtype=torch.bfloat16,
-                                     enabled=config.precision == "bf16")
+        autocast = common.forward_autocast(config.precision, context.device)
         run_dir = Path(config.out)
         if context.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)

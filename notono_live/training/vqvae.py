@@ -14,7 +14,6 @@ codes it shares (`codes_of`), which is what `train export` checks.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -134,14 +133,12 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
     from ..models.vqvae import VQVAE2, VQVAE2Config
     from . import modelio
 
-    if config.precision not in ("fp32", "bf16"):
-        raise ValueError(f"--precision must be 'fp32' or 'bf16', got {config.precision!r}")
+    common.check_precision(config.precision)
     invoked = time.monotonic()     # --minutes counts from here, statistics/extraction included
     context = common.setup_distributed(config.device)
     try:
         common.seed_everything(config.seed)
-        autocast = functools.partial(torch.autocast, context.device.type, dtype=torch.bfloat16,
-                                     enabled=config.precision == "bf16")
+        autocast = common.forward_autocast(config.precision, context.device)
         run_dir = Path(config.out)
         if context.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
