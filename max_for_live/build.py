@@ -37,15 +37,17 @@ DEVICE_TYPE = "aaaa"            # an audio effect: it sits on the audio track th
 DEVICE_WIDTH = 660.0
 DEVICE_HEIGHT = 169.0           # Live's device view height in pixels
 JS_INLETS, JS_OUTLETS = 2, 4    # must match `inlets` / `outlets` in notono.js (a test checks)
-# What the script's view outlet addresses (through [route]): displays only, never a Live parameter.
-VIEW_KEYS = ("status", "file", "grid", "region")
+# What the script's view outlet addresses (through [route]): displays, and "state", the one parameter
+# it writes (the Stored Only blob that keeps the current sound with the set).
+VIEW_KEYS = ("status", "file", "grid", "region", "state")
+STATE_NAME = "NOTONO State"
 STATUS_RECT = (212.0, 132.0, 444.0, 16.0)   # presentation rects of the two text lines
 FILE_RECT = (212.0, 150.0, 444.0, 16.0)
 STATUS_FONT_SIZE = 9.5
 
 # live.numbox / live.dial unit styles and parameter types, as Max numbers them.
 UNIT_INT, UNIT_FLOAT, UNIT_MIDI_NOTE = 0, 1, 8
-TYPE_FLOAT, TYPE_INT, TYPE_ENUM, TYPE_BLOB = 0, 1, 2, 4
+TYPE_FLOAT, TYPE_INT, TYPE_ENUM, TYPE_BLOB, TYPE_FILE = 0, 1, 2, 3, 4   # FILE: what live.drop holds
 VISIBLE, STORED_ONLY, HIDDEN = 0, 1, 2   # parameter_invisible: automatable; saved with the set only; neither
 
 
@@ -114,6 +116,11 @@ def parameter(longname: str, shortname: str, ptype: int, *, info: str, mmin: flo
             "saved_attribute_attributes": {"valueof": dict(sorted(valueof.items()))}}
 
 
+def is_parameter(box: dict) -> bool:
+    """A Live parameter: a live.* object, or a text object (pattr) with parameter mode on."""
+    return (box.get("parameter_enable") or box.get("saved_object_attributes", {}).get("parameter_enable")) == 1
+
+
 def device_patcher() -> dict:
     """The whole patcher document of the device."""
     p = Patch()
@@ -133,9 +140,9 @@ def device_patcher() -> dict:
     p.connect(receiver, 0, brain, 1)
     p.connect(brain, 0, sender, 0)
     p.connect(brain, 1, receiver, 0)
-    # The script writes only to displays (comments and the grid), never to a Live parameter: a write
-    # into an automatable parameter from inside the device lands in Live's undo history and fights
-    # automation (Ableton's production guidelines, "Undo History").
+    # The script writes to displays (comments and the grid) and to one parameter, "NOTONO State", never
+    # to a parameter the user sets: a write into an automatable parameter from inside the device lands
+    # in Live's undo history and fights automation (Ableton's production guidelines, "Undo History").
     view_keys = list(VIEW_KEYS)
     router = p.obj("route " + " ".join(view_keys), (400, 520, 480, 22),
                    inlets=len(view_keys) + 1, outlets=[""] * (len(view_keys) + 1))
@@ -194,6 +201,9 @@ def device_patcher() -> dict:
          "Replace the selected region with random codes."),
         ("Undo", "Undo", "undo", (212, 26, 44, 18), "Go back to the current sound's previous version."),
         ("Redo", "Redo", "redo", (260, 26, 44, 18), "Go forward again after Undo."),
+        ("Pack", "Pack", "pack", (492, 48, 62, 16),
+         "Render the current sound at every semitone of two octaves around its pitch, laid out as a Drum "
+         "Rack on a new MIDI track (Live 12.4 and later) or as clips named by note."),
     ]
     for i, (longname, text, selector, rect, info) in enumerate(buttons):
         x = 20 + i * 100
@@ -272,10 +282,29 @@ def device_patcher() -> dict:
                          text=f"Region: top {TOP_SHAPE[0]}x{TOP_SHAPE[1]}, bottom {BOTTOM_SHAPE[0]}x{BOTTOM_SHAPE[1]}")
     p.connect(router, from_view("region"), region_label, 0)
 
+    warp = p.add("live.menu", (1300, controls_y, 70, 18), inlets=1, outlets=["", "", "float"],
+                 presentation=(492, 68, 62, 16),
+                 **parameter("Warp", "Warp", TYPE_ENUM, enum=["no warp", "1 bar", "2 bars", "4 bars", "8 bars", "16 bars"],
+                             initial=0, info="Off: renders are one-shots (warping off). Otherwise each new clip is "
+                                             "warped to the set's tempo, its 4 s lasting this many bars."))
+    to_brain(warp, "warp_bars", 1300)
+
+    # The current sound, saved with the set (Stored Only): restored before live.thisdevice, and again
+    # when Live's Undo steps it back. Written by the script through the router's "state" outlet.
+    # (a text object keeps parameter_enable among its saved object attributes, as Max saves a pattr)
+    state_attributes = parameter(STATE_NAME, "State", TYPE_BLOB, visibility=STORED_ONLY,
+                                 info="The current sound and version, kept with the set so it comes back "
+                                      "when the set is opened again.")
+    del state_attributes["parameter_enable"]
+    state = p.add("newobj", (1180, 300, 160, 22), inlets=1, outlets=["", "", ""], text="pattr @parameter_enable 1",
+                  saved_object_attributes={"parameter_enable": 1, "parameter_mappable": 0}, **state_attributes)
+    p.connect(router, from_view("state"), state, 0)
+    to_brain(state, "restore_state", 1180, y=340)
+
     drop = p.add("live.drop", (1400, controls_y, 100, 60), inlets=1, outlets=["", ""],
                   presentation=(562, 4, 94, 64), legend="Drop audio or a clip to encode",
                   # Hidden, not stored: a recalled path would re-encode the file on every set load.
-                  **parameter("Drop File", "Drop", TYPE_BLOB, visibility=HIDDEN,
+                  **parameter("Drop File", "Drop", TYPE_FILE, visibility=HIDDEN,
                               info="Drop an audio file or a clip here to encode it and edit it as a sound."))
     to_brain(drop, "drop", 1400)
 
@@ -319,7 +348,7 @@ def device_patcher() -> dict:
 
     parameters = {b["box"]["id"]: [b["box"]["varname"], b["box"]["saved_attribute_attributes"]["valueof"]
                                    ["parameter_shortname"], 0]
-                  for b in p.boxes if b["box"].get("parameter_enable") == 1}
+                  for b in p.boxes if is_parameter(b["box"])}
     parameters["inherited_shortname"] = 1
     return {"patcher": {
         "fileversion": 1,

@@ -14,11 +14,13 @@
 // Outlet 3: to [node.script notono_daemon.js]: "start <port> <keep> [executable]" when no daemon
 //           answers; its replies (daemon_log, daemon_started, daemon_missing, daemon_exited) come
 //           back on inlet 0.
-// Outlet 2: to the view, through [route status file grid region]: "status set <text>",
-//           "file set <path>", "grid setlayer top", "region set <text>". Only displays: the script
-//           never writes a Live parameter (Pitch, Family, Layer, Region ...), since such writes
-//           land in Live's undo history and fight automation. The parameters are what the user
-//           asks for; the status line and the region label say what the current sound is.
+// Outlet 2: to the view, through [route status file grid region state]: "status set <text>",
+//           "file set <path>", "grid setlayer top", "region set <text>", and "state set <wav>
+//           <sound> <version> <label>" into the one parameter the script writes, the Stored Only
+//           blob "NOTONO State" ([pattr]), so the set remembers the current sound. It never writes
+//           the user's parameters (Pitch, Family, Layer, Region ...): such writes land in Live's undo
+//           history and fight automation. Those are what the user asks for; the status line and the
+//           region label say what the current sound is.
 //
 // Live API rules kept here: no LiveAPI object in global code (wait for live_ready, sent by
 // [live.thisdevice]); the Live set is only changed from a deferred Task, never from inside a
@@ -54,6 +56,16 @@ var UNKNOWN_FAMILY_COLOUR = 0x969696;
 
 // ClipSlot.create_audio_clip exists from Live 12.0.5 on.
 var MIN_LIVE_VERSION = [12, 0, 5];
+// Song.file_path (the saved set's file, "" while unsaved) from Live 11.3 on; older sets render into
+// the daemon's folder.
+var PROJECT_LIVE_VERSION = [11, 3, 0];
+// A sample pack as a Drum Rack: Track.insert_device and RackDevice.insert_chain need Live 12.3,
+// SimplerDevice.replace_sample 12.4. Older versions get the pack as clips named by note.
+var RACK_LIVE_VERSION = [12, 4, 0];
+var PACK_SPAN = 12;                  // a pack covers the sound's pitch +- 12 semitones (two octaves)
+// The Warp menu: 0 leaves a render a one-shot (warping off); otherwise its length in bars.
+var WARP_CHOICES = [0, 1, 2, 4, 8, 16];
+var WARP_RETRY_MS = 100;             // Live turns warping on after the current event: markers come later
 
 // Every address this device sends or understands, from notono_live/osc/protocol.py.
 var ADDRESS = {
@@ -69,6 +81,10 @@ var ADDRESS = {
     regionRandomize: "/notono/region/randomize",
     undo: "/notono/sound/undo",
     redo: "/notono/sound/redo",
+    find: "/notono/sound/find",
+    pack: "/notono/pack",
+    outputProject: "/notono/output/project",
+    outputFolder: "/notono/output/folder",
     progress: "/notono/progress",
     sound: "/notono/sound",
     done: "/notono/done",
@@ -105,11 +121,13 @@ var MISSED_BEATS_FOR_LOSS = 3;
 // Undo and redo answer with versions that already have a clip, so they only update the view.
 var PLACES_CLIPS = { generate: true, encode: true, inpaint: true, bottom: true,
                      erase: true, randomize: true };
+// Requests whose final /notono/done needs no "... done." on the status line: their own replies say it.
+var QUIET_DONE = { ping: true, find: true, restore: true, project: true, pack: true };
 
 // --- State ---------------------------------------------------------------------------------
 var controls = {
     pitch: 60, family: "keyboard", temperature: 1.0, guidance: -1, variations: 1,
-    layer: "top", region: [0, 0, 1, 1], target: 0
+    layer: "top", region: [0, 0, 1, 1], target: 0, warpBars: 0
 };
 var link = {
     host: DEFAULT_DAEMON_HOST, daemonPort: DEFAULT_DAEMON_PORT, replyPort: DEFAULT_REPLY_PORT,
@@ -124,7 +142,14 @@ var HELLOS_BEFORE_START = 2;         // unanswered hellos (about 2 s) before a d
 var FREE_PORT_TRIES = 3;             // heartbeats to wait for notono_daemon.js to name a free reply port
 var nextRequestId = 1;
 var pending = {};          // request id -> kind
-var current = { sound: 0, version: 0, png: "", wav: "" };
+var finding = {};          // request id of a /notono/sound/find -> the dropped file, encoded if not found
+var current = { sound: 0, version: 0, png: "", wav: "", pitch: 0, family: "", label: "" };
+// The current sound as the set saved it ("NOTONO State"): looked up in the daemon's history once
+// connected, so the reopened set shows and edits the same sound and version.
+var saved = null;          // {wav, sound, version, label}
+var storedWav = "";        // the WAV "NOTONO State" holds now, so the same value is never written twice
+var project = { sent: null };   // the set file last announced to the daemon ("" = none yet saved)
+var packs = {};            // request id of a /notono/pack -> {renders, misses}
 var liveReady = false;
 var liveVersion = null;    // [major, minor, bugfix] once read
 var waitingForLive = [];   // renders that arrived before live_ready
@@ -331,6 +356,11 @@ function target(index) {
     controls.target = clampInt(index, 0, 1);
 }
 
+// The Warp menu sends its index: off, or the render's length in bars at the set's tempo.
+function warp_bars(index) {
+    controls.warpBars = WARP_CHOICES[clampInt(index, 0, WARP_CHOICES.length - 1)];
+}
+
 function layer(index) {
     var name = LAYERS[clampInt(index, 0, 1)];
     if (!liveReady) {
@@ -509,6 +539,18 @@ function randomise() {
     request("randomize", ADDRESS.regionRandomize, [current.sound, controls.layer, r[1], r[0], r[3], r[2], -1]);
 }
 
+// The current sound at every semitone of two octaves around its pitch (inside the model's range).
+function pack() {
+    if (!pressed(arguments) || !needSound("make a sample pack from")) { return; }
+    var centre = current.pitch || controls.pitch;
+    var low = Math.max(PITCH_MIN, centre - PACK_SPAN), high = Math.min(PITCH_MAX, centre + PACK_SPAN);
+    var id = request("pack", ADDRESS.pack, [current.sound, low, high, 1, -1]);
+    if (id >= 0) {
+        packs[id] = { renders: [], misses: 0, family: current.family, label: current.label };
+        status("Sample pack: " + (high - low + 1) + " notes, " + noteName(low) + "-" + noteName(high) + "...");
+    }
+}
+
 function undo() {
     if (!pressed(arguments) || !needSound("undo")) { return; }
     request("undo", ADDRESS.undo, [current.sound]);
@@ -520,9 +562,37 @@ function redo() {
 }
 
 // An audio file dropped on the device, or a clip dragged from Live (live.drop gives its file).
+// A NOTONO render (or Live's copy of one) is looked up in the daemon's history first, so its sound
+// and version come back as they were, codes and all; only a file the daemon never made is encoded.
 function drop(path) {
     if (!path || !liveReady) { return; }   // a value restored while the set loads is not a drop
-    request("encode", ADDRESS.encode, [hfsToPosix(path), controls.pitch, controls.family]);
+    var id = request("find", ADDRESS.find, [hfsToPosix(path)]);
+    if (id >= 0) { finding[id] = { path: hfsToPosix(path), encode: true }; }
+}
+
+// From [pattr] ("NOTONO State"): the current sound the set saved, before live.thisdevice on load,
+// or later when Live's own Undo steps the parameter back.
+function restore_state(wav, sound, version) {
+    var label = arrayfromargs(arguments).slice(3).join(" ");
+    if (!wav || String(wav) === storedWav) { return; }   // nothing saved, or the value just stored
+    storedWav = String(wav);
+    saved = { wav: hfsToPosix(wav), sound: Number(sound), version: Number(version), label: label };
+    showFile(saved.wav);
+    if (liveReady && link.state === "connected") { restoreSaved(); }
+}
+
+function restoreSaved() {
+    if (!saved) { return; }
+    var id = request("restore", ADDRESS.find, [saved.wav]);
+    if (id >= 0) { finding[id] = { path: saved.wav, encode: false, label: saved.label }; }
+    saved = null;
+}
+
+// The current sound into "NOTONO State", so the set remembers it (only when it changes).
+function storeState() {
+    if (current.wav === storedWav) { return; }
+    storedWav = current.wav;
+    outlet(OUT_VIEW, "state", "set", current.wav, current.sound, current.version, current.label);
 }
 
 function needSound(what) {
@@ -544,10 +614,39 @@ function request(kind, address, args) {
                ": start notono-live serve (retrying).");
         return -1;
     }
+    if (PLACES_CLIPS[kind] || kind === "pack") {
+        syncProject();                  // the set may have been saved (or saved elsewhere) since
+    }
     var id = nextRequestId++;
     pending[id] = kind;
     sendOsc(address, [id].concat(args));
     return id;
+}
+
+// The saved set's file, or "" (unsaved, or a Live without Song.file_path).
+function readSetPath() {
+    if (!liveVersion || !versionAtLeast(liveVersion, PROJECT_LIVE_VERSION)) {
+        return "";
+    }
+    var value = new LiveAPI(null, "live_set").get("file_path");
+    value = Array.isArray(value) ? value.join(" ") : value;
+    return value ? hfsToPosix(String(value)) : "";
+}
+
+// Renders go into the saved set's project (Samples/NOTONO beside the .als); the daemon is told
+// whenever the set's file changes, and again after every hello (a restarted daemon forgot it).
+function syncProject() {
+    if (!liveReady || link.state !== "connected") {
+        return;
+    }
+    var setPath = readSetPath();
+    if (setPath === project.sent) {
+        return;
+    }
+    project.sent = setPath;
+    var id = nextRequestId++;
+    pending[id] = "project";
+    sendOsc(ADDRESS.outputProject, [id, setPath]);
 }
 
 // Only the newest hello or ping can still be answered usefully; older ones are forgotten so that
@@ -628,11 +727,18 @@ function receive(address, args) {
         link.daemon = "notono-live " + args[1] + " (" + args[2] + " on " + args[3] + ")";
         delete pending[id];
         status((wasLost ? "Reconnected to " : "Connected to ") + link.daemon + ".");
+        project.sent = null;
+        syncProject();
+        restoreSaved();
     } else if (address === ADDRESS.pong) {
         delete pending[id];
         if (link.state !== "connected") {
             reconnect();
         }
+    } else if (address === ADDRESS.outputFolder) {
+        var folder = hfsToPosix(args[1]);
+        post("NOTONO Live: renders go to " + folder + "\n");
+        status("Renders go to " + folder + ".");
     } else if (address === ADDRESS.progress) {
         status(describe(id) + ": " + args[2] + " " + Math.round(Number(args[1]) * 100) + "%");
     } else if (address === ADDRESS.sound) {
@@ -641,6 +747,7 @@ function receive(address, args) {
         // id sound version kind message: what a label alone does not say (off pitch, transposed, ...)
         var key = args[1] + ":" + args[2];
         notices[key] = (notices[key] || []).concat([String(args[3]).replace(/_/g, " ")]);
+        if (packs[id] && String(args[3]) === "pitch_missed") { packs[id].misses += 1; }
         post("NOTONO Live: " + args[3] + ": " + args[4] + "\n");
         if (placed[key] && placed[key] !== "pending") {
             showPlaced(key);
@@ -648,13 +755,39 @@ function receive(address, args) {
     } else if (address === ADDRESS.done) {
         var kind = pending[id];
         delete pending[id];
-        if (kind && kind !== "ping" && !PLACES_CLIPS[kind]) {
+        delete finding[id];
+        if (kind === "pack") {
+            finishPack(id);
+        } else if (kind && !QUIET_DONE[kind] && !PLACES_CLIPS[kind]) {
             status(describe(id, kind) + " done.");
         }
     } else if (address === ADDRESS.error) {
+        if (finding.hasOwnProperty(id)) {
+            foundNothing(id, String(args[1]), String(args[2]));
+            return;
+        }
         var failed = id === DAEMON_REQUEST_ID ? "daemon" : describe(id);
         delete pending[id];
+        delete packs[id];
         status("Error (" + failed + "): " + args[2]);
+    }
+}
+
+// A dropped file the daemon did not render is encoded, as any audio file; other failures (no such
+// file, say) are shown as they are.
+// The sound a set saved but this daemon does not have is left alone (encoding it would make a new
+// sound at every load); its file stays named on the file line.
+function foundNothing(id, code, message) {
+    var asked = finding[id];
+    delete finding[id];
+    delete pending[id];
+    if (code === "not_found" && asked.encode) {
+        request("encode", ADDRESS.encode, [asked.path, controls.pitch, controls.family]);
+    } else if (!asked.encode) {
+        status("This set's sound (" + (asked.label || "see the file line") + ") is not in this daemon's " +
+               "history: drop its clip on the device to edit it again.");
+    } else {
+        status("Error (drop): " + message);
     }
 }
 
@@ -672,12 +805,18 @@ function soundReply(args) {
         png: String(args[4]), pitch: args[5], family: String(args[6]), label: String(args[7]),
         parent: args[8], operation: String(args[9]), sampleRate: args[10]
     };
-    // The Pitch and Family parameters stay what the user set: the sound's own are shown in words.
-    current = { sound: render.sound, version: render.version, png: render.png, wav: render.wav };
-    outlet(OUT_VIEW, "grid", "spectrogram", render.png);
-    showFile(hfsToPosix(render.wav));
     var kind = pending[render.requestId];
     var key = render.sound + ":" + render.version;
+    if (kind === "pack") {
+        packRender(render);
+        return;
+    }
+    // The Pitch and Family parameters stay what the user set: the sound's own are shown in words.
+    current = { sound: render.sound, version: render.version, png: render.png, wav: render.wav,
+                pitch: render.pitch, family: render.family, label: render.label };
+    outlet(OUT_VIEW, "grid", "spectrogram", render.png);
+    showFile(hfsToPosix(render.wav));
+    storeState();
     if ((PLACES_CLIPS[kind] || render.requestId === DAEMON_REQUEST_ID) && !placed[key]) {
         placed[key] = "pending";
         if (liveReady) {
@@ -685,6 +824,10 @@ function soundReply(args) {
         } else {
             waitingForLive.push(render);
         }
+    } else if (kind === "find" || kind === "restore") {
+        status((kind === "find" ? "Found " : "Back to ") +
+               (render.label || clipName(render.family, render.pitch, render.version)) +
+               (kind === "find" ? " in the history: editing it (no new clip)." : ", as the set saved it."));
     } else {
         status("Now editing " + (render.label || clipName(render.family, render.pitch, render.version)) + ".");
     }
@@ -857,11 +1000,163 @@ function finishClip(clip, render, where) {
     var name = render.label || clipName(render.family, render.pitch, render.version);
     clip.set("name", name);
     clip.set("color", familyColour(render.family));
-    clip.set("warping", 0);
-    clip.set("looping", 0);
     var key = render.sound + ":" + render.version;
     placed[key] = name + " \u2192 track " + (where.track + 1) + ", slot " + (where.slot + 1);
+    if (controls.warpBars > 0 && !render.inPack) {
+        warpClip(clip, where.path + " clip", key, controls.warpBars);
+    } else {
+        clip.set("warping", 0);          // a one-shot plays as rendered, whatever the set's tempo
+    }
+    clip.set("looping", 0);
     showPlaced(key);
+}
+
+// Warp a clip so that its 4 s last `bars` bars of the set's time signature, at whatever tempo the
+// set plays: warping on, then the warp marker at the sample's end moved to that beat (Live turns
+// warping on after the current event, so the markers are read a moment later).
+function warpClip(clip, clipPath, key, bars) {
+    var song = new LiveAPI(null, "live_set");
+    var numerator = Number(first(song.get("signature_numerator"))) || 4;
+    var denominator = Number(first(song.get("signature_denominator"))) || 4;
+    var beats = bars * numerator * 4 / denominator;
+    clip.set("warping", 1);
+    var task = new Task(function () { fitWarp(clipPath, key, bars, beats); }, this);
+    task.schedule(WARP_RETRY_MS);
+}
+
+function fitWarp(clipPath, key, bars, beats) {
+    var clip = new LiveAPI(null, clipPath);
+    if (!isValid(clip)) { return; }
+    var seconds = Number(first(clip.get("sample_length"))) / Number(first(clip.get("sample_rate")));
+    var end = endMarker(warpMarkers(clip), seconds);
+    if (end === null) {
+        placed[key] += " (warped at Live's own tempo guess: Live listed no end marker)";
+    } else {
+        if (Math.abs(end - beats) > 1e-9) {
+            clip.call("move_warp_marker", end, beats - end);
+        }
+        clip.set("end_marker", beats);
+        clip.set("loop_end", beats);
+        placed[key] += ", warped to " + bars + (bars === 1 ? " bar" : " bars");
+    }
+    showPlaced(key);
+}
+
+// Clip.warp_markers: a dict, which the js LiveAPI hands over as JSON text.
+function warpMarkers(clip) {
+    var value = clip.get("warp_markers");
+    var text = Array.isArray(value) ? value.join(" ") : String(value);
+    try {
+        var parsed = JSON.parse(text);
+        return (parsed && parsed.warp_markers) || [];
+    } catch (error) {
+        return [];
+    }
+}
+
+// The beat of the marker at the sample's end. Live lists one more marker after it, hidden, that
+// only sets the last segment's tempo; it is never the one to move.
+function endMarker(markers, seconds) {
+    var best = null;
+    for (var i = 0; i < markers.length - 1; i++) {
+        var m = markers[i];
+        if (Number(m.beat_time) > 0 && Math.abs(Number(m.sample_time) - seconds) < 0.01) {
+            best = Number(m.beat_time);
+        }
+    }
+    return best;
+}
+
+// --- Sample packs ----------------------------------------------------------------------------
+// Each pitch of a pack is a new sound; they are gathered until the daemon's /notono/done, then laid
+// out as one instrument: a Drum Rack on a new MIDI track, one pad per note, each pad's Simpler
+// holding the render made for that note (so a key plays its own render, untransposed). Where Live
+// cannot build it (before 12.4), the renders go into consecutive clip slots named by note.
+function packRender(render) {
+    var pack = packs[render.requestId];
+    if (!pack) { return; }
+    render.inPack = true;
+    pack.renders.push(render);
+    status("Sample pack: " + noteName(render.pitch) + " rendered (" + pack.renders.length + " so far)...");
+}
+
+function finishPack(id) {
+    var pack = packs[id];
+    delete packs[id];
+    if (!pack || !pack.renders.length) {
+        status("Sample pack: nothing was rendered.");
+        return;
+    }
+    var task = new Task(function () { layOutPack(pack); }, this);   // changes the set: never from a reply
+    task.schedule(0);
+}
+
+function layOutPack(pack) {
+    var lowest = pack.renders[0], highest = pack.renders[pack.renders.length - 1];
+    var what = pack.renders.length + " notes, " + noteName(lowest.pitch) + "-" + noteName(highest.pitch);
+    var missed = pack.misses ? "; " + pack.misses + " off pitch (see the Max window)" : "";
+    var why = "";
+    if (liveVersion && versionAtLeast(liveVersion, RACK_LIVE_VERSION)) {
+        var rack = buildDrumRack(pack);
+        if (!rack.error) {
+            status("Sample pack (" + what + ") is a Drum Rack on track " + (rack.track + 1) + ": play it" + missed + ".");
+            return;
+        }
+        why = " (no Drum Rack: " + rack.error + ")";
+        post("NOTONO Live: no Drum Rack for the pack: " + rack.error + "\n");
+    }
+    var placedCount = 0;
+    for (var i = 0; i < pack.renders.length; i++) {
+        var render = pack.renders[i];
+        render.label = noteName(render.pitch) + " " + render.family.replace(/_/g, " ") + " pack #" + render.sound;
+        placed[render.sound + ":" + render.version] = "pending";
+        if (placeClip(render)) { placedCount += 1; }
+    }
+    status("Sample pack (" + what + "): " + placedCount + " clips named by note" + why + missed + ".");
+}
+
+// A MIDI track after the device's own, holding a Drum Rack with one chain per render: the chain
+// listens to the render's note (in_note) and plays it with a Simpler. {track} or {error}; a track
+// left half-built is deleted again (it is this device's own, made a moment ago).
+function buildDrumRack(pack) {
+    var song = new LiveAPI(null, "live_set");
+    var own = /^live_set tracks (\d+)/.exec(livePath(new LiveAPI(null, "this_device canonical_parent")));
+    var index = own ? Number(own[1]) + 1 : Number(song.getcount("tracks"));
+    song.call("create_midi_track", index);
+    var trackPath = "live_set tracks " + index;
+    var track = new LiveAPI(null, trackPath);
+    if (!isValid(track) || Number(first(track.get("has_midi_input"))) !== 1) {
+        return { error: "Live made no MIDI track" };
+    }
+    var fail = function (error) {
+        song.call("delete_track", index);
+        return { error: error };
+    };
+    track.set("name", "NOTONO " + pack.renders[0].family.replace(/_/g, " ") + " pack");
+    track.call("insert_device", "Drum Rack");
+    var rackPath = trackPath + " devices 0";
+    var rack = new LiveAPI(null, rackPath);
+    if (!isValid(rack) || Number(first(rack.get("can_have_drum_pads"))) !== 1) {
+        return fail("Live did not insert a Drum Rack");
+    }
+    for (var i = 0; i < pack.renders.length; i++) {
+        var render = pack.renders[i];
+        rack.call("insert_chain");
+        var chainPath = rackPath + " chains " + i;
+        var chain = new LiveAPI(null, chainPath);
+        if (!isValid(chain)) {
+            return fail("Live made no chain for " + noteName(render.pitch));
+        }
+        chain.set("in_note", render.pitch);
+        chain.set("name", noteName(render.pitch));
+        chain.call("insert_device", "Simpler");
+        var simpler = new LiveAPI(null, chainPath + " devices 0");
+        if (!isValid(simpler)) {
+            return fail("Live inserted no Simpler for " + noteName(render.pitch));
+        }
+        simpler.call("replace_sample", hfsToPosix(render.wav));
+    }
+    return { track: index };
 }
 
 // Where a version's clip went, with the daemon's notices about it.
@@ -870,8 +1165,9 @@ function showPlaced(key) {
 }
 
 // Max calls any global function whose name arrives as a message; these are internal only.
-[status, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
- reconnect, heartbeat, receive, describe, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
+[status, storeState, restoreSaved, readSetPath, syncProject, warpClip, fitWarp, warpMarkers, endMarker,
+ packRender, finishPack, layOutPack, buildDrumRack, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
+ reconnect, heartbeat, receive, describe, foundNothing, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
  chooseTargetSlot, placeClip, finishClip, showPlaced, clampInt, clampRegion, convertRegion, first, textWidth, fitEnd,
  fitMiddle, showFile, span, isLoopback, maybeStartDaemon, setReplyPort, askFreePort].forEach(function (f) {
     f.local = 1;

@@ -286,6 +286,61 @@ def test_undo_redo_checkout_lists(client, rendered_wav):
     assert client.request("/notono/sound/select", sid).ok
 
 
+def test_find_a_render_by_path_or_by_a_copy_of_it(client, daemon, rendered_wav, tmp_path):
+    made = client.request("/notono/generate", 57, "reed", 1.0, 0.8, 1, 11).sounds[0]
+    sid = made["sound"]
+    v2 = client.request("/notono/region/randomize", sid, "bottom", 0, 0, 2, 2, 3).sounds[0]
+    found = client.request("/notono/sound/find", made["wav"])
+    assert found.ok, found.error
+    assert (found.sounds[0]["sound"], found.sounds[0]["version"]) == (sid, 1)
+    # found means current: the next edit branches from the version found, not from version 2
+    branch = client.request("/notono/region/randomize", sid, "top", 0, 0, 1, 1, 4).sounds[0]
+    assert (branch["version"], branch["parent"]) == (3, 1)
+    # Live's Collect All and Save copies the file into the project: same bytes, another path
+    copy = tmp_path / "Samples" / "Imported" / "reed C2 #5 v2.wav"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(Path(v2["wav"]).read_bytes())
+    again = client.request("/notono/sound/find", str(copy))
+    assert again.ok, again.error
+    assert (again.sounds[0]["sound"], again.sounds[0]["version"], again.sounds[0]["wav"]) == (sid, 2, v2["wav"])
+    expect_error(client, "not_found", "/notono/sound/find", str(rendered_wav), needle="not a render")
+    expect_error(client, "bad_file", "/notono/sound/find", str(tmp_path / "gone.wav"), needle="no file")
+    expect_error(client, "bad_file", "/notono/sound/find", "relative.wav", needle="absolute")
+
+
+def test_renders_go_into_the_clients_live_project(client, daemon, sound, tmp_path):
+    project = tmp_path / "My Song Project"
+    project.mkdir()
+    (project / "My Song.als").write_bytes(b"a saved Live set")
+    reply = client.request("/notono/output/project", str(project / "My Song.als"))
+    assert reply.ok, reply.error
+    folder = (project / "Samples" / "NOTONO").resolve()
+    assert reply.of("/notono/output/folder")[0][0] == str(folder)
+    try:
+        mine = client.request("/notono/region/randomize", sound["sound"], "top", 2, 1, 1, 1, 8).sounds[0]
+        assert Path(mine["wav"]).parent == folder and Path(mine["png"]).parent == folder
+        check_files(mine)
+        # another device's renders stay where they were
+        with NotonoClient(daemon.host, daemon.port, timeout=120.0) as other:
+            other.connect(sample_rate=SR)
+            theirs = other.request("/notono/region/randomize", sound["sound"], "top", 3, 1, 1, 1, 9)
+            assert theirs.ok, theirs.error
+            assert Path(theirs.sounds[0]["wav"]).parent != folder
+            other.request("/notono/bye")
+        expect_error(client, "bad_file", "/notono/output/project", str(project / "Other.als"), needle="save the set")
+        expect_error(client, "forbidden_path", "/notono/output/project", str(project / "My Song.txt"),
+                     needle="not a Live set")
+        expect_error(client, "forbidden_path", "/notono/output/project", "My Song.als", needle="absolute")
+        # a refused request leaves the project folder as it was
+        again = client.request("/notono/region/randomize", sound["sound"], "top", 2, 2, 1, 1, 10).sounds[0]
+        assert Path(again["wav"]).parent == folder
+    finally:
+        back = client.request("/notono/output/project", "")
+        assert back.ok and Path(back.of("/notono/output/folder")[0][0]) != folder
+    assert Path(client.request("/notono/region/randomize", sound["sound"], "top", 2, 3, 1, 1, 11)
+                .sounds[0]["wav"]).parent != folder
+
+
 def test_sample_pack_makes_one_new_sound_per_pitch(client, sound):
     """The pack's pitch accuracy and levels are tests/test_renders.py's; here the replies' shape."""
     reply = client.request("/notono/pack", sound["sound"], 48, 52, 4, 1)

@@ -164,11 +164,11 @@ KNOWN_CLASSES: dict[str, tuple[int | None, int | None]] = {
     "udpreceive": (1, 1), "udpsend": (1, 0), "route": (None, None), "prepend": (1, 1),
     "live.thisdevice": (1, 3), "message": (2, 1), "comment": (1, 0),
     "live.text": (1, 2), "live.tab": (1, 3), "live.menu": (1, 3), "live.numbox": (1, 2),
-    "live.dial": (1, 2), "live.drop": (1, 2), "node.script": (1, 2),
+    "live.dial": (1, 2), "live.drop": (1, 2), "node.script": (1, 2), "pattr": (1, 3),
 }
 LIVE_PARAMETER_CLASSES = {"live.text", "live.tab", "live.menu", "live.numbox", "live.dial", "live.drop"}
 MAPPABLE = ["Pitch", "Family", "Temperature", "Layer", "Region X", "Region Y", "Region Width",
-            "Region Height", "Generate", "Inpaint", "New Bottom", "Undo"]
+            "Region Height", "Generate", "Inpaint", "New Bottom", "Undo", "Pack", "Warp"]
 IN_VIEW = MAPPABLE + ["Erase", "Randomise", "Redo", "Variations", "Target", "Drop File", "Daemon Port",
                       "Reply Port", "Start Daemon", "Keep Daemon"]
 
@@ -224,11 +224,11 @@ def test_every_patchline_joins_existing_boxes_on_existing_ports(patcher):
 def live_parameters(patcher) -> dict[str, dict]:
     out = {}
     for box in boxes_of(patcher).values():
-        if box["maxclass"] in LIVE_PARAMETER_CLASSES:
+        if box["maxclass"] in LIVE_PARAMETER_CLASSES or build.is_parameter(box):
             valueof = box["saved_attribute_attributes"]["valueof"]
             name = valueof["parameter_longname"]
             assert name not in out, f"long name {name!r} is used twice"
-            assert box["varname"] == name and box["parameter_enable"] == 1
+            assert box["varname"] == name and build.is_parameter(box)
             out[name] = box
     return out
 
@@ -250,6 +250,18 @@ def test_live_parameters_have_unique_stable_long_names(patcher):
               ("Region X", "Region Y", "Region Width", "Region Height")}
     assert [(v["parameter_mmin"], v["parameter_mmax"]) for v in ranges.values()] == [
         (0, BOTTOM_SHAPE[1] - 1), (0, BOTTOM_SHAPE[0] - 1), (1, BOTTOM_SHAPE[1]), (1, BOTTOM_SHAPE[0])]
+
+
+def test_the_current_sound_is_kept_in_a_stored_only_blob(patcher):
+    # a pattr in parameter mode, as Max saves one: Live stores it with the set (not Hidden), and no
+    # one automates or maps it (Stored Only)
+    box = live_parameters(patcher)[build.STATE_NAME]
+    assert box["text"] == "pattr @parameter_enable 1" and box["maxclass"] == "newobj"
+    assert box["saved_object_attributes"] == {"parameter_enable": 1, "parameter_mappable": 0}
+    valueof = box["saved_attribute_attributes"]["valueof"]
+    assert (valueof["parameter_type"], valueof["parameter_invisible"]) == (build.TYPE_BLOB, build.STORED_ONLY)
+    drop = live_parameters(patcher)["Drop File"]["saved_attribute_attributes"]["valueof"]
+    assert (drop["parameter_type"], drop["parameter_invisible"]) == (build.TYPE_FILE, build.HIDDEN)
 
 
 def test_parameters_fit_live_types_and_have_info_texts(patcher):
@@ -309,14 +321,17 @@ def test_controls_reach_the_script_and_the_script_reaches_the_view(patcher):
     router = next(b for b in boxes.values() if b.get("text", "").startswith("route "))
     assert router["text"].split()[1:] == list(build.VIEW_KEYS)
     displays = {b.get("varname"): i for i, b in boxes.items() if b["maxclass"] == "comment" and b.get("varname")}
+    displays["grid"] = next(i for i, b in boxes.items() if b["maxclass"] == "jsui")
+    displays["state"] = live_parameters(patcher)[build.STATE_NAME]["id"]
     for index, key in enumerate(router["text"].split()[1:]):
         assert f'outlet(OUT_VIEW, "{key}"' in script, f"notono.js never sends {key!r} to the view"
         targets = [d for (s, o), (d, _) in lines if s == router["id"] and o == index]
-        expected = next(i for i, b in boxes.items() if b["maxclass"] == "jsui") if key == "grid" else displays[key]
-        assert targets == [expected], f"route outlet {index} ({key}) goes to {targets}, expected {expected}"
-    # nothing the script sends reaches a Live parameter: such writes flood Live's undo history
+        assert targets == [displays[key]], f"route outlet {index} ({key}) goes to {targets}, expected {displays[key]}"
+    # nothing the script sends reaches a Live parameter but its own state: writes into the user's
+    # parameters flood Live's undo history and fight automation
     parameter_ids = {b["id"] for b in live_parameters(patcher).values()}
-    assert not [d for (s, _), (d, _) in lines if s in (brain, router["id"]) and d in parameter_ids]
+    written = [d for (s, _), (d, _) in lines if s in (brain, router["id"]) and d in parameter_ids]
+    assert written == [displays["state"]]
     receive = next(b for b in boxes.values() if class_of(b) == "udpreceive")
     send = next(b for b in boxes.values() if class_of(b) == "udpsend")
     assert receive["text"].endswith("@defer 1") and send["text"].startswith("udpsend 127.0.0.1 ")
@@ -339,7 +354,10 @@ NODE_CASES = [
     "midi_triggered_render_gets_a_clip", "renders_before_live_ready_wait", "error_reply_in_words",
     "progress_shows_stage", "ports_reaim_udp_objects", "deleting_the_device_says_bye",
     "internal_functions_are_not_messages",
-    "grid_draws_and_maps_cells",
+    "grid_draws_and_maps_cells", "dropped_notono_clip_is_found_not_encoded",
+    "warp_fits_a_render_to_bars_of_the_set", "warp_off_leaves_one_shots_and_old_live_says_so",
+    "renders_go_into_the_saved_sets_project", "sample_pack_becomes_a_drum_rack_played_by_note",
+    "sample_pack_as_clips_named_by_note_before_live_12_4", "sample_pack_falls_back_to_clips_when_live_refuses_a_rack",
 ]
 
 
@@ -362,7 +380,8 @@ def test_every_status_and_file_line_fits_its_box(node_run):
 
 
 PATCH_CASES = [
-    "ports_survive_live_parameter_rules", "script_writes_no_live_parameter",
+    "ports_survive_live_parameter_rules", "script_writes_only_its_state_parameter",
+    "current_sound_survives_saving_and_reopening_the_set", "live_undo_of_the_state_selects_the_earlier_sound",
     "paths_with_spaces_reach_create_audio_clip", "new_clip_found_on_the_second_lookup",
     "clip_never_made_is_reported_after_the_retry", "unreadable_spectrogram_keeps_the_grid",
     "silence_starts_a_daemon_once", "notices_reach_the_status_line", "automatic_reply_port",
@@ -424,7 +443,10 @@ def test_script_constants_agree_with_the_package(node_run):
 def test_every_request_the_script_sends_parses_under_the_protocol(node_run):
     sent = node_run["osc_sent"]
     addresses = {m[0] for m in sent}
-    assert addresses == {a for a in node_run["constants"]["ADDRESS"].values() if a in protocol.REQUESTS}
+    # /notono/output/folder is also a reply's address: the device only receives it (the folder
+    # follows the set through /notono/output/project)
+    requests = {a for a in node_run["constants"]["ADDRESS"].values() if a in protocol.REQUESTS}
+    assert addresses == requests - {"/notono/output/folder"}
     for address, *args in sent:
         request = protocol.parse_request(address, args)   # raises ProtocolError naming the problem
         assert request.request_id >= 0
@@ -442,12 +464,16 @@ def daemon(tmp_path):
         process.stop()
 
 
-def test_device_script_against_the_real_daemon(daemon):
+def test_device_script_against_the_real_daemon(daemon, tmp_path):
     import soundfile
 
     port, data_dir = daemon
-    done = subprocess.run([NODE, str(NODE_DIR / "e2e_daemon.js"), str(port), "50"], capture_output=True,
-                          text=True, timeout=70, cwd=ROOT)
+    project = tmp_path / "Live Sets" / "Techno Project"
+    project.mkdir(parents=True)
+    set_file = project / "Techno.als"
+    set_file.write_bytes(b"a saved Live set")
+    done = subprocess.run([NODE, str(NODE_DIR / "e2e_daemon.js"), str(port), str(set_file), "60"], capture_output=True,
+                          text=True, timeout=80, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"], (result.get("error"), result.get("statuses"))
@@ -468,18 +494,32 @@ def test_device_script_against_the_real_daemon(daemon):
     assert result["clips"][0]["file_path"] == "/existing/loop.wav"
     hello = next(m for m in result["received"] if m["address"] == "/notono/hello")
     sample_rate = hello["args"][6]
-    sounds = [m["args"] for m in result["received"] if m["address"] == "/notono/sound"]
-    assert len(sounds) == 3
+    # three renders, then the dropped copy's answer (a version that already has its clip)
+    replies = [m["args"] for m in result["received"] if m["address"] == "/notono/sound"]
+    sounds, found_reply = replies[:3], replies[3:]
+    assert len(sounds) == 3 and [r[1:3] for r in found_reply] == [sounds[0][1:3]]
     for create, clip, sound in zip(creates, result["clips"][1:], sounds):
         (path,) = create["args"]
         assert path == sound[3] and Path(path).is_absolute()
         info = soundfile.info(path)
         assert info.samplerate == sample_rate
         assert info.frames == round(4.0 * sample_rate), f"{path} is not 4 s long"
-        assert Path(path).resolve().is_relative_to(data_dir.resolve())
+        # the set is saved: its renders live in its project, where Collect All and Save finds them
+        assert Path(path).parent == (project / "Samples" / "NOTONO").resolve()
         assert clip == {"file_path": path, "name": sound[7], "color": 0x9650DC, "warping": 0, "looping": 0}
     assert sounds[2][9] == "inpaint" and sounds[2][1] == sounds[1][1], "the inpaint is a new version of the last sound"
     assert any(s.startswith("Connected to notono-live") for s in result["statuses"])
+    assert not any(data_dir.resolve() in Path(p).resolve().parents for p in (s[3] for s in sounds))
+
+    # the copy of the first clip was found in the history by its content: no encode, no new clip
+    found = result["found"]
+    assert (found["current"]["sound"], found["current"]["version"]) == (sounds[0][1], sounds[0][2]), found
+    assert found["createsAfter"] == 0 and "/notono/encode" not in sent
+    # the set opened again: the stored state brought back the current sound, without a clip
+    restored = result["restored"]
+    assert restored["stored"][:3] == [sounds[0][3], sounds[0][1], sounds[0][2]], "the drop made it current"
+    assert (restored["current"]["sound"], restored["current"]["version"]) == (sounds[0][1], sounds[0][2])
+    assert restored["current"]["png"] == sounds[0][4] and restored["creates"] == 0
 
 
 # Library calls Max's classic `js` engine (ES5) does not have, though the syntax parses.

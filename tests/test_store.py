@@ -176,3 +176,46 @@ def test_render_helpers():
     assert inside < 0.4 * 0.05 and outside < 1e-3
     untouched = render.attenuate_region(tone, (32, 4), 16, 0, 16, 4, 40.0)   # rows far above the tone
     assert np.abs(untouched - tone)[2000:-2000].max() < 0.01   # the abrupt ends are broadband clicks
+
+
+def test_a_render_is_found_by_path_by_a_copy_and_after_a_restart(tmp_path):
+    out = tmp_path / "samples"
+    store = SoundStore(tmp_path / "session")
+    sound = store.reserve_sound()
+    records = []
+    for version, pitch in ((1, 60), (2, 64)):
+        record = VersionRecord(sound=sound, version=version, parent=version - 1, operation="generate", pitch=pitch,
+                               family="organ", wav="", png="", sample_rate=44_100, label="x", codemaps=_maps(version))
+        records.append(store.commit(record, _tone(pitch), b"\x89PNG", out, f"{sound:04d}-v{version}"))
+    assert all(len(r.wav_sha256) == 64 for r in records)
+    assert store.find_file(records[0].wav).version == 1
+    copy = tmp_path / "project" / "Samples" / "Imported" / "organ.wav"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(Path(records[1].wav).read_bytes())
+    assert store.find_file(copy).version == 2
+    foreign = tmp_path / "foreign.wav"
+    sf.write(foreign, _tone(67), 44_100, subtype="PCM_24")
+    with pytest.raises(LookupError, match="not a render"):
+        store.find_file(foreign)
+    with pytest.raises(FileNotFoundError):
+        store.find_file(tmp_path / "missing.wav")
+    with pytest.raises(FileNotFoundError):
+        store.find_file(tmp_path)   # a folder is no file
+
+    # a version written before digests were recorded is hashed from its file when first needed
+    version_file = tmp_path / "session" / "sounds" / f"{sound:04d}" / "v0002.json"
+    doc = json.loads(version_file.read_text())
+    del doc["wav_sha256"]
+    version_file.write_text(json.dumps(doc))
+    restored = SoundStore(tmp_path / "session")
+    assert restored.get(sound, 2).wav_sha256 == ""
+    assert restored.find_file(copy).version == 2
+    assert restored.find_file(records[0].wav).version == 1
+
+
+def test_a_file_too_large_to_be_a_render_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "MAX_FIND_BYTES", 1000)
+    big = tmp_path / "long.wav"
+    big.write_bytes(b"\0" * 2000)
+    with pytest.raises(LookupError, match="larger than any render"):
+        SoundStore(tmp_path / "session").find_file(big)

@@ -191,6 +191,37 @@ class Engine(ControlSurface):
         self.output_folder = folder
         return folder
 
+    @staticmethod
+    def project_folder(set_path: str) -> Path:
+        """Where renders for a saved Live set go: `Samples/NOTONO` in the set's project folder (the
+        folder of the `.als` file, which must exist), created if needed. The one folder outside the
+        allowed ones the daemon writes to, and only beside a Live set that is there."""
+        if "\x00" in set_path or not os.path.isabs(os.path.expanduser(set_path)):
+            raise PermissionError(f"Live set {set_path!r} must be an absolute path")
+        set_file = Path(set_path).expanduser().resolve()
+        if set_file.suffix.lower() != ".als":
+            raise PermissionError(f"{set_file} is not a Live set (.als)")
+        if not set_file.is_file():
+            raise FileNotFoundError(f"no Live set {set_file}: save the set first")
+        folder = set_file.parent / "Samples" / "NOTONO"
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"{folder} is not writable")
+        return folder
+
+    @contextmanager
+    def output_to(self, folder: Path | None) -> Iterator[Path]:
+        """Write new files to `folder` inside the block, on this thread only (None: the output folder),
+        so each client's renders land in its own Live project."""
+        previous = getattr(self._local, "output_folder", None)
+        self._local.output_folder = folder
+        try:
+            yield folder or self.output_folder
+        finally:
+            self._local.output_folder = previous
+
     def set_sample_rate(self, sample_rate: int) -> int:
         """The default rate of rendered WAVs (for renders that name none, e.g. MIDI-triggered)."""
         self.sample_rate = self.check_sample_rate(sample_rate)
@@ -237,6 +268,16 @@ class Engine(ControlSurface):
     def select(self, sound: int) -> VersionRecord:
         record = self.store.get(sound)
         self.current_sound = sound
+        return record
+
+    def find_file(self, path: str) -> VersionRecord:
+        """Make the version whose WAV `path` is (or a copy of it) current, and its sound the current one:
+        a clip dropped back on the device, or the sound a saved Live set remembers, edits on from there."""
+        if "\x00" in path or not os.path.isabs(os.path.expanduser(path)):
+            raise FileNotFoundError(f"{path!r} is not an absolute path")
+        found = self.store.find_file(path)
+        record = self.store.checkout(found.sound, found.version)
+        self.current_sound = record.sound
         return record
 
     # --- operations that render -------------------------------------------------------------
@@ -543,7 +584,8 @@ class Engine(ControlSurface):
         record = VersionRecord(sound=sound, version=version, parent=parent, operation=operation, pitch=pitch,
                                family=family, wav="", png="", sample_rate=sample_rate, label=label,
                                codemaps=maps, params=params)
-        final = self.store.commit(record, out_audio, png, self.output_folder, stem)
+        folder = getattr(self._local, "output_folder", None) or self.output_folder
+        final = self.store.commit(record, out_audio, png, folder, stem)
         self._remember((sound, version), audio16k)
         log.info("rendered %s -> %s", label, final.wav)
         return final

@@ -17,8 +17,10 @@ Temporary files left by a killed process are removed when the store opens again.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -95,6 +97,8 @@ class VersionRecord:
         codemaps: the codes.
         params: the request's parameters (seed, temperature, region, source...), for reproducibility.
         created: UNIX time of the commit.
+        wav_sha256: SHA-256 of the WAV's bytes, so a copy of the file (Live's "Collect All and Save")
+            is still recognised; empty in versions written before it was recorded.
     """
 
     sound: int
@@ -110,6 +114,7 @@ class VersionRecord:
     codemaps: Codemaps
     params: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
+    wav_sha256: str = ""
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -170,6 +175,10 @@ class SoundStore:
         else:
             atomic_write_bytes(marker, json.dumps({"format": SESSION_FORMAT, "version": FORMAT_VERSION}).encode())
         self.skipped: list[str] = []   # unreadable version files found at load, for the log
+        # (sound, version) by the WAV's resolved path and by its content, for `find_file`
+        self._by_path: dict[str, tuple[int, int]] = {}
+        self._by_digest: dict[str, tuple[int, int]] = {}
+        self._undigested: list[tuple[int, int]] = []   # versions written before digests were recorded
         self._load()
 
     # --- loading ----------------------------------------------------------------------------
@@ -192,6 +201,7 @@ class SoundStore:
                     self.skipped.append(f"{entry}: {error}")
                     continue
                 history.versions[record.version] = record
+                self._index(record)
                 folders.add(Path(record.wav).parent)
             if not history.versions:
                 continue
@@ -212,7 +222,47 @@ class SoundStore:
         for folder in folders:
             remove_temporaries(folder)
 
+    def _index(self, record: VersionRecord) -> None:
+        key = (record.sound, record.version)
+        self._by_path[_path_key(record.wav)] = key
+        if record.wav_sha256:
+            self._by_digest.setdefault(record.wav_sha256, key)
+        else:
+            self._undigested.append(key)
+
     # --- queries ----------------------------------------------------------------------------
+
+    def find_file(self, path: str | Path) -> VersionRecord:
+        """The version whose WAV `path` is: by its path, else by its content, so that the copy Live
+        makes of a render ("Collect All and Save", a moved project) is found too.
+
+        Raises FileNotFoundError when `path` names no version and no readable file, and LookupError
+        when it is a file but not a render of this store."""
+        with self._lock:
+            key = self._by_path.get(_path_key(path))
+            if key is not None:
+                return self.get(*key)
+        digest = file_sha256(path)   # outside the lock: a large foreign file must not hold up renders
+        with self._lock:
+            key = self._by_digest.get(digest)
+            if key is None and self._undigested:
+                self._digest_older_versions()
+                key = self._by_digest.get(digest)
+            if key is None:
+                raise LookupError(f"{path} is not a render in this daemon's history")
+            return self.get(*key)
+
+    def _digest_older_versions(self) -> None:
+        # versions written before digests were recorded: hashed from their files once, when first needed
+        for sound, version in self._undigested:
+            record = self._sounds[sound].versions.get(version)
+            try:
+                digest = file_sha256(record.wav) if record is not None else None
+            except OSError:
+                continue
+            if digest:
+                self._by_digest.setdefault(digest, (sound, version))
+        self._undigested = []
 
     def sound_ids(self) -> list[int]:
         with self._lock:
@@ -263,13 +313,14 @@ class SoundStore:
             wav_path = _write_new(output_folder, file_stem, ".wav", data, self.durable)
             png_path = _write_new(output_folder, wav_path.stem, ".png", png, self.durable)
             final = VersionRecord(**{**_fields(record), "wav": str(wav_path), "png": str(png_path),
-                                     "created": time.time()})
+                                     "created": time.time(), "wav_sha256": hashlib.sha256(data).hexdigest()})
             sound_dir = self.root / "sounds" / f"{record.sound:04d}"
             sound_dir.mkdir(exist_ok=True)
             atomic_write_bytes(sound_dir / f"v{record.version:04d}.json", final.to_json().encode(),
                                fsync=self.durable)
             history = self._sounds.setdefault(record.sound, SoundHistory(record.sound))
             history.versions[final.version] = final
+            self._index(final)
             history.current = final.version
             history.redo = []
             self._save_state(history)
@@ -310,6 +361,29 @@ class SoundStore:
                "redo": history.redo, "known": max(history.versions)}
         atomic_write_bytes(self.root / "sounds" / f"{history.sound:04d}" / "state.json",
                            json.dumps(doc).encode(), overwrite=True)
+
+
+# A render is a few MB at most; a larger file is no render, and is not read whole to find that out.
+MAX_FIND_BYTES = 64 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes. Raises FileNotFoundError (no such file, or not a file) and
+    LookupError (a file too large to be a render)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path}")
+    if path.stat().st_size > MAX_FIND_BYTES:
+        raise LookupError(f"{path} is larger than any render ({MAX_FIND_BYTES >> 20} MB)")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _path_key(path: str | Path) -> str:
+    return os.path.normcase(os.path.realpath(os.path.expanduser(str(path))))
 
 
 def _fields(record: VersionRecord) -> dict[str, Any]:

@@ -216,6 +216,11 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
             "Describe one version (its files, pitch, family, label).", replies=(PREFIX + "/sound",)),
     Message(PREFIX + "/sound/select", (SOUND,),
             "Make this the current sound that MIDI-triggered actions edit."),
+    Message(PREFIX + "/sound/find", (
+        Arg("path", str, "absolute path of an audio file: a render of this daemon, or a copy of one"),
+    ), "Find the version a file is (by its path, else by its content, so a copy made by Live's Collect All "
+       "and Save is found too), make it current and its sound this client's; not_found for any other file.",
+        replies=(PREFIX + "/sound",)),
     Message(PREFIX + "/sound/list", (),
             "List every sound: one /notono/sound/item each, then /notono/done with the count.",
             replies=(PREFIX + "/sound/item",)),
@@ -237,6 +242,12 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
         Arg("path", str, "folder for rendered files (e.g. the Live project's Samples folder); must lie "
                          "inside an allowed folder; '' restores the default"),
     ), "Choose where new WAVs and PNGs are written.", replies=(PREFIX + "/output/folder",)),
+    Message(PREFIX + "/output/project", (
+        Arg("set_path", str, "absolute path of the saved Live set (.als) the client is in; '' returns the "
+                             "client to the daemon's output folder"),
+    ), "Write this client's renders into its Live project: Samples/NOTONO in the folder of the set file, "
+       "which must exist (Collect All and Save then has nothing to copy, and moving the project keeps them). "
+       "Other clients are not affected.", replies=(PREFIX + "/output/folder",)),
     Message(PREFIX + "/preview", (SOUND, VERSION_OR_CURRENT),
             "Play a version on the daemon machine's audio output."),
     Message(PREFIX + "/midi/learn", (
@@ -299,7 +310,7 @@ REPLIES: dict[str, Message] = {m.address: m for m in [
         Arg("wav", str, "WAV path"), Arg("png", str, "PNG path"), Arg("current", int, "1 if current"),
     ), "One version in a list."),
     Message(PREFIX + "/output/folder", (Arg("path", str, "absolute output folder now in use"),),
-            "Answer to /notono/output/folder."),
+            "Answer to /notono/output/folder and /notono/output/project."),
     Message(PREFIX + "/midi/mapping", (
         Arg("target", str, "control or action"), Arg("port", str, "MIDI port name"),
         Arg("channel", int, "MIDI channel 1-16; 0 for any"), Arg("kind", str, "cc, note or program"),

@@ -20,7 +20,7 @@ from ..constants import DEFAULT_OSC_PORT
 from . import protocol as p
 
 
-PATH_ARGS = ("path",)   # arguments that name a file or folder on the caller's machine
+PATH_ARGS = ("path", "set_path")   # arguments that name a file or folder on the caller's machine
 
 
 def op_name(address: str) -> str:

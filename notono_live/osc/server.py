@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pythonosc.osc_bundle import OscBundle
@@ -128,6 +129,7 @@ class OscServer:
         self.allowed = {str(ip_address(a)) for a in allow}
         self.clients: OrderedDict[Address, Address] = OrderedDict()   # sender -> reply address
         self.client_rates: dict[Address, int] = {}   # sender -> sample rate its hello asked for
+        self.client_folders: dict[Address, Path] = {}   # sender -> its Live project's Samples/NOTONO
         # sound -> the client that last rendered, edited or selected it: the device whose sound it is,
         # which alone gets the MIDI-triggered renders of that sound (one clip, not one per device)
         self.owners: dict[int, Address] = {}
@@ -151,8 +153,9 @@ class OscServer:
             "/notono/region/randomize": self._randomize, "/notono/sound/undo": self._undo,
             "/notono/sound/redo": self._redo, "/notono/sound/checkout": self._checkout,
             "/notono/sound/get": self._sound_get, "/notono/sound/select": self._select,
-            "/notono/sound/list": self._sound_list, "/notono/sound/versions": self._versions,
+            "/notono/sound/find": self._find, "/notono/sound/list": self._sound_list, "/notono/sound/versions": self._versions,
             "/notono/pack": self._pack, "/notono/output/folder": self._output_folder,
+            "/notono/output/project": self._output_project,
             "/notono/preview": self._preview, "/notono/midi/learn": self._midi_learn,
             "/notono/midi/cancel": self._midi_cancel, "/notono/midi/mappings": self._midi_mappings,
         }
@@ -323,6 +326,7 @@ class OscServer:
             while len(self.clients) > MAX_CLIENTS:
                 gone, _ = self.clients.popitem(last=False)
                 self.client_rates.pop(gone, None)
+                self.client_folders.pop(gone, None)
                 self.last_heard.pop(gone, None)
         log.info("hello from %s:%s (%s); replies go to port %d", sender[0], sender[1],
                  req.values["client"] or "unnamed client", port)
@@ -352,6 +356,7 @@ class OscServer:
         with self._clients_lock:
             reply_to = self.clients.pop(sender, None)
             self.client_rates.pop(sender, None)
+            self.client_folders.pop(sender, None)
             self.last_heard.pop(sender, None)
             self._last_left = time.monotonic()
         if reply_to is not None:
@@ -406,6 +411,9 @@ class OscServer:
         self._own(sender, req.values["sound"])
         self._done(sender, req.request_id, 0)
 
+    def _find(self, req: p.Request, sender: Address) -> None:
+        self._send_sounds(sender, req.request_id, [self.engine.find_file(req.values["path"])])
+
     def _sound_list(self, req: p.Request, sender: Address) -> None:
         items = self.engine.sounds()
         for head, count in items:
@@ -436,6 +444,22 @@ class OscServer:
         log.info("output folder is now %s", folder)
         self.send(sender, "/notono/output/folder", req.request_id, str(folder))
         self._done(sender, req.request_id, 1)
+
+    def _output_project(self, req: p.Request, sender: Address) -> None:
+        set_path = req.values["set_path"]
+        folder = self.engine.project_folder(set_path) if set_path else None
+        with self._clients_lock:
+            if folder is None:
+                self.client_folders.pop(sender, None)
+            else:
+                self.client_folders[sender] = folder
+        log.info("renders for %s:%s go to %s", sender[0], sender[1], folder or self.engine.output_folder)
+        self.send(sender, "/notono/output/folder", req.request_id, str(folder or self.engine.output_folder))
+        self._done(sender, req.request_id, 1)
+
+    def _client_folder(self, sender: Address | None) -> Path | None:
+        with self._clients_lock:
+            return self.client_folders.get(sender) if sender is not None else None
 
     def _preview(self, req: p.Request, sender: Address) -> None:
         record = self.engine.get(req.values["sound"], req.values["version"])
@@ -496,10 +520,11 @@ class OscServer:
             self.send(sender, "/notono/progress", request_id, float(fraction), stage)
 
         rate = self._client_rate(sender) if sender is not None else None
+        folder = self._client_folder(sender)
 
         def run() -> None:
             try:
-                with self.engine.output_rate(rate):
+                with self.engine.output_rate(rate), self.engine.output_to(folder):
                     records = work(progress)
             except Exception as error:
                 self.worker.release()

@@ -110,8 +110,32 @@ cases.drop_sends_posix_path_as_one_symbol = () => {
     d.send(0, 'pitch', 48);
     d.send(0, 'family', 3);
     d.send(0, 'drop', 'Macintosh HD:/Users/me/My Samples/kick one.wav');
+    const find = lastOsc(d, '/notono/sound/find');
+    same(find.slice(2), ['/Users/me/My Samples/kick one.wav']);
+    assert.strictEqual(d.sent(OSC).filter((m) => m[0] === '/notono/encode').length, 0,
+        'a file is looked up in the history before it is encoded');
+    // not a NOTONO render: encoded as any audio file
+    d.send(1, '/notono/error', find[1], 'not_found', '/Users/me/My Samples/kick one.wav is not a render');
     const m = lastOsc(d, '/notono/encode');
     same(m.slice(2), ['/Users/me/My Samples/kick one.wav', 48, 'guitar']);
+};
+
+cases.dropped_notono_clip_is_found_not_encoded = () => {
+    const { d, live } = connected({ scenes: 4 });
+    d.send(0, 'drop', '/Users/me/Music/Set Project/Samples/Imported/organ C3 #1 v2.wav');
+    const find = lastOsc(d, '/notono/sound/find');
+    soundReply(d, find[1], { sound: 1, version: 2, wav: WAV, png: PNG, operation: 'inpaint' });
+    d.send(1, '/notono/done', find[1], 1);
+    d.scheduler.flush();
+    assert.strictEqual(d.sent(OSC).filter((m) => m[0] === '/notono/encode').length, 0);
+    assert.strictEqual(creates(live).length, 0, 'the dropped clip is already in the set');
+    same([d.context.current.sound, d.context.current.version], [1, 2]);
+    assert.match(statusText(d), /^Found organ C3 #1 v2 in the history/);
+    // other failures are shown as they are, with nothing encoded
+    d.send(0, 'drop', '/gone.wav');
+    d.send(1, '/notono/error', lastOsc(d, '/notono/sound/find')[1], 'bad_file', 'no file /gone.wav');
+    assert.strictEqual(statusText(d), 'Error (drop): no file /gone.wav');
+    assert.strictEqual(d.sent(OSC).filter((m) => m[0] === '/notono/encode').length, 0);
 };
 
 cases.hello_announces_reply_port_at_load = () => {
@@ -343,6 +367,134 @@ cases.clip_named_coloured_unwarped_unlooped = () => {
         ['live_set tracks 0 clip_slots 0 clip', 'color'], ['live_set tracks 0 clip_slots 0 clip', 'warping'],
         ['live_set tracks 0 clip_slots 0 clip', 'looping']]);
     assert.match(statusText(d), /string C3 #1 v1 \u2192 track 1, slot 1/);
+};
+
+// The Warp menu: each new clip lasts that many bars of the set's time signature, at any tempo.
+cases.warp_fits_a_render_to_bars_of_the_set = () => {
+    for (const [choice, bars, tempo, signature, beats] of [[2, 2, 128, [4, 4], 8], [1, 1, 90, [6, 8], 3],
+                                                          [3, 4, 174, [3, 4], 12]]) {
+        const { d, live } = connected({ scenes: 2, tempo, signature });
+        d.send(0, 'warp_bars', choice);
+        soundReply(d, generateOnce(d), { family: 'string', label: 'string C3 #1 v1' });
+        d.scheduler.flush();
+        const clip = live.clipAt(0, 0);
+        assert.strictEqual(clip.warping, 1);
+        assert.strictEqual(clip.looping, 0);
+        const markers = JSON.parse(clip.markers ? JSON.stringify(clip.markers) : '[]');
+        // the sample's end (4 s) now sits on the last beat of the bars; the start stays at 0
+        same(markers.slice(0, 2).map((m) => [m.sample_time, m.beat_time]), [[0, 0], [4, beats]]);
+        assert.strictEqual(clip.end_marker, beats);
+        assert.strictEqual(clip.loop_end, beats);
+        assert.deepStrictEqual(live.errors, []);
+        assert.match(statusText(d), new RegExp(`warped to ${bars} bars?\\.$`));
+    }
+};
+
+cases.warp_off_leaves_one_shots_and_old_live_says_so = () => {
+    const { d, live } = connected({ scenes: 2 });
+    d.send(0, 'warp_bars', 0);
+    soundReply(d, generateOnce(d), {});
+    d.scheduler.flush();
+    assert.strictEqual(live.clipAt(0, 0).warping, 0);
+    assert.ok(!live.calls.some((c) => c.name === 'move_warp_marker'));
+    // a Live whose clips list no warp markers keeps its own guess, and the status says so
+    const old = connected({ scenes: 2, version: [12, 0, 5] });
+    old.live.since = function (version, what) {
+        if (what === 'get warp_markers') { this.fail('get: no property warp_markers'); return false; }
+        return LiveSet.prototype.since.call(this, version, what);
+    };
+    old.d.send(0, 'warp_bars', 2);
+    soundReply(old.d, generateOnce(old.d), {});
+    old.d.scheduler.flush();
+    assert.strictEqual(old.live.clipAt(0, 0).warping, 1);
+    assert.match(statusText(old.d), /warped at Live's own tempo guess/);
+};
+
+// Renders go into the saved set's project; the daemon is told again when the set is saved elsewhere,
+// and after it restarts.
+cases.renders_go_into_the_saved_sets_project = () => {
+    const SET = '/Users/me/Music/Song Project/Song.als';
+    // (connected() clears what was sent up to the hello reply; the history keeps it)
+    const announced = (d) => d.history.filter(([i, m]) => i === OSC && m[0] === '/notono/output/project').map(([, m]) => m);
+    const { d, live } = connected({ scenes: 4, filePath: SET });
+    const project = announced(d).pop();
+    same(project.slice(2), [SET]);
+    d.send(1, '/notono/output/folder', project[1], '/Users/me/Music/Song Project/Samples/NOTONO');
+    d.send(1, '/notono/done', project[1], 1);
+    assert.strictEqual(statusText(d), 'Renders go to /Users/me/Music/Song Project/Samples/NOTONO.');
+    d.clearOutlets();
+    generateOnce(d);
+    assert.strictEqual(d.sent(OSC).filter((m) => m[0] === '/notono/output/project').length, 0, 'said once');
+    // Save As elsewhere: the next render request is preceded by the new project
+    live.filePath = '/Volumes/Gig/Live Set Project/Live Set.als';
+    d.clearOutlets();
+    generateOnce(d);
+    same(d.sent(OSC).map((m) => m[0]), ['/notono/output/project', '/notono/generate']);
+    same(d.sent(OSC)[0].slice(2), ['/Volumes/Gig/Live Set Project/Live Set.als']);
+    // a restarted daemon forgot it: the hello that reconnects announces it again
+    d.clearOutlets();
+    d.send(1, '/notono/hello', 99, '0.1.0', 'notono-lite', 'cpu', 0, '/tmp/out', 44100, 1);
+    same(lastOsc(d, '/notono/output/project').slice(2), ['/Volumes/Gig/Live Set Project/Live Set.als']);
+    // an unsaved set, or a Live before 11.3 (no Song.file_path), renders into the daemon's folder
+    const unsaved = connected({ scenes: 2 });
+    same(announced(unsaved.d).map((m) => m.slice(2)), [['']]);
+    const old = connected({ scenes: 2, version: [11, 2, 0], filePath: SET });
+    same(announced(old.d).map((m) => m.slice(2)), [['']]);
+    assert.deepStrictEqual(old.live.errors, [], 'no call Live 11.2 does not have');
+};
+
+// A sample pack: the sound at every semitone of two octaves around its pitch.
+function packOf(liveSpec, pitch = 60) {
+    const { d, live } = connected(liveSpec);
+    soundReply(d, generateOnce(d), { sound: 3, pitch, family: 'organ', label: 'organ C3 #3 v1' });
+    d.scheduler.flush();
+    d.send(0, 'pack', 1);
+    const request = lastOsc(d, '/notono/pack');
+    const [low, high] = [request[3], request[4]];
+    for (let p = low, sound = 10; p <= high; p++, sound++) {
+        soundReply(d, request[1], { sound, version: 1, pitch: p, family: 'organ', operation: 'pack',
+            wav: `/out/pack/${p}.wav`, png: `/out/pack/${p}.png`, label: `organ ${d.context.noteName(p)} #${sound} v1` });
+    }
+    d.send(1, '/notono/notice', request[1], 12, 1, 'pitch_missed', 'pYIN hears it 70 cents off');
+    d.send(1, '/notono/done', request[1], high - low + 1);
+    d.scheduler.flush();
+    return { d, live, request };
+}
+
+cases.sample_pack_becomes_a_drum_rack_played_by_note = () => {
+    const { d, live, request } = packOf({ version: [12, 4, 0], scenes: 2, tracks: [{ name: 'NOTONO' }] });
+    same(request.slice(2), [3, 48, 72, 1, -1]);
+    assert.deepStrictEqual(live.errors, []);
+    assert.strictEqual(creates(live).length, 1, 'no clips for the pack, only the generated sound\'s');
+    const track = live.tracks[1];
+    assert.strictEqual(track.kind, 'midi');
+    assert.strictEqual(track.name, 'NOTONO organ pack');
+    const rack = track.devices[0];
+    assert.strictEqual(rack.name, 'Drum Rack');
+    assert.strictEqual(rack.chains.length, 25);
+    rack.chains.forEach((chain, i) => {
+        assert.strictEqual(chain.in_note, 48 + i, 'each pad listens to its own note');
+        assert.strictEqual(chain.name, d.context.noteName(48 + i));
+        same(chain.devices.map((dev) => [dev.name, dev.sample]), [['Simpler', `/out/pack/${48 + i}.wav`]]);
+    });
+    assert.match(statusText(d), /^Sample pack \(25 notes, C2-C4\) is a Drum Rack on track 2: play it; 1 off pitch/);
+    assert.strictEqual(d.context.current.sound, 3, 'the pack does not change the sound being edited');
+};
+
+cases.sample_pack_as_clips_named_by_note_before_live_12_4 = () => {
+    const { d, live } = packOf({ version: [12, 1, 0], scenes: 2 }, 80);
+    assert.strictEqual(live.tracks.length, 1, 'no MIDI track');
+    const names = live.tracks[0].slots.slice(1).map((c) => c && c.name);
+    same(names, Array.from({ length: 17 }, (_, i) => `${d.context.noteName(68 + i)} organ pack #${10 + i}`));
+    assert.ok(live.tracks[0].slots.slice(1).every((c) => c.warping === 0), 'pack clips stay one-shots');
+    assert.match(statusText(d), /^Sample pack \(17 notes, G#3-C5\): 17 clips named by note; 1 off pitch/);
+};
+
+cases.sample_pack_falls_back_to_clips_when_live_refuses_a_rack = () => {
+    const { d, live } = packOf({ version: [12, 4, 0], scenes: 2, refuses: ['Drum Rack'] }, 40);
+    assert.strictEqual(live.tracks.length, 1, 'the half-built MIDI track is removed again');
+    assert.strictEqual(creates(live).length, 1 + 25);
+    assert.match(d.context.lastStatus, /clips named by note \(no Drum Rack: Live did not insert a Drum Rack\)/);
 };
 
 cases.clip_name_fallback_without_label = () => {

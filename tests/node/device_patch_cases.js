@@ -93,8 +93,9 @@ cases.automatic_reply_port = () => {
     assert.strictEqual(connect(silent.d)[2], 7401);
 };
 
-// A session of edits writes nothing into a stored or automated parameter (Live's undo history).
-cases.script_writes_no_live_parameter = () => {
+// A session of edits writes no parameter the user sets (Live's undo history, automation): only
+// "NOTONO State", once per change of the current sound.
+cases.script_writes_only_its_state_parameter = () => {
     const { device, d } = loaded({ scenes: 8 }, { Layer: 1, 'Region X': 6, 'Region Width': 4 });
     connect(d);
     d.send(0, 'generate', 1);
@@ -114,11 +115,81 @@ cases.script_writes_no_live_parameter = () => {
     sound(d, lastRequest(d, '/notono/sound/undo')[1], { sound: 1, version: 1, wav: '/out/a.wav', pitch: 48,
         family: 'brass', label: 'brass C2 #1 v1' });
     d.scheduler.flush();
-    assert.deepStrictEqual(device.parameterWrites, [], 'the script wrote into Live parameters');
+    assert.deepStrictEqual(device.parameterWrites, [
+        ['NOTONO State', 'set', '/out/a.wav', 1, 1, 'brass C2 #1 v1'],
+        ['NOTONO State', 'set', '/out/b.wav', 1, 2, 'brass C2 #1 v2'],
+        ['NOTONO State', 'set', '/out/a.wav', 1, 1, 'brass C2 #1 v1'],
+    ], 'the script wrote into a parameter other than its state, or the same state twice');
     assert.deepStrictEqual(device.unrouted, [], 'every view message has a display to go to');
     assert.strictEqual(device.values.Pitch, 60, 'Pitch stays what the user set');
     assert.match(device.lines.status.pop(), /^Now editing brass C2 #1 v1/);
     assert.strictEqual(device.lines.region.pop(), 'Region: top col 3, row 0-3');
+};
+
+// The set is saved and opened again: the device comes back to the same sound and version, found in
+// the daemon's history by its file (no re-encode, no new clip); Undo then steps back from there.
+cases.current_sound_survives_saving_and_reopening_the_set = () => {
+    const first = loaded({ scenes: 4 });
+    connect(first.d);
+    generateOrgan(first.d, `${SUPPORT}/0001-organ-C3-v001.wav`);
+    first.d.send(0, 'inpaint', 1);
+    sound(first.d, lastRequest(first.d, '/notono/inpaint/region')[1], { sound: 1, version: 2,
+        wav: `${SUPPORT}/0001-organ-C3-v002.wav`, png: `${SUPPORT}/0001-organ-C3-v002.png`, pitch: 60,
+        family: 'organ', label: 'organ C3 #1 v2', operation: 'inpaint' });
+    first.d.scheduler.flush();
+    const kept = first.device.stored();
+    assert.deepStrictEqual(kept['NOTONO State'], [`${SUPPORT}/0001-organ-C3-v002.wav`, 1, 2, 'organ C3 #1 v2']);
+    assert.strictEqual(kept['Drop File'], undefined, 'a Hidden parameter is not saved');
+
+    // Reopened: Live restores the parameters before live.thisdevice; nothing is sent before the hello.
+    const live = new LiveSet({ scenes: 4 });
+    const device = new LiveDevice({ live, file: FILE || undefined }).load(kept);
+    const d = device.d;
+    assert.strictEqual(d.sent(0).filter((m) => m[0] === '/notono/sound/find').length, 0);
+    assert.match(device.lines.file.pop(), /0001-organ-C3-v002\.wav$/, 'the file line names the saved sound at once');
+    connect(d);
+    const find = lastRequest(d, '/notono/sound/find');
+    assert.deepStrictEqual(find.slice(2), [`${SUPPORT}/0001-organ-C3-v002.wav`]);
+    sound(d, find[1], { sound: 1, version: 2, wav: `${SUPPORT}/0001-organ-C3-v002.wav`,
+        png: `${SUPPORT}/0001-organ-C3-v002.png`, pitch: 60, family: 'organ', label: 'organ C3 #1 v2',
+        operation: 'inpaint' });
+    d.send(1, '/notono/done', find[1], 1);
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 0, 'a restored sound already has its clip');
+    assert.strictEqual(d.sent(0).filter((m) => m[0] === '/notono/encode').length, 0, 'nothing is re-encoded');
+    assert.deepStrictEqual(d.sent(2).filter((m) => m[0] === 'grid' && m[1] === 'spectrogram').pop(),
+        ['grid', 'spectrogram', `${SUPPORT}/0001-organ-C3-v002.png`], 'the grid shows the saved sound');
+    assert.match(device.lines.status.pop(), /^Back to organ C3 #1 v2, as the set saved it/);
+    assert.deepStrictEqual(device.parameterWrites, [], 'restoring writes the state back: an undo step for nothing');
+    d.send(0, 'undo', 1);
+    assert.deepStrictEqual(lastRequest(d, '/notono/sound/undo').slice(2), [1]);
+
+    // A daemon that never had it (another computer): said plainly, and nothing is encoded.
+    const elsewhere = new LiveDevice({ live: new LiveSet({}), file: FILE || undefined }).load(kept);
+    connect(elsewhere.d);
+    const lost = lastRequest(elsewhere.d, '/notono/sound/find');
+    elsewhere.d.send(1, '/notono/error', lost[1], 'not_found', 'not a render in this daemon\'s history');
+    assert.match(elsewhere.lines.status.pop(), /^This set's sound \(organ C3 #1 v2\) is not in this daemon's history/);
+    assert.strictEqual(elsewhere.d.sent(0).filter((m) => m[0] === '/notono/encode').length, 0);
+};
+
+// Live's own Undo steps "NOTONO State" back: the device follows to that sound, without a new clip.
+cases.live_undo_of_the_state_selects_the_earlier_sound = () => {
+    const { device, d, live } = loaded({ scenes: 4 });
+    connect(d);
+    generateOrgan(d, '/out/one.wav');
+    d.send(0, 'generate', 1);
+    sound(d, lastRequest(d, '/notono/generate')[1], { sound: 2, version: 1, wav: '/out/two.wav', pitch: 60,
+        family: 'organ', label: 'organ C3 #2 v1' });
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 2);
+    device.recall('NOTONO State', ['/out/one.wav', 1, 1, 'organ C3 #1 v1']);
+    const find = lastRequest(d, '/notono/sound/find');
+    assert.deepStrictEqual(find.slice(2), ['/out/one.wav']);
+    sound(d, find[1], { sound: 1, version: 1, wav: '/out/one.wav', pitch: 60, family: 'organ', label: 'organ C3 #1 v1' });
+    d.scheduler.flush();
+    assert.strictEqual(creates(live).length, 2, 'no clip for a sound that has one');
+    assert.strictEqual(d.context.current.sound, 1);
 };
 
 // A path with spaces (every macOS path under Application Support) reaches Live as one atom, and

@@ -1,17 +1,23 @@
 // End to end: the device's JavaScript talks to a real running daemon over real UDP, through
 // stand-ins for [udpsend] and [udpreceive] that carry exactly the OSC messages the Max objects
-// would. It generates (with variations), selects a region on the grid, inpaints it, and records
-// what the stand-in Live set received.
+// would. The set is saved (Song.file_path names a real .als), so renders go into its project. It
+// generates (with variations), selects a region on the grid, inpaints it, drops a copy of its first
+// clip's file back (Live's Collect All and Save makes such copies), and then opens the set again: a
+// second device, loaded with the state the first one stored, comes back to the same sound.
 //
-// Usage: node tests/node/e2e_daemon.js <daemon port> [timeout seconds]
-// Prints one JSON document: {ok, error, creates, clips, statuses, sent, received, hello}.
+// Usage: node tests/node/e2e_daemon.js <daemon port> <saved set .als> [timeout seconds]
+// Prints one JSON document: {ok, error, creates, clips, statuses, sent, received, found, restored}.
 'use strict';
 
 const { LiveSet, loadDevice, loadGrid } = require('./max_stand_in');
 const { UdpSend, UdpReceive } = require('./osc');
 
+const fs = require('fs');
+const path = require('path');
+
 const daemonPort = Number(process.argv[2]);
-const timeoutMs = 1000 * Number(process.argv[3] || 50);
+const setFile = process.argv[3];
+const timeoutMs = 1000 * Number(process.argv[4] || 50);
 const started = Date.now();
 
 function sleep(ms) {
@@ -29,7 +35,7 @@ async function waitFor(what, predicate, device) {
 
 async function main() {
     // One audio track; its first slot already holds a clip that must survive.
-    const live = new LiveSet({ scenes: 3, requireFiles: true, highlighted: [0, 0],
+    const live = new LiveSet({ scenes: 3, requireFiles: true, highlighted: [0, 0], filePath: setFile,
                                tracks: [{ name: 'NOTONO', clips: { 0: '/existing/loop.wav' } }] });
     const device = loadDevice({ live, timers: 'real' });
     const sender = new UdpSend('127.0.0.1', 7400);
@@ -66,6 +72,42 @@ async function main() {
         device.send(0, 'inpaint', 1);
         await waitFor('the inpainted clip', () => creates().length >= 3, device);
         await sleep(50);   // the clip's name/colour calls follow create_audio_clip in the same task
+
+        // A copy of the first clip's file, as Collect All and Save leaves it, dropped on the device:
+        // found in the history by its content; nothing is encoded and no clip is made.
+        const first = live.tracks[0].slots[1].file_path;
+        const copy = path.join(path.dirname(setFile), 'Samples', 'Imported', 'collected copy.wav');
+        fs.mkdirSync(path.dirname(copy), { recursive: true });
+        fs.copyFileSync(first, copy);
+        const before = creates().length;
+        device.send(0, 'drop', copy);
+        await waitFor('the dropped clip found', () => /^Found /.test(device.context.lastStatus), device);
+        result.found = { current: device.context.current, status: device.context.lastStatus,
+                         createsAfter: creates().length - before };
+
+        // The set is opened again: a new device gets the stored "NOTONO State" before live.thisdevice.
+        const stored = device.history.filter(([i, m]) => i === 2 && m[0] === 'state').pop()[1].slice(2);
+        const reopened = new LiveSet({ scenes: 4, requireFiles: true, filePath: setFile });
+        const again = loadDevice({ live: reopened, timers: 'real' });
+        const receiver2 = new UdpReceive(0, (address, args) => again.send(1, address, ...args));
+        await receiver2.ready;
+        const sender2 = new UdpSend('127.0.0.1', daemonPort);
+        again.onOutlet((index, message) => { if (index === 0) sender2.message(message); });
+        try {
+            again.send(0, 'daemon_port', daemonPort);
+            again.send(0, 'reply_port', receiver2.port);
+            again.send(0, 'restore_state', ...stored);
+            again.send(0, 'live_ready');
+            await waitFor('the saved sound restored', () => /^Back to /.test(again.context.lastStatus), again);
+            result.restored = { stored, current: again.context.current, status: again.context.lastStatus,
+                                creates: reopened.calls.filter((c) => c.name === 'create_audio_clip').length };
+        } finally {
+            again.send(0, 'notifydeleted');
+            await sleep(20);
+            again.stop();
+            sender2.close();
+            receiver2.close();
+        }
 
         result.ok = true;
         result.selection = selection;

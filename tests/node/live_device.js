@@ -12,6 +12,7 @@ const { fits } = require('./view_font');
 
 const DEVICE_FILE = path.join(DEVICE_DIR, 'NOTONO Live.amxd');
 const HIDDEN = 2;   // parameter_invisible: neither automated nor stored, so no undo step
+const BLOB = 3;     // parameter_type of a pattr in parameter mode: any list, stored with the set
 
 // The chunks of an .amxd and, for a frozen one, the files of its mx@c container.
 function readAmxd(file) {
@@ -89,7 +90,9 @@ class LiveDevice {
         router.text.split(' ').slice(1).forEach((key, i) => { this.routes[key] = from(router.id, i); });
         this.parameters = {};
         for (const box of Object.values(boxes)) {
-            if (box.parameter_enable !== 1 || !box.saved_attribute_attributes) continue;
+            const enabled = box.parameter_enable === 1 ||
+                (box.saved_object_attributes && box.saved_object_attributes.parameter_enable === 1);
+            if (!enabled || !box.saved_attribute_attributes) continue;
             const valueof = box.saved_attribute_attributes.valueof;
             const prepend = from(box.id, 0).find((b) => (b.text || '').startsWith('prepend '));
             this.parameters[valueof.parameter_longname] = {
@@ -118,7 +121,10 @@ class LiveDevice {
         for (const box of targets) {
             const parameter = Object.values(this.parameters).find((p) => p.box === box);
             if (parameter && !parameter.hidden) {
-                this.parameterWrites.push([parameter.valueof.parameter_longname, ...message.slice(1)]);
+                const name = parameter.valueof.parameter_longname;
+                this.parameterWrites.push([name, ...message.slice(1)]);
+                // "set" stores a pattr's value without sending it out again
+                if (parameter.valueof.parameter_type === BLOB && message[1] === 'set') this.values[name] = message.slice(2);
             } else if (box.maxclass === 'comment' && message[1] === 'set') {
                 (this.lines[box.varname] = this.lines[box.varname] || []).push(message.slice(2).join(' '));
             }
@@ -127,16 +133,41 @@ class LiveDevice {
 
     // Live gives every stored parameter its saved value (else its initial one) before
     // live.thisdevice bangs; each reaches the script through its prepend.
+    // A blob (pattr) with nothing saved sends nothing. `saved` is what a closed set kept: another
+    // device's `stored()`.
     load(saved = {}) {
         for (const [name, p] of Object.entries(this.parameters)) {
             const v = p.valueof;
             if (p.hidden || !p.selector || v.parameter_type === 4) continue;
+            if (v.parameter_type === BLOB) {
+                if (name in saved) {
+                    this.values[name] = saved[name];
+                    this.d.send(0, p.selector, ...saved[name]);
+                }
+                continue;
+            }
             const initial = name in saved ? saved[name] : (v.parameter_initial || [0])[0];
             this.values[name] = liveValue(v, initial);
             this.d.send(0, p.selector, this.values[name]);
         }
         this.d.send(0, 'live_ready');
         return this;
+    }
+
+    // What Live saves with the set: every stored parameter's value (Hidden ones are not saved).
+    stored() {
+        const out = {};
+        for (const [name, p] of Object.entries(this.parameters)) {
+            if (!p.hidden && name in this.values) out[name] = this.values[name];
+        }
+        return out;
+    }
+
+    // Live's Undo (or a preset) steps a blob back: the pattr sends the older value.
+    recall(name, value) {
+        const p = this.parameters[name];
+        this.values[name] = value;
+        this.d.send(0, p.selector, ...value);
     }
 
     // The user, automation or a MIDI mapping moves a parameter.

@@ -17,17 +17,18 @@ class LiveSet {
     //        frozen, clips: {slotIndex: filePath}}], device: 'live_set tracks 0' (the device's
     //        track), highlighted: [track, slot] | null, selectedScene: 0, requireFiles: false,
     //        listsNewClipsLate: false (a clip made by create_audio_clip is not found by the very
-    //        next lookup, only by later ones, as Live can do within one event)}
+    //        next lookup, only by later ones, as Live can do within one event),
+    //        filePath: '' (Song.file_path: the saved set's file, '' while unsaved), tempo: 120,
+    //        signature: [4, 4], refuses: ['Drum Rack'] (device names insert_device refuses, as a
+    //        Live that cannot insert racks does)}
     constructor(spec) {
         this.version = spec.version || [12, 1, 0];
         this.scenes = spec.scenes || 8;
-        this.tracks = (spec.tracks || [{ name: 'Audio', kind: 'audio' }]).map((t) => ({
-            name: t.name || 'Audio',
-            kind: t.kind || 'audio',
-            frozen: !!t.frozen,
-            slots: Array.from({ length: this.scenes }, (_, i) =>
-                (t.clips && t.clips[i]) ? LiveSet.newClip(t.clips[i]) : null),
-        }));
+        this.tracks = (spec.tracks || [{ name: 'Audio', kind: 'audio' }]).map((t) => this.newTrack(t));
+        this.filePath = spec.filePath || '';
+        this.tempo = spec.tempo || 120;
+        this.signature = spec.signature || [4, 4];
+        this.refuses = spec.refuses || [];
         this.returnTracks = spec.returnTracks || 0;
         this.device = spec.device || 'live_set tracks 0';
         this.highlighted = spec.highlighted || null;
@@ -39,10 +40,36 @@ class LiveSet {
         this.errors = [];
     }
 
+    newTrack(t) {
+        return {
+            name: t.name || 'Audio',
+            kind: t.kind || 'audio',
+            frozen: !!t.frozen,
+            slots: Array.from({ length: this.scenes }, (_, i) =>
+                (t.clips && t.clips[i]) ? LiveSet.newClip(t.clips[i]) : null),
+            devices: [],
+        };
+    }
+
     static newClip(filePath) {
-        // Live names a new clip after its file and warps long samples by default.
-        return { file_path: filePath, name: path.basename(filePath).replace(/\.[^.]*$/, ''),
-                 color: 0x969696, warping: 1, looping: 0 };
+        // Live names a new clip after its file and warps long samples by default. Renders are 4 s at
+        // 44.1 kHz here; warp_markers are made when warping is turned on.
+        const clip = { file_path: filePath, name: path.basename(filePath).replace(/\.[^.]*$/, ''),
+                       color: 0x969696, warping: 1, looping: 0 };
+        // read only through the API (not enumerable, so a clip compares by what the device set)
+        for (const [key, value] of Object.entries({ sample_length: 4 * 44100, sample_rate: 44100, markers: null,
+                                                     end_marker: 0, loop_end: 0 })) {
+            Object.defineProperty(clip, key, { value, writable: true, enumerable: false });
+        }
+        return clip;
+    }
+
+    since(version, what) {
+        const [major, minor, bugfix] = this.version;
+        const [a, b, c] = version;
+        const ok = major !== a ? major > a : minor !== b ? minor > b : bugfix >= c;
+        if (!ok) this.fail(`${what}: not in Live ${this.version.join('.')} (needs ${version.join('.')})`);
+        return ok;
     }
 
     // Canonical path and the object it names, or null.
@@ -58,7 +85,7 @@ class LiveSet {
             if (/ chains \d+$/.test(this.device)) return { path: this.device, kind: 'chain' };
             p = this.device;
         } else if (p === 'this_device') {
-            p = `${this.device} devices 0`;
+            return { path: `${this.device} devices 0`, kind: 'device', device: { kind: 'm4l' } };
         }
         if (p === 'live_app') return { path: p, kind: 'app' };
         if (p === 'live_set') return { path: p, kind: 'song' };
@@ -66,11 +93,13 @@ class LiveSet {
         if (m) return Number(m[1]) < this.scenes ? { path: p, kind: 'scene' } : null;
         m = /^live_set return_tracks (\d+)$/.exec(p);
         if (m) return Number(m[1]) < this.returnTracks ? { path: p, kind: 'return_track' } : null;
-        m = /^live_set tracks (\d+)( devices 0)?(?: clip_slots (\d+)( clip)?)?$/.exec(p);
+        m = /^live_set tracks (\d+)((?: devices \d+(?: chains \d+)?)+)$/.exec(p);
+        if (m) return this.resolveDevice(p, this.tracks[Number(m[1])], m[2]);
+        m = /^live_set tracks (\d+)(?: clip_slots (\d+)( clip)?)?$/.exec(p);
         if (!m) return null;
         const track = this.tracks[Number(m[1])];
         if (!track) return null;
-        if (m[2]) return { path: p, kind: 'device' };
+        m = [m[0], m[1], undefined, m[2], m[3]];
         if (m[3] === undefined) return { path: p, kind: 'track', track };
         const slotIndex = Number(m[3]);
         if (slotIndex >= track.slots.length) return null;
@@ -78,6 +107,22 @@ class LiveSet {
         const clip = track.slots[slotIndex];
         if (clip && this.unlisted.delete(p)) return null;
         return clip ? { path: p, kind: 'clip', clip } : null;
+    }
+
+    // ' devices D chains C devices E ...' below a track: a device or a rack's chain.
+    resolveDevice(p, track, rest) {
+        if (!track) return null;
+        if (p === `${this.device} devices 0`) return { path: p, kind: 'device', device: { kind: 'm4l' } };
+        let holder = track, node = null;
+        const parts = rest.trim().split(' ');
+        for (let i = 0; i < parts.length; i += 2) {
+            const list = parts[i], index = Number(parts[i + 1]);
+            const items = list === 'devices' ? holder.devices : holder.chains;
+            if (!items || !items[index]) return null;
+            node = items[index];
+            holder = node;
+        }
+        return { path: p, kind: node.chains ? 'rack' : (node.in_note !== undefined ? 'chain' : 'device'), device: node };
     }
 
     record(entry) {
@@ -105,7 +150,26 @@ class LiveSet {
                 if (prop === 'has_clip') return [node.track.slots[node.slotIndex] ? 1 : 0];
                 break;
             case 'clip':
-                if (prop in node.clip) return [node.clip[prop]];
+                if (prop === 'warp_markers') {
+                    // a dict property: the js LiveAPI hands it over as JSON text
+                    if (!this.since([11, 0, 0], 'get warp_markers')) return [];
+                    return [JSON.stringify({ warp_markers: node.clip.markers || [] })];
+                }
+                if (prop in node.clip && prop !== 'markers') return [node.clip[prop]];
+                break;
+            case 'song': {
+                if (prop === 'file_path') return this.since([11, 3, 0], 'get file_path') ? [this.filePath] : [];
+                const values = { tempo: this.tempo, signature_numerator: this.signature[0],
+                                 signature_denominator: this.signature[1] };
+                if (prop in values) return [values[prop]];
+                break;
+            }
+            case 'rack':
+                if (prop === 'can_have_drum_pads') return [node.device.name === 'Drum Rack' ? 1 : 0];
+                if (prop === 'name') return [node.device.name];
+                break;
+            case 'chain':
+                if (prop in node.device && prop !== 'devices') return [node.device[prop]];
                 break;
             default:
                 break;
@@ -115,8 +179,25 @@ class LiveSet {
     }
 
     set(node, prop, value) {
-        if (node.kind === 'clip' && ['name', 'color', 'warping', 'looping'].includes(prop)) {
+        if (node.kind === 'clip' && ['name', 'color', 'warping', 'looping', 'end_marker', 'loop_end'].includes(prop)) {
             node.clip[prop] = prop === 'name' ? String(value) : Number(value);
+            if (prop === 'warping' && Number(value) === 1 && !node.clip.markers) {
+                // Live's own guess for a short sample: it lasts its seconds at the set's tempo; one more
+                // marker, hidden, 1/32 beat after the end
+                const seconds = node.clip.sample_length / node.clip.sample_rate;
+                const end = seconds * this.tempo / 60;
+                node.clip.markers = [{ sample_time: 0, beat_time: 0 }, { sample_time: seconds, beat_time: end },
+                                     { sample_time: seconds + (60 / this.tempo) / 32, beat_time: end + 1 / 32 }];
+            }
+            return;
+        }
+        if (node.kind === 'track' && prop === 'name') {
+            node.track.name = String(value);
+            return;
+        }
+        if (node.kind === 'chain' && ['in_note', 'name'].includes(prop)) {
+            if (prop === 'in_note' && !this.since([12, 3, 0], 'set in_note')) return;
+            node.device[prop] = prop === 'name' ? String(value) : Number(value);
             return;
         }
         this.fail(`set: cannot set ${prop} on ${node.path}`);
@@ -129,6 +210,49 @@ class LiveSet {
         } else if (node.kind === 'song' && fn === 'create_scene') {
             this.scenes += 1;
             for (const t of this.tracks) t.slots.push(null);
+            return undefined;
+        } else if (node.kind === 'song' && fn === 'create_midi_track') {
+            const index = args.length && Number(args[0]) >= 0 ? Number(args[0]) : this.tracks.length;
+            if (index > this.tracks.length) return this.fail(`create_midi_track: index ${index} out of range`);
+            this.tracks.splice(index, 0, this.newTrack({ name: 'MIDI', kind: 'midi' }));
+            this.shiftDevice(index, 1);
+            return undefined;
+        } else if (node.kind === 'song' && fn === 'delete_track') {
+            const index = Number(args[0]);
+            if (!this.tracks[index]) return this.fail(`delete_track: no track ${index}`);
+            this.tracks.splice(index, 1);
+            this.shiftDevice(index, -1);
+            return undefined;
+        } else if ((node.kind === 'track' || node.kind === 'chain') && fn === 'insert_device') {
+            if (!this.since([12, 3, 0], 'insert_device')) return undefined;
+            const name = String(args[0]);
+            const holder = node.kind === 'track' ? node.track : node.device;
+            if (this.refuses.includes(name) || !['Drum Rack', 'Simpler'].includes(name)) {
+                return this.fail(`insert_device: cannot insert ${name}`);
+            }
+            const index = args.length > 1 ? Number(args[1]) : holder.devices.length;
+            const device = name === 'Drum Rack' ? { name, chains: [] } : { name, sample: null };
+            holder.devices.splice(index, 0, device);
+            return ['id', 1000 + holder.devices.length];
+        } else if (node.kind === 'rack' && fn === 'insert_chain') {
+            if (!this.since([12, 3, 0], 'insert_chain')) return undefined;
+            // a new Drum Rack chain listens to all notes until in_note is set
+            node.device.chains.push({ name: '', in_note: -1, devices: [] });
+            return undefined;
+        } else if (node.kind === 'device' && node.device.name === 'Simpler' && fn === 'replace_sample') {
+            if (!this.since([12, 4, 0], 'replace_sample')) return undefined;
+            const filePath = String(args[0]);
+            if (args.length !== 1 || !path.isAbsolute(filePath)) return this.fail(`replace_sample: ${args} is not one absolute path`);
+            if (this.requireFiles && !fs.existsSync(filePath)) return this.fail(`replace_sample: no file ${filePath}`);
+            node.device.sample = filePath;
+            return undefined;
+        } else if (node.kind === 'clip' && fn === 'move_warp_marker') {
+            const [beat, distance] = args.map(Number);
+            const markers = node.clip.markers || [];
+            const at = markers.findIndex((m) => Math.abs(m.beat_time - beat) < 1e-9);
+            if (at < 0 || !node.clip.warping) return this.fail(`move_warp_marker: no warp marker at beat ${beat}`);
+            // the marker and the ones after it (the hidden one) move together
+            for (const m of markers.slice(at)) m.beat_time += distance;
             return undefined;
         } else if (node.kind === 'clip_slot' && fn === 'create_audio_clip') {
             const [major, minor, bugfix] = this.version;
@@ -149,8 +273,16 @@ class LiveSet {
         return undefined;
     }
 
+    // The NOTONO device's own track moves when a track is inserted or deleted before it.
+    shiftDevice(index, by) {
+        const m = /^live_set tracks (\d+)(.*)$/.exec(this.device);
+        if (m && Number(m[1]) >= index) this.device = `live_set tracks ${Number(m[1]) + by}${m[2]}`;
+    }
+
     getcount(node, child) {
         if (node.kind === 'track' && child === 'clip_slots') return node.track.slots.length;
+        if (node.kind === 'track' && child === 'devices') return node.track.devices.length;
+        if (node.kind === 'rack' && child === 'chains') return node.device.chains.length;
         if (node.kind === 'song' && child === 'tracks') return this.tracks.length;
         if (node.kind === 'song' && child === 'scenes') return this.scenes;
         this.fail(`getcount: no list ${child} on ${node.path}`);
