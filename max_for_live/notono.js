@@ -65,7 +65,7 @@ var RACK_LIVE_VERSION = [12, 4, 0];
 var PACK_SPAN = 12;                  // a pack covers the sound's pitch +- 12 semitones (two octaves)
 // The Warp menu: 0 leaves a render a one-shot (warping off); otherwise its length in bars.
 var WARP_CHOICES = [0, 1, 2, 4, 8, 16];
-var WARP_RETRY_MS = 100;             // Live turns warping on after the current event: markers come later
+var WARP_DELAY_MS = 100;             // Live turns warping on after the current event: markers come later
 
 // Every address this device sends or understands, from notono_live/osc/protocol.py.
 var ADDRESS = {
@@ -122,7 +122,7 @@ var MISSED_BEATS_FOR_LOSS = 3;
 var PLACES_CLIPS = { generate: true, encode: true, inpaint: true, bottom: true,
                      erase: true, randomize: true };
 // Requests whose final /notono/done needs no "... done." on the status line: their own replies say it.
-var QUIET_DONE = { ping: true, find: true, restore: true, project: true, pack: true };
+var QUIET_DONE = { ping: true, find: true, restore: true, project: true, project_quiet: true, pack: true };
 
 // --- State ---------------------------------------------------------------------------------
 var controls = {
@@ -615,7 +615,7 @@ function request(kind, address, args) {
         return -1;
     }
     if (PLACES_CLIPS[kind] || kind === "pack") {
-        syncProject();                  // the set may have been saved (or saved elsewhere) since
+        syncProject(true);              // the set may have been saved (or saved elsewhere) since
     }
     var id = nextRequestId++;
     pending[id] = kind;
@@ -634,8 +634,9 @@ function readSetPath() {
 }
 
 // Renders go into the saved set's project (Samples/NOTONO beside the .als); the daemon is told
-// whenever the set's file changes, and again after every hello (a restarted daemon forgot it).
-function syncProject() {
+// whenever the set's file changes, and again after every hello (a restarted daemon forgot it). Its
+// answer goes on the status line when `announce` (a change while working), else to the Max window.
+function syncProject(announce) {
     if (!liveReady || link.state !== "connected") {
         return;
     }
@@ -645,7 +646,7 @@ function syncProject() {
     }
     project.sent = setPath;
     var id = nextRequestId++;
-    pending[id] = "project";
+    pending[id] = announce ? "project" : "project_quiet";
     sendOsc(ADDRESS.outputProject, [id, setPath]);
 }
 
@@ -692,6 +693,7 @@ function heartbeat() {
             return;
         }
         link.awaitingBeat = true;
+        syncProject(true);               // a set saved since: even MIDI-triggered renders go there
         forget("ping");
         var id = nextRequestId++;
         pending[id] = "ping";
@@ -728,7 +730,7 @@ function receive(address, args) {
         delete pending[id];
         status((wasLost ? "Reconnected to " : "Connected to ") + link.daemon + ".");
         project.sent = null;
-        syncProject();
+        syncProject(false);              // the status line keeps "Connected to ..."
         restoreSaved();
     } else if (address === ADDRESS.pong) {
         delete pending[id];
@@ -738,7 +740,7 @@ function receive(address, args) {
     } else if (address === ADDRESS.outputFolder) {
         var folder = hfsToPosix(args[1]);
         post("NOTONO Live: renders go to " + folder + "\n");
-        status("Renders go to " + folder + ".");
+        if (pending[id] === "project") { status("Renders go to " + folder + "."); }
     } else if (address === ADDRESS.progress) {
         status(describe(id) + ": " + args[2] + " " + Math.round(Number(args[1]) * 100) + "%");
     } else if (address === ADDRESS.sound) {
@@ -768,8 +770,12 @@ function receive(address, args) {
         }
         var failed = id === DAEMON_REQUEST_ID ? "daemon" : describe(id);
         delete pending[id];
-        delete packs[id];
         status("Error (" + failed + "): " + args[2]);
+        if (packs[id] && packs[id].renders.length) {
+            packs[id].stopped = String(args[2]);
+            finishPack(id);              // the notes already rendered still make an instrument
+        }
+        delete packs[id];
     }
 }
 
@@ -1021,7 +1027,7 @@ function warpClip(clip, clipPath, key, bars) {
     var beats = bars * numerator * 4 / denominator;
     clip.set("warping", 1);
     var task = new Task(function () { fitWarp(clipPath, key, bars, beats); }, this);
-    task.schedule(WARP_RETRY_MS);
+    task.schedule(WARP_DELAY_MS);
 }
 
 function fitWarp(clipPath, key, bars, beats) {
@@ -1030,7 +1036,13 @@ function fitWarp(clipPath, key, bars, beats) {
     var seconds = Number(first(clip.get("sample_length"))) / Number(first(clip.get("sample_rate")));
     var end = endMarker(warpMarkers(clip), seconds);
     if (end === null) {
-        placed[key] += " (warped at Live's own tempo guess: Live listed no end marker)";
+        // Live listed no marker at the sample's end: pin the end to the beat instead
+        clip.call("add_warp_marker", { beat_time: beats, sample_time: seconds });
+        end = endMarker(warpMarkers(clip), seconds);
+    }
+    if (end === null) {
+        clip.set("warping", 0);          // better a one-shot than a clip at a tempo nobody chose
+        placed[key] += " (not warped: Live gave no warp marker to fit)";
     } else {
         if (Math.abs(end - beats) > 1e-9) {
             clip.call("move_warp_marker", end, beats - end);
@@ -1093,7 +1105,8 @@ function finishPack(id) {
 
 function layOutPack(pack) {
     var lowest = pack.renders[0], highest = pack.renders[pack.renders.length - 1];
-    var what = pack.renders.length + " notes, " + noteName(lowest.pitch) + "-" + noteName(highest.pitch);
+    var what = pack.renders.length + " notes, " + noteName(lowest.pitch) + "-" + noteName(highest.pitch) +
+               (pack.stopped ? ", cut short: " + pack.stopped : "");
     var missed = pack.misses ? "; " + pack.misses + " off pitch (see the Max window)" : "";
     var why = "";
     if (liveVersion && versionAtLeast(liveVersion, RACK_LIVE_VERSION)) {
@@ -1165,7 +1178,7 @@ function showPlaced(key) {
 }
 
 // Max calls any global function whose name arrives as a message; these are internal only.
-[status, storeState, restoreSaved, readSetPath, syncProject, warpClip, fitWarp, warpMarkers, endMarker,
+[noteName, clipName, familyColour, hfsToPosix, versionAtLeast, withGuidance, status, storeState, restoreSaved, readSetPath, syncProject, warpClip, fitWarp, warpMarkers, endMarker,
  packRender, finishPack, layOutPack, buildDrumRack, showRegion, showLayer, setRegionPart, pressed, needSound, sendOsc, request, forget, sayHello,
  reconnect, heartbeat, receive, describe, foundNothing, soundReply, readLiveVersion, deferPlacement, livePath, isValid,
  chooseTargetSlot, placeClip, finishClip, showPlaced, clampInt, clampRegion, convertRegion, first, textWidth, fitEnd,

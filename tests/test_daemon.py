@@ -316,6 +316,7 @@ def test_renders_go_into_the_clients_live_project(client, daemon, sound, tmp_pat
     assert reply.ok, reply.error
     folder = (project / "Samples" / "NOTONO").resolve()
     assert reply.of("/notono/output/folder")[0][0] == str(folder)
+    assert not (project / "Samples").exists(), "a set that never gets a render gets no folder either"
     try:
         mine = client.request("/notono/region/randomize", sound["sound"], "top", 2, 1, 1, 1, 8).sounds[0]
         assert Path(mine["wav"]).parent == folder and Path(mine["png"]).parent == folder
@@ -331,8 +332,18 @@ def test_renders_go_into_the_clients_live_project(client, daemon, sound, tmp_pat
         expect_error(client, "forbidden_path", "/notono/output/project", str(project / "My Song.txt"),
                      needle="not a Live set")
         expect_error(client, "forbidden_path", "/notono/output/project", "My Song.als", needle="absolute")
-        # a refused request leaves the project folder as it was
+        # a project whose Samples folder is a link that leads elsewhere is refused, and a refused
+        # request leaves none in use: renders go back to the daemon's folder, not the last project
+        linked = tmp_path / "Linked Project"
+        linked.mkdir()
+        (linked / "Linked.als").write_bytes(b"a saved Live set")
+        (tmp_path / "elsewhere").mkdir()
+        (linked / "Samples").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        expect_error(client, "forbidden_path", "/notono/output/project", str(linked / "Linked.als"), needle="is a link")
         again = client.request("/notono/region/randomize", sound["sound"], "top", 2, 2, 1, 1, 10).sounds[0]
+        assert Path(again["wav"]).parent != folder and not (tmp_path / "elsewhere" / "NOTONO").exists()
+        assert client.request("/notono/output/project", str(project / "My Song.als")).ok
+        again = client.request("/notono/region/randomize", sound["sound"], "top", 2, 2, 1, 1, 12).sounds[0]
         assert Path(again["wav"]).parent == folder
     finally:
         back = client.request("/notono/output/project", "")

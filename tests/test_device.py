@@ -358,6 +358,7 @@ NODE_CASES = [
     "warp_fits_a_render_to_bars_of_the_set", "warp_off_leaves_one_shots_and_old_live_says_so",
     "renders_go_into_the_saved_sets_project", "sample_pack_becomes_a_drum_rack_played_by_note",
     "sample_pack_as_clips_named_by_note_before_live_12_4", "sample_pack_falls_back_to_clips_when_live_refuses_a_rack",
+    "warp_adds_an_end_marker_when_live_lists_none", "sample_pack_cut_short_keeps_the_notes_it_got",
 ]
 
 

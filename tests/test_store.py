@@ -209,6 +209,7 @@ def test_a_render_is_found_by_path_by_a_copy_and_after_a_restart(tmp_path):
     version_file.write_text(json.dumps(doc))
     restored = SoundStore(tmp_path / "session")
     assert restored.get(sound, 2).wav_sha256 == ""
+    assert restored.skipped == []
     assert restored.find_file(copy).version == 2
     assert restored.find_file(records[0].wav).version == 1
 
@@ -219,3 +220,15 @@ def test_a_file_too_large_to_be_a_render_is_not_read(tmp_path, monkeypatch):
     big.write_bytes(b"\0" * 2000)
     with pytest.raises(LookupError, match="larger than any render"):
         SoundStore(tmp_path / "session").find_file(big)
+
+
+def test_a_record_from_a_later_format_revision_still_loads(tmp_path):
+    store = SoundStore(tmp_path / "session")
+    sound = store.reserve_sound()
+    record = _commit(store, tmp_path / "samples", sound, 0, 1)
+    version_file = tmp_path / "session" / "sounds" / f"{sound:04d}" / "v0001.json"
+    doc = json.loads(version_file.read_text())
+    doc["added_later"] = {"anything": 1}
+    version_file.write_text(json.dumps(doc))
+    restored = SoundStore(tmp_path / "session")
+    assert restored.skipped == [] and restored.get(sound, 1).wav == record.wav

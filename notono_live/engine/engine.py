@@ -194,8 +194,9 @@ class Engine(ControlSurface):
     @staticmethod
     def project_folder(set_path: str) -> Path:
         """Where renders for a saved Live set go: `Samples/NOTONO` in the set's project folder (the
-        folder of the `.als` file, which must exist), created if needed. The one folder outside the
-        allowed ones the daemon writes to, and only beside a Live set that is there."""
+        folder of the `.als` file, which must exist). Only checked here; the folder is made by the
+        first render. The one folder outside the allowed ones the daemon writes to: only beside a Live
+        set that is there, and never through a link that leads out of its project."""
         if "\x00" in set_path or not os.path.isabs(os.path.expanduser(set_path)):
             raise PermissionError(f"Live set {set_path!r} must be an absolute path")
         set_file = Path(set_path).expanduser().resolve()
@@ -204,11 +205,14 @@ class Engine(ControlSurface):
         if not set_file.is_file():
             raise FileNotFoundError(f"no Live set {set_file}: save the set first")
         folder = set_file.parent / "Samples" / "NOTONO"
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"{folder} exists and is not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise PermissionError(f"{folder} is not writable")
+        for part in (folder.parent, folder):
+            if part.is_symlink():
+                raise PermissionError(f"{part} is a link: renders stay out of folders it could lead to")
+            if part.exists() and not part.is_dir():
+                raise NotADirectoryError(f"{part} exists and is not a folder")
+        existing = folder if folder.is_dir() else folder.parent if folder.parent.is_dir() else set_file.parent
+        if not os.access(existing, os.W_OK):
+            raise PermissionError(f"{existing} is not writable")
         return folder
 
     @contextmanager

@@ -68,14 +68,17 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 def remove_temporaries(folder: Path) -> int:
     """Delete temporary files a killed writer left in `folder` (never a finished file)."""
     removed = 0
-    if folder.is_dir():
-        for entry in folder.iterdir():
-            if is_temporary(entry.name) and entry.is_file():
-                try:
-                    entry.unlink()
-                    removed += 1
-                except OSError:
-                    pass
+    try:
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+    except OSError:   # unreadable, or an offline volume: nothing to clean there now
+        return 0
+    for entry in entries:
+        if is_temporary(entry.name) and entry.is_file():
+            try:
+                entry.unlink()
+                removed += 1
+            except OSError:
+                pass
     return removed
 
 
@@ -129,7 +132,8 @@ class VersionRecord:
         if doc.pop("version_format", None) != FORMAT_VERSION:
             raise ValueError("unsupported version document format")
         doc["codemaps"] = Codemaps.from_json(json.dumps(doc["codemaps"]))
-        return cls(**doc)
+        # fields a later version of the format adds are left out, so its records still load here
+        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -239,30 +243,35 @@ class SoundStore:
         Raises FileNotFoundError when `path` names no version and no readable file, and LookupError
         when it is a file but not a render of this store."""
         with self._lock:
-            key = self._by_path.get(_path_key(path))
-            if key is not None:
-                return self.get(*key)
-        digest = file_sha256(path)   # outside the lock: a large foreign file must not hold up renders
+            for candidate in {_path_key(path), _path_key(os.path.realpath(os.path.expanduser(str(path))))}:
+                key = self._by_path.get(candidate)
+                if key is not None:
+                    return self.get(*key)
+        digest = file_sha256(path)   # outside the lock: hashing must not hold up a render's commit
         with self._lock:
             key = self._by_digest.get(digest)
-            if key is None and self._undigested:
-                self._digest_older_versions()
+        if key is None:
+            self._digest_older_versions()
+            with self._lock:
                 key = self._by_digest.get(digest)
-            if key is None:
-                raise LookupError(f"{path} is not a render in this daemon's history")
-            return self.get(*key)
+        if key is None:
+            raise LookupError(f"{path} is not a render in this daemon's history")
+        return self.get(*key)
 
     def _digest_older_versions(self) -> None:
-        # versions written before digests were recorded: hashed from their files once, when first needed
-        for sound, version in self._undigested:
-            record = self._sounds[sound].versions.get(version)
+        """Hash, once, the WAVs of versions written before digests were recorded (outside the lock)."""
+        with self._lock:
+            pending = [(key, self._sounds[key[0]].versions[key[1]].wav) for key in self._undigested]
+            self._undigested = []
+        found = {}
+        for key, wav in pending:
             try:
-                digest = file_sha256(record.wav) if record is not None else None
-            except OSError:
-                continue
-            if digest:
-                self._by_digest.setdefault(digest, (sound, version))
-        self._undigested = []
+                found[file_sha256(wav)] = key
+            except (OSError, LookupError):
+                continue   # a file gone, or not a render any more: nothing to match it by
+        with self._lock:
+            for digest, key in found.items():
+                self._by_digest.setdefault(digest, key)
 
     def sound_ids(self) -> list[int]:
         with self._lock:
@@ -383,7 +392,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _path_key(path: str | Path) -> str:
-    return os.path.normcase(os.path.realpath(os.path.expanduser(str(path))))
+    # no file system access: a record on an offline volume must not stall the store's loading
+    return os.path.normcase(os.path.abspath(os.path.expanduser(str(path))))
 
 
 def _fields(record: VersionRecord) -> dict[str, Any]:

@@ -412,7 +412,17 @@ class OscServer:
         self._done(sender, req.request_id, 0)
 
     def _find(self, req: p.Request, sender: Address) -> None:
-        self._send_sounds(sender, req.request_id, [self.engine.find_file(req.values["path"])])
+        # hashing a file (and, once, the versions written before digests were kept) must not hold up
+        # the receiving thread: pings and other requests are answered meanwhile
+        def find() -> None:
+            try:
+                record = self.engine.find_file(req.values["path"])
+            except Exception as error:
+                self._reply_error(sender, req.request_id, *error_code_for(error))
+                return
+            self._send_sounds(sender, req.request_id, [record])
+
+        threading.Thread(target=find, name="notono-find", daemon=True).start()
 
     def _sound_list(self, req: p.Request, sender: Address) -> None:
         items = self.engine.sounds()
@@ -447,11 +457,12 @@ class OscServer:
 
     def _output_project(self, req: p.Request, sender: Address) -> None:
         set_path = req.values["set_path"]
-        folder = self.engine.project_folder(set_path) if set_path else None
         with self._clients_lock:
-            if folder is None:
-                self.client_folders.pop(sender, None)
-            else:
+            # forgotten first: a set saved where renders cannot go must not leave them in the last one
+            self.client_folders.pop(sender, None)
+        folder = self.engine.project_folder(set_path) if set_path else None
+        if folder is not None:
+            with self._clients_lock:
                 self.client_folders[sender] = folder
         log.info("renders for %s:%s go to %s", sender[0], sender[1], folder or self.engine.output_folder)
         self.send(sender, "/notono/output/folder", req.request_id, str(folder or self.engine.output_folder))

@@ -390,6 +390,20 @@ cases.warp_fits_a_render_to_bars_of_the_set = () => {
     }
 };
 
+// A Live that lists only the start marker and the hidden one: the end is pinned with a new marker.
+cases.warp_adds_an_end_marker_when_live_lists_none = () => {
+    const { d, live } = connected({ scenes: 2, tempo: 100, endMarker: false });
+    d.send(0, 'warp_bars', 1);
+    soundReply(d, generateOnce(d), {});
+    d.scheduler.flush();
+    const clip = live.clipAt(0, 0);
+    assert.deepStrictEqual(live.errors, []);
+    same(clip.markers.slice(0, 2).map((m) => [m.sample_time, m.beat_time]), [[0, 0], [4, 4]]);
+    assert.strictEqual(clip.warping, 1);
+    assert.strictEqual(clip.end_marker, 4);
+    assert.match(statusText(d), /warped to 1 bar\.$/);
+};
+
 cases.warp_off_leaves_one_shots_and_old_live_says_so = () => {
     const { d, live } = connected({ scenes: 2 });
     d.send(0, 'warp_bars', 0);
@@ -406,8 +420,8 @@ cases.warp_off_leaves_one_shots_and_old_live_says_so = () => {
     old.d.send(0, 'warp_bars', 2);
     soundReply(old.d, generateOnce(old.d), {});
     old.d.scheduler.flush();
-    assert.strictEqual(old.live.clipAt(0, 0).warping, 1);
-    assert.match(statusText(old.d), /warped at Live's own tempo guess/);
+    assert.strictEqual(old.live.clipAt(0, 0).warping, 0, 'a clip that cannot be fitted stays a one-shot');
+    assert.match(statusText(old.d), /not warped: Live gave no warp marker to fit/);
 };
 
 // Renders go into the saved set's project; the daemon is told again when the set is saved elsewhere,
@@ -421,7 +435,9 @@ cases.renders_go_into_the_saved_sets_project = () => {
     same(project.slice(2), [SET]);
     d.send(1, '/notono/output/folder', project[1], '/Users/me/Music/Song Project/Samples/NOTONO');
     d.send(1, '/notono/done', project[1], 1);
-    assert.strictEqual(statusText(d), 'Renders go to /Users/me/Music/Song Project/Samples/NOTONO.');
+    // at connection the status line keeps saying so; the folder goes to the Max window
+    assert.match(d.context.lastStatus, /^Connected to notono-live/);
+    assert.ok(d.posts.some((p) => p.includes('renders go to /Users/me/Music/Song Project/Samples/NOTONO')));
     d.clearOutlets();
     generateOnce(d);
     assert.strictEqual(d.sent(OSC).filter((m) => m[0] === '/notono/output/project').length, 0, 'said once');
@@ -431,10 +447,17 @@ cases.renders_go_into_the_saved_sets_project = () => {
     generateOnce(d);
     same(d.sent(OSC).map((m) => m[0]), ['/notono/output/project', '/notono/generate']);
     same(d.sent(OSC)[0].slice(2), ['/Volumes/Gig/Live Set Project/Live Set.als']);
+    d.send(1, '/notono/output/folder', d.sent(OSC)[0][1], '/Volumes/Gig/Live Set Project/Samples/NOTONO');
+    assert.strictEqual(d.context.lastStatus, 'Renders go to /Volumes/Gig/Live Set Project/Samples/NOTONO.');
+    // saved again elsewhere with no render asked for: the heartbeat tells the daemon (MIDI renders)
+    live.filePath = '/Volumes/Gig/Other Project/Other.als';
+    d.clearOutlets();
+    d.scheduler.tick();
+    same(lastOsc(d, '/notono/output/project').slice(2), ['/Volumes/Gig/Other Project/Other.als']);
     // a restarted daemon forgot it: the hello that reconnects announces it again
     d.clearOutlets();
     d.send(1, '/notono/hello', 99, '0.1.0', 'notono-lite', 'cpu', 0, '/tmp/out', 44100, 1);
-    same(lastOsc(d, '/notono/output/project').slice(2), ['/Volumes/Gig/Live Set Project/Live Set.als']);
+    same(lastOsc(d, '/notono/output/project').slice(2), ['/Volumes/Gig/Other Project/Other.als']);
     // an unsaved set, or a Live before 11.3 (no Song.file_path), renders into the daemon's folder
     const unsaved = connected({ scenes: 2 });
     same(announced(unsaved.d).map((m) => m.slice(2)), [['']]);
@@ -488,6 +511,23 @@ cases.sample_pack_as_clips_named_by_note_before_live_12_4 = () => {
     same(names, Array.from({ length: 17 }, (_, i) => `${d.context.noteName(68 + i)} organ pack #${10 + i}`));
     assert.ok(live.tracks[0].slots.slice(1).every((c) => c.warping === 0), 'pack clips stay one-shots');
     assert.match(statusText(d), /^Sample pack \(17 notes, G#3-C5\): 17 clips named by note; 1 off pitch/);
+};
+
+// The daemon stops a pack half-way (busy, shut down): the notes already rendered are still laid out.
+cases.sample_pack_cut_short_keeps_the_notes_it_got = () => {
+    const { d, live } = connected({ version: [12, 4, 0], scenes: 2 });
+    soundReply(d, generateOnce(d), { sound: 3, pitch: 60, family: 'organ' });
+    d.scheduler.flush();
+    d.send(0, 'pack', 1);
+    const request = lastOsc(d, '/notono/pack');
+    for (const p of [48, 49, 50]) {
+        soundReply(d, request[1], { sound: p, pitch: p, family: 'organ', operation: 'pack', wav: `/out/${p}.wav` });
+    }
+    d.send(1, '/notono/error', request[1], 'busy', 'the daemon is shutting down');
+    d.scheduler.flush();
+    same(live.tracks[1].devices[0].chains.map((c) => [c.in_note, c.devices[0].sample]),
+        [[48, '/out/48.wav'], [49, '/out/49.wav'], [50, '/out/50.wav']]);
+    assert.match(d.context.lastStatus, /^Sample pack \(3 notes, C2-D2, cut short: the daemon is shutting down\) is a Drum Rack/);
 };
 
 cases.sample_pack_falls_back_to_clips_when_live_refuses_a_rack = () => {

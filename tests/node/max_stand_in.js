@@ -20,7 +20,8 @@ class LiveSet {
     //        next lookup, only by later ones, as Live can do within one event),
     //        filePath: '' (Song.file_path: the saved set's file, '' while unsaved), tempo: 120,
     //        signature: [4, 4], refuses: ['Drum Rack'] (device names insert_device refuses, as a
-    //        Live that cannot insert racks does)}
+    //        Live that cannot insert racks does), endMarker: true (false: a clip warped on lists only
+    //        its start marker and the hidden one)}
     constructor(spec) {
         this.version = spec.version || [12, 1, 0];
         this.scenes = spec.scenes || 8;
@@ -29,6 +30,7 @@ class LiveSet {
         this.tempo = spec.tempo || 120;
         this.signature = spec.signature || [4, 4];
         this.refuses = spec.refuses || [];
+        this.endMarker = spec.endMarker !== false;
         this.returnTracks = spec.returnTracks || 0;
         this.device = spec.device || 'live_set tracks 0';
         this.highlighted = spec.highlighted || null;
@@ -188,6 +190,7 @@ class LiveSet {
                 const end = seconds * this.tempo / 60;
                 node.clip.markers = [{ sample_time: 0, beat_time: 0 }, { sample_time: seconds, beat_time: end },
                                      { sample_time: seconds + (60 / this.tempo) / 32, beat_time: end + 1 / 32 }];
+                if (!this.endMarker) node.clip.markers.splice(1, 1);
             }
             return;
         }
@@ -245,6 +248,19 @@ class LiveSet {
             if (args.length !== 1 || !path.isAbsolute(filePath)) return this.fail(`replace_sample: ${args} is not one absolute path`);
             if (this.requireFiles && !fs.existsSync(filePath)) return this.fail(`replace_sample: no file ${filePath}`);
             node.device.sample = filePath;
+            return undefined;
+        } else if (node.kind === 'clip' && fn === 'add_warp_marker') {
+            // a dict {beat_time, sample_time} (seconds); kept in beat order, before the hidden marker
+            const marker = args[0] || {};
+            const beat = Number(marker.beat_time), seconds = Number(marker.sample_time);
+            if (!node.clip.warping || !Number.isFinite(beat) || !Number.isFinite(seconds)) {
+                return this.fail(`add_warp_marker: cannot add ${JSON.stringify(marker)}`);
+            }
+            const markers = node.clip.markers;
+            const hidden = markers.pop();
+            markers.push({ sample_time: seconds, beat_time: beat });
+            markers.push({ sample_time: seconds + (hidden.sample_time - markers[markers.length - 2].sample_time),
+                           beat_time: beat + 1 / 32 });
             return undefined;
         } else if (node.kind === 'clip' && fn === 'move_warp_marker') {
             const [beat, distance] = args.map(Number);
