@@ -28,6 +28,21 @@ def priors():
 
 
 @pytest.fixture(scope="module")
+def labelled_priors():
+    """Priors with the labels in every layer (label_layers), the modulation made non-zero, with the
+    unconditioned input for guidance and (bottom) cross-attention: every path the option touches."""
+    torch.manual_seed(2)
+    config = PriorConfig(**{**PriorConfig.from_size("tiny").to_dict(), "label_layers": True, "unconditional": True})
+    pair = TopPrior(config).eval(), BottomPrior(config).eval()
+    for prior in pair:
+        with torch.no_grad():
+            prior.label_modulation.weight.normal_(0, 0.3)
+            prior.label_modulation.bias.normal_(0, 0.1)
+    assert pair[1].decoder_layers[0].cross is not None
+    return pair
+
+
+@pytest.fixture(scope="module")
 def model():
     from notono_live.models.bundle import NotonoModel
     return NotonoModel.untrained("tiny", seed=0)
@@ -102,8 +117,9 @@ def test_kv_cached_sampler_draws_what_the_reference_sampler_draws(priors):
         assert torch.equal(cached, reference)
 
 
-def test_cached_decoding_gives_the_full_pass_logits(priors):
-    top_prior, bottom_prior = priors
+@pytest.mark.parametrize("which", ["priors", "labelled_priors"])
+def test_cached_decoding_gives_the_full_pass_logits(request, which):
+    top_prior, bottom_prior = request.getfixturevalue(which)
     pitch, family = _labels(2)
     top, bottom = _random_maps(2, 3)
     top, bottom = grid_to_sequence("top", top), grid_to_sequence("bottom", bottom)
@@ -231,11 +247,12 @@ def guided_priors():
     return TopPrior(config).eval(), BottomPrior(config).eval()
 
 
-def test_guided_greedy_draws_follow_the_guided_logits_of_the_full_pass(guided_priors):
+@pytest.mark.parametrize("which", ["guided_priors", "labelled_priors"])
+def test_guided_greedy_draws_follow_the_guided_logits_of_the_full_pass(request, which):
     """Greedy guided sampling (KV cache, one token at a time) must pick, at every position, the
     argmax of u + g·(c − u) computed by teacher-forced full passes over the drawn sequence, with
     c from the labels and u from the unconditioned input."""
-    top_prior, bottom_prior = guided_priors
+    top_prior, bottom_prior = request.getfixturevalue(which)
     pitch, family = torch.tensor([5, 40]), torch.tensor([2, 9])
     greedy = SamplingOptions(top_k=1, top_p=1.0, guidance=3.0)
     top, bottom = generate_codes(top_prior, bottom_prior, pitch_index=pitch, family_index=family, options=greedy)
@@ -364,3 +381,25 @@ def test_warm_up_and_info(model):
     info = model.info()
     assert info["size"] == "tiny" and info["parameters"]["vqvae"] > 0
     assert info["total_parameters"] == sum(info["parameters"].values())
+
+
+def test_labels_in_every_layer_start_as_the_concatenation_only_prior():
+    # the modulation is zero at initialisation: the same weights give the same logits with or without
+    base = PriorConfig.from_size("tiny")
+    pitch, family = _labels(2)
+    top, bottom = _random_maps(2, 5)
+    top, bottom = grid_to_sequence("top", top), grid_to_sequence("bottom", bottom)
+    keep = torch.rand(2, 128) < 0.5
+    outputs = []
+    for label_layers in (False, True):
+        config = PriorConfig(**{**base.to_dict(), "label_layers": label_layers})
+        torch.manual_seed(3)
+        top_prior = TopPrior(config).eval()
+        torch.manual_seed(4)
+        bottom_prior = BottomPrior(config).eval()
+        with torch.no_grad():
+            outputs.append((top_prior(top, keep, pitch, family), bottom_prior(bottom, top, pitch, family)))
+    for plain, labelled in zip(*outputs):
+        assert torch.equal(plain, labelled)
+    # and the option survives the config's round trip (checkpoints store it)
+    assert PriorConfig.from_dict(PriorConfig(**{**base.to_dict(), "label_layers": True}).to_dict()).label_layers

@@ -141,6 +141,12 @@ def test_vqvae_resumes_at_saved_step(vqvae_run, small_corpus, spectrogram_cache)
         assert float(handle.get_tensor("optim.vqvae.state.0.step")) == 14
     events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [2, 14]
+    # the held-out curve: image MSE, the decoded audio's SC and LSD as eval measures them, perplexities
+    validations = [e for e in events if e["event"] == "validation"]
+    assert [e["step"] for e in validations] == [2, 14] and all(e["notes"] == 2 for e in validations)
+    for e in validations:
+        assert 0 < e["mse"] and 0 < e["spectral_convergence"] < 10 and 0 < e["lsd_db"] < 100
+        assert 1 <= e["top_perplexity"] <= 512 and 1 <= e["bottom_perplexity"] <= 512
     assert any(p.name.startswith("events") for p in (run_dir / "tensorboard").iterdir())
     # a third call with the same limit has nothing left to do and changes nothing
     from notono_live.training.vqvae import VQVAETrainConfig, train_vqvae
@@ -229,6 +235,30 @@ def test_vqvae_trains_under_bf16_autocast_with_an_fp32_quantiser(tmp_path, small
         assert {handle.get_tensor(k).dtype for k in handle.keys()} <= {torch.float32, torch.int64}
     with pytest.raises(ValueError, match="precision"):
         train_vqvae(VQVAETrainConfig(**{**config.__dict__, "precision": "fp16"}))
+
+
+def test_channels_last_changes_the_memory_order_not_the_model(vqvae_run, small_corpus, spectrogram_cache):
+    """vqvae_run trained channels-last (the default): its checkpoint is written in the usual order and
+    the same weights give the same output in either order."""
+    from safetensors import safe_open
+
+    from notono_live.training import modelio
+    from notono_live.training.data import open_split
+
+    run_dir = vqvae_run[0]
+    weights = next((run_dir / common.CHECKPOINT_DIR).glob("*.safetensors"))
+    with safe_open(str(weights), "pt") as handle:
+        assert all(handle.get_tensor(k).is_contiguous() for k in handle.keys())
+    model, stats = modelio.load_vqvae(run_dir / common.CHECKPOINT_DIR, torch.device("cpu"))
+    again, _ = modelio.load_vqvae(run_dir / common.CHECKPOINT_DIR, torch.device("cpu"))
+    again = again.to(memory_format=torch.channels_last)
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in again.parameters())
+    held_out = open_split(small_corpus, "heldout", cache=spectrogram_cache)
+    x = stats.normalize(torch.stack([held_out[i]["image"] for i in range(2)]))
+    with torch.no_grad():
+        a = model.eval()(x).reconstruction
+        b = again.eval()(x.contiguous(memory_format=torch.channels_last)).reconstruction
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
 
 
 def test_condition_dropout_on_resume_adds_the_unconditioned_input(tmp_path, priors_run, vqvae_run, small_corpus,

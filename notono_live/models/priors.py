@@ -64,6 +64,12 @@ class PriorConfig:
             guidance (Ho & Salimans, 2021): the logits become u + g·(c − u) for the conditioned
             logits c and unconditioned u, which strengthens pitch and family for g > 1 (ours; the
             paper samples the conditioned prior alone).
+        label_layers: whether every layer also gets the pitch and family: each pre-norm of the
+            encoder and decoder blocks is modulated per sequence, LN(x)·(1 + γ) + β, with γ and β
+            a linear map of the condition vector (adaptive layer norm, as in FiLM), zero at
+            initialisation so training starts from the concatenation-only prior (ours; the paper
+            enters the labels by concatenation only). A sampled token pays one multiply-add per
+            norm: the modulation is computed once per sequence.
     """
 
     d_model: int = 512
@@ -78,6 +84,7 @@ class PriorConfig:
     num_families: int = NUM_FAMILIES
     bottom_cross_attention: bool = True
     unconditional: bool = False
+    label_layers: bool = False
 
     @classmethod
     def from_size(cls, size: str) -> "PriorConfig":
@@ -131,6 +138,7 @@ class DecoderCache:
         self.layers = layers
         self.length = 0
         self.static: Tensor | None = None   # per-position decoder inputs besides the token, computed once
+        self.modulation: Tensor | None = None   # the decoder norms' label modulation (label_layers), once
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
@@ -226,9 +234,9 @@ class EncoderBlock(nn.Module):
         self.norm_feedforward = nn.LayerNorm(config.d_model)
         self.feedforward = FeedForward(config.d_model, config.feedforward, config.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.attention(self.norm_attention(x), mask)
-        return x + self.feedforward(self.norm_feedforward(x))
+    def forward(self, x: Tensor, mask: Tensor | None, modulation: Tensor | None = None) -> Tensor:
+        x = x + self.attention(_modulated(self.norm_attention(x), modulation, 0), mask)
+        return x + self.feedforward(_modulated(self.norm_feedforward(x), modulation, 1))
 
 
 class DecoderBlock(nn.Module):
@@ -244,8 +252,9 @@ class DecoderBlock(nn.Module):
         self.norm_feedforward = nn.LayerNorm(d)
         self.feedforward = FeedForward(d, config.feedforward, config.dropout)
 
-    def forward(self, x: Tensor, memory: Tensor, cache: LayerCache | None, start: int) -> Tensor:
-        h = self.norm_attention(x)
+    def forward(self, x: Tensor, memory: Tensor, cache: LayerCache | None, start: int,
+                modulation: Tensor | None = None) -> Tensor:
+        h = _modulated(self.norm_attention(x), modulation, 0)
         if cache is None:
             x = x + self.attention(h, causal=True)
         else:
@@ -257,8 +266,23 @@ class DecoderBlock(nn.Module):
                 if cache.memory is None:
                     cache.memory = self.cross.keys_values(memory)
                 keys_values = cache.memory
-            x = x + self.cross(self.norm_cross(x), keys_values)
-        return x + self.feedforward(self.norm_feedforward(x))
+            x = x + self.cross(_modulated(self.norm_cross(x), modulation, 1), keys_values)
+        return x + self.feedforward(_modulated(self.norm_feedforward(x), modulation, 2))
+
+
+# Pre-norms per block that `PriorConfig.label_layers` modulates: encoder (attention, feed-forward),
+# decoder (self-attention, cross-attention, feed-forward; the cross one unused without cross-attention).
+_ENCODER_NORMS, _DECODER_NORMS = 2, 3
+
+
+def _modulated(h: Tensor, modulation: Tensor | None, index: int) -> Tensor:
+    """LN(x)·(1 + γ) + β for a block's norm `index`; modulation [B, norms, 2, d] (None: h unchanged)."""
+    if modulation is None:
+        return h
+    scale, shift = modulation[:, index, 0], modulation[:, index, 1]
+    if h.dim() == 3:
+        scale, shift = scale[:, None], shift[:, None]
+    return h * (1 + scale) + shift
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,6 +317,13 @@ class _CodePrior(nn.Module):
         # the unconditioned input of condition dropout (classifier-free guidance), if configured;
         # training keeps it in an Adam parameter group of its own (`training.priors._parameter_groups`)
         self.null_condition = nn.Embedding(1, 2 * c) if config.unconditional else None
+        # the labels in every layer (label_layers): zero at first, so the prior starts as without it
+        self.label_modulation = None
+        if config.label_layers:
+            norms = _ENCODER_NORMS * config.encoder_layers + _DECODER_NORMS * config.decoder_layers
+            self.label_modulation = nn.Linear(2 * c, norms * 2 * d)
+            nn.init.zeros_(self.label_modulation.weight)
+            nn.init.zeros_(self.label_modulation.bias)
         # the one-token sampling step's linear layers (`set_step_precision`): per decoder layer
         # (qkv, attention out, feed-forward in, feed-forward out), and the head
         self._step_layers: list[tuple[StepLinear, ...]] = []
@@ -329,10 +360,22 @@ class _CodePrior(nn.Module):
     def _with_condition(self, tokens: Tensor, condition: Tensor) -> Tensor:
         return torch.cat([tokens, condition[:, None, :].expand(-1, tokens.shape[1], -1)], -1)
 
+    def _modulations(self, condition: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """(encoder [B, layers x 2, 2, d], decoder [B, layers x 3, 2, d]) norm modulations of
+        `label_layers`, or (None, None) without it."""
+        if self.label_modulation is None:
+            return None, None
+        c = self.config
+        every = self.label_modulation(condition).view(len(condition), -1, 2, c.d_model)
+        split = _ENCODER_NORMS * c.encoder_layers
+        return every[:, :split], every[:, split:]
+
     def _encode(self, encoder_tokens: Tensor, condition: Tensor) -> Tensor:
         x = self._with_condition(self.encoder_token(encoder_tokens), condition) + self.encoder_position
-        for layer in self.encoder_layers:
-            x = layer(x, self.encoder_mask)
+        modulation, _ = self._modulations(condition)
+        for i, layer in enumerate(self.encoder_layers):
+            x = layer(x, self.encoder_mask,
+                      None if modulation is None else modulation[:, _ENCODER_NORMS * i:_ENCODER_NORMS * (i + 1)])
         return self.encoder_norm(x)
 
     def decode(self, sequence: Tensor, start: int, end: int, memory: Tensor, condition: Tensor,
@@ -355,14 +398,17 @@ class _CodePrior(nn.Module):
             previous = torch.cat([self.start_symbol.expand(b, 1, -1), previous], 1)
         if cache is None:
             static = self._static_inputs(memory, condition)
+            modulation = self._modulations(condition)[1]
         else:
             if cache.static is None:
                 cache.static = self._static_inputs(memory, condition)
-            static = cache.static
+                cache.modulation = self._modulations(condition)[1]
+            static, modulation = cache.static, cache.modulation
         # token embedding in the first channels; condition, position and aligned context precomputed
         x = F.pad(previous, (0, 2 * self.config.condition_dim)) + static[:, start:end]
         for i, layer in enumerate(self.decoder_layers):
-            x = layer(x, memory, None if cache is None else cache.layers[i], start)
+            x = layer(x, memory, None if cache is None else cache.layers[i], start,
+                      None if modulation is None else modulation[:, _DECODER_NORMS * i:_DECODER_NORMS * (i + 1)])
         if cache is not None:
             cache.length = end
         return self.head(self.decoder_norm(x))
@@ -389,10 +435,12 @@ class _CodePrior(nn.Module):
             x[:, :token_dim] += F.embedding(sequence[:, position - 1], self.decoder_token.weight)
         end = position + 1
         scale = head_dim ** -0.5
-        for layer, layer_cache, (qkv_linear, out_linear, first, last) in zip(
-                self.decoder_layers, cache.layers, self._step_layers):
+        for i, (layer, layer_cache, (qkv_linear, out_linear, first, last)) in enumerate(zip(
+                self.decoder_layers, cache.layers, self._step_layers)):
+            modulation = None if cache.modulation is None else \
+                cache.modulation[:, _DECODER_NORMS * i:_DECODER_NORMS * (i + 1)]
             norm = layer.norm_attention
-            h = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
+            h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), modulation, 0)
             qkv = qkv_linear(h).view(b, 3, heads, 1, head_dim)
             layer_cache.keys[:, :, position:end] = qkv[:, 1]
             layer_cache.values[:, :, position:end] = qkv[:, 2]
@@ -403,9 +451,10 @@ class _CodePrior(nn.Module):
             if layer.cross is not None:
                 if layer_cache.memory is None:
                     raise ValueError("the cache holds no cross-attention keys; decode a chunk first")
-                x = x + layer.cross(layer.norm_cross(x[:, None]), layer_cache.memory)[:, 0]
+                x = x + layer.cross(_modulated(layer.norm_cross(x[:, None]), modulation, 1),
+                                    layer_cache.memory)[:, 0]
             norm = layer.norm_feedforward
-            h = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
+            h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), modulation, 2)
             x = x + last(F.gelu(first(h)))
         cache.length = end
         norm = self.decoder_norm

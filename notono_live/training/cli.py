@@ -43,7 +43,11 @@ def register(subparsers) -> None:
     vqvae = commands.add_parser("vqvae", help="train the VQ-VAE-2 on a corpus (resumable, torchrun-ready)")
     _add_common(vqvae, batch_size=16)
     vqvae.add_argument("--validation-notes", type=int, default=64,
-                       help="held-out notes whose reconstruction MSE is logged at each checkpoint")
+                       help="held-out notes whose reconstruction (MSE, SC, LSD) and code perplexities are "
+                            "logged at each checkpoint")
+    vqvae.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                       help="channels-last memory order for the convolutions (default on: 1.17x faster on "
+                            "the development CPU)")
     vqvae.add_argument("--decoder-from", type=Path, default=None, metavar="VQVAE",
                        help="start from this trained VQ-VAE (run or model folder) and train its decoder only: "
                             "encoders and codebooks stay frozen, so codes, and priors trained on them, stay valid")
@@ -58,6 +62,9 @@ def register(subparsers) -> None:
     priors.add_argument("--condition-dropout", type=float, default=0.0,
                         help="fraction of maps trained without pitch and family, so that sampling can "
                              "use classifier-free guidance (e.g. 0.15; resuming adds the input it needs)")
+    priors.add_argument("--label-layers", action="store_true",
+                        help="new priors also get pitch and family in every layer (adaptive layer norm), "
+                             "not only by concatenation to the inputs")
     priors.set_defaults(func=_run_priors)
 
     export = commands.add_parser("export", help="write the fp16 model folder NotonoModel.load reads")
@@ -88,7 +95,8 @@ def _run_vqvae(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
-        validation_notes=args.validation_notes, decoder_from=args.decoder_from, precision=args.precision))
+        validation_notes=args.validation_notes, decoder_from=args.decoder_from, precision=args.precision,
+        channels_last=args.channels_last))
     _print_summary(result.summary)
     return 0
 
@@ -105,7 +113,7 @@ def _run_priors(args: argparse.Namespace) -> int:
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, extraction_batch_size=args.extraction_batch_size, workers=args.workers,
         device=args.device, checkpoint_minutes=args.checkpoint_minutes, precision=args.precision,
-        condition_dropout=args.condition_dropout))
+        condition_dropout=args.condition_dropout, label_layers=args.label_layers))
     _print_summary(result.summary)
     return 0
 

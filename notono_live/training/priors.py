@@ -61,6 +61,8 @@ class PriorsTrainConfig:
             guidance. Above 0 it gives the priors that input; resuming a run whose priors lack it
             adds it (initialised to the mean label embedding) and keeps everything else, the
             optimiser state included.
+        label_layers: give new priors the labels in every layer as well (`PriorConfig.label_layers`,
+            adaptive layer norm); a resumed prior keeps the architecture it was saved with.
     """
 
     corpus: Path
@@ -84,6 +86,7 @@ class PriorsTrainConfig:
     validation_maps: int = 256
     precision: str = "fp32"
     condition_dropout: float = 0.0
+    label_layers: bool = False
 
 
 # --- Codes file -----------------------------------------------------------------------------
@@ -335,6 +338,8 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 overrides = dict(config.model_overrides)
                 if config.condition_dropout > 0:
                     overrides["unconditional"] = True
+                if config.label_layers:
+                    overrides["label_layers"] = True
                 prior_config = _prior_config(PriorConfig, config.size, overrides)
                 models[name] = (TopPrior if name == "top" else BottomPrior)(prior_config).to(context.device)
         groups = {name: _parameter_groups(model) for name, model in models.items()}

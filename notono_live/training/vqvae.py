@@ -51,13 +51,17 @@ class VQVAETrainConfig:
         workers: DataLoader worker processes.
         device: "auto", "cpu", "cuda", "cuda:1"...
         checkpoint_minutes: checkpoint at least this often.
-        validation_notes: held-out notes whose reconstruction MSE is logged at each checkpoint.
+        validation_notes: held-out notes (spread over the families) whose reconstruction MSE, spectral
+            convergence, log-spectral distance and code perplexities are logged at each checkpoint.
         decoder_from: a trained VQ-VAE (run folder, checkpoint or model folder) to start from and train
             the decoder of only, its encoders and codebooks frozen (None: train everything). Only read
             when RUN_DIR has no checkpoint yet; a run started this way stays decoder-only on resume.
         precision: "fp32", or "bf16" to run forward passes under bfloat16 autocast; weights, Adam's
             state and the quantisers (distances, EMA codebook, commitment) stay fp32. A run may
             switch precision when it resumes.
+        channels_last: keep the convolutions' weights and inputs in channels-last memory order
+            (measured 1.17-1.18x faster on an AVX512-BF16 CPU in both precisions; checkpoints are
+            written in the usual order, so the setting may change on resume).
     """
 
     corpus: Path
@@ -78,6 +82,7 @@ class VQVAETrainConfig:
     validation_notes: int = 64
     decoder_from: Path | None = None
     precision: str = "fp32"
+    channels_last: bool = True
 
 
 # the modules that turn quantised vectors into an image: the only ones a decoder-only run trains
@@ -167,6 +172,8 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             model_config = dataclasses.replace(VQVAE2Config.from_size(config.size), **config.model_overrides)
             size = config.size if not config.model_overrides else "custom"
             model = VQVAE2(model_config).to(context.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)   # in place: the same parameters
         decoder_only = codes_of is not None
         trained = freeze_encoding(model) if decoder_only else list(model.parameters())
         optimizer = torch.optim.Adam(trained, lr=config.lr)
@@ -225,6 +232,8 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             for batch in loader:
                 images = batch["image"].to(context.device, non_blocking=True)
                 x = stats.normalize(images)
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with autocast():
                     output = ddp_model(x)
                 mse = F.mse_loss(output.reconstruction.float(), x)
@@ -290,23 +299,43 @@ def _summary(run_dir: Path, state: common.TrainingState, last: dict[str, float],
 @torch.no_grad()
 def _log_validation(model, stats, config: VQVAETrainConfig, context: common.DistributedContext,
                     logger: common.RunLogger, step: int) -> None:
-    """Reconstruction MSE on the first few held-out notes (rank 0 only; cheap, for the curves)."""
+    """Held-out reconstruction on `validation_notes` notes spread over the families (rank 0 only), for
+    the curves: the normalised image's MSE; spectral convergence and log-spectral distance of the
+    decoded audio (Mel-IF inverse, as `eval` computes them); and each codemap's code perplexity."""
     if not context.is_main or config.validation_notes <= 0:
         return
-    held_out = open_split(config.corpus, "heldout", config.split_seed, config.cache)
-    count = min(config.validation_notes, len(held_out))
-    if count == 0:
+    from ..data.roundtrip import select_spread, spectral_distances
+
+    held_out = open_split(config.corpus, "heldout", config.split_seed, config.cache, return_audio=True)
+    index_of = {record.note: i for i, record in enumerate(held_out.records)}
+    chosen = [index_of[r.note] for r in select_spread(held_out.records, config.validation_notes)]
+    if not chosen:
         return
     was_training = model.training
     model.eval()
-    total, seen = 0.0, 0
-    for start in range(0, count, config.batch_size):
-        images = torch.stack([held_out[i]["image"] for i in range(start, min(count, start + config.batch_size))])
-        x = stats.normalize(images.to(context.device))
-        total += F.mse_loss(model(x).reconstruction, x, reduction="sum").item()
+    total, seen, lsd, sc = 0.0, 0, [], []
+    counts = {"top": torch.zeros(model.config.codebook_size), "bottom": torch.zeros(model.config.codebook_size)}
+    for start in range(0, len(chosen), config.batch_size):
+        items = [held_out[i] for i in chosen[start:start + config.batch_size]]
+        x = stats.normalize(torch.stack([item["image"] for item in items]).to(context.device))
+        reconstruction = model(x).reconstruction
+        total += F.mse_loss(reconstruction, x, reduction="sum").item()
         seen += x.numel()
+        audio = held_out.representation.inverse(stats.denormalize(reconstruction.float()).cpu()).numpy()
+        a, b = spectral_distances(torch.stack([item["audio"] for item in items]).numpy(), audio)
+        lsd += a.tolist()
+        sc += b.tolist()
+        for layer, codes in zip(("top", "bottom"), model.encode_codes(x)):
+            counts[layer] += torch.bincount(codes.flatten().cpu(), minlength=model.config.codebook_size).float()
     model.train(was_training)
-    logger.step(step, {"validation/mse": total / seen}, advance=0)
+    values = {"validation/mse": total / seen, "validation/spectral_convergence": sum(sc) / len(sc),
+              "validation/lsd_db": sum(lsd) / len(lsd)}
+    for layer, count in counts.items():
+        p = count / count.sum()
+        values[f"validation/{layer}_perplexity"] = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+    logger.step(step, values, advance=0)
+    logger.record({"event": "validation", "step": step, "notes": len(chosen),
+                   **{key.split("/")[1]: round(value, 6) for key, value in values.items()}})
 
 
 def _jsonable(value: Any) -> Any:
