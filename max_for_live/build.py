@@ -2,7 +2,7 @@
 
 The patch is declared here box by box (Max class, text, inlets, outlets, rectangles, Live
 parameter attributes, info texts) and wired with patchlines; the logic lives in `notono.js` (state,
-OSC, Live API) and the grid in `notono_grid.js` (jsui). The device is written frozen: both scripts
+OSC, Live API) and the grid in `notono_grid.js` (jsui). The device is written frozen: its scripts
 are embedded in the `.amxd` (see amxd.py), so it loads wherever Live's Collect All and Save or a
 move puts it. The output is deterministic, so a test rebuilds it and compares it with the committed
 file byte for byte.
@@ -394,7 +394,7 @@ def project_block() -> dict:
 
 
 def build() -> bytes:
-    """The bytes of the frozen device file: the patch with both scripts embedded."""
+    """The bytes of the frozen device file: the patch with its three scripts embedded."""
     scripts = [amxd.Embedded(name, "TEXT", (HERE / name).read_bytes()) for name in SCRIPTS]
     return amxd.pack_frozen(DEVICE_TYPE, DEVICE_NAME, device_patcher(), scripts, FROZEN_DATE)
 
