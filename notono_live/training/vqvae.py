@@ -301,7 +301,10 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
                     logger: common.RunLogger, step: int) -> None:
     """Held-out reconstruction on `validation_notes` notes spread over the families (rank 0 only), for
     the curves: the normalised image's MSE; spectral convergence and log-spectral distance of the
-    decoded audio (Mel-IF inverse, as `eval` computes them); and each codemap's code perplexity."""
+    decoded audio (Mel-IF inverse, as `eval` computes them); each codemap's code perplexity; and how
+    far silence shares one code (the paper: phase thresholding lets the VQ-VAE learn one code for
+    silence), as the share of each map's wholly silent cells (every pixel at the threshold floor)
+    that take the most common code among them."""
     if not context.is_main or config.validation_notes <= 0:
         return
     from ..data.roundtrip import select_spread, spectral_distances
@@ -315,6 +318,8 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     model.eval()
     total, seen, lsd, sc = 0.0, 0, [], []
     counts = {"top": torch.zeros(model.config.codebook_size), "bottom": torch.zeros(model.config.codebook_size)}
+    silent_codes: dict[str, list[torch.Tensor]] = {"top": [], "bottom": []}
+    cells = {"top": 0, "bottom": 0}
     for start in range(0, len(chosen), config.batch_size):
         items = [held_out[i] for i in chosen[start:start + config.batch_size]]
         x = stats.normalize(torch.stack([item["image"] for item in items]).to(context.device))
@@ -325,14 +330,23 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
         a, b = spectral_distances(torch.stack([item["audio"] for item in items]).numpy(), audio)
         lsd += a.tolist()
         sc += b.tolist()
+        floor = stats.log_power_min + 1e-3   # the phase threshold clamps silence to the statistics' minimum
         for layer, codes in zip(("top", "bottom"), model.encode_codes(x)):
             counts[layer] += torch.bincount(codes.flatten().cpu(), minlength=model.config.codebook_size).float()
+            cell = x.shape[2] // codes.shape[1]
+            loudest = F.max_pool2d(torch.stack([item["image"][0] for item in items])[:, None], cell)[:, 0]
+            silent_codes[layer].append(codes.cpu()[loudest <= floor])
+            cells[layer] += codes.numel()
     model.train(was_training)
     values = {"validation/mse": total / seen, "validation/spectral_convergence": sum(sc) / len(sc),
               "validation/lsd_db": sum(lsd) / len(lsd)}
     for layer, count in counts.items():
         p = count / count.sum()
         values[f"validation/{layer}_perplexity"] = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+        silent = torch.cat(silent_codes[layer])
+        values[f"validation/{layer}_silent_cells"] = len(silent) / cells[layer]
+        if len(silent):
+            values[f"validation/{layer}_silence_code_share"] = float(silent.unique(return_counts=True)[1].max()) / len(silent)
     logger.step(step, values, advance=0)
     logger.record({"event": "validation", "step": step, "notes": len(chosen),
                    **{key.split("/")[1]: round(value, 6) for key, value in values.items()}})
