@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,21 @@ def test_midi_triggered_renders_reach_only_the_owner_of_the_current_sound(server
         assert [args[1:3] for address, args in got if address == "/notono/sound"] == [[first.sounds[0]["sound"], 1]]
         time.sleep(0.3)
         assert _unsolicited(a) == [] and _unsolicited(c) == []
+
+
+def test_a_midi_triggered_render_goes_into_its_owners_live_project(server, rendered_wav, tmp_path):
+    project = tmp_path / "Gig Project"
+    project.mkdir()
+    (project / "Gig.als").write_bytes(b"a saved Live set")
+    with NotonoClient(server.host, server.port, timeout=120) as owner, \
+            NotonoClient(server.host, server.port, timeout=120) as other:
+        assert owner.connect().ok and other.connect().ok
+        assert owner.request("/notono/output/project", str(project / "Gig.als")).ok
+        made = owner.request("/notono/encode", str(rendered_wav), 60, "keyboard")
+        assert made.ok, made.error
+        assert Path(made.sounds[0]["wav"]).parent == (project / "Samples" / "NOTONO").resolve()
+        server.submit_action("new_bottom")       # a pad: no request, no client of its own
+        got = _wait_for_done(owner)
+        (sound,) = [args for address, args in got if address == "/notono/sound"]
+        assert Path(sound[3]).parent == (project / "Samples" / "NOTONO").resolve(), sound
+        assert _unsolicited(other) == []
