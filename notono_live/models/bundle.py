@@ -546,10 +546,10 @@ def _size_name(vqvae: VQVAE2, top: TopPrior, bottom: BottomPrior) -> str:
     """The named size whose configs all three components have, else "custom"."""
     for size in ("lite", "reference", "tiny"):
         prior = PriorConfig.from_size(size)
-        # the unconditioned input (condition dropout) adds a vector, not a size
+        # the unconditioned input (condition dropout) and the labels in every layer add inputs, not a size
         if (vqvae.config == VQVAE2Config.from_size(size)
-                and dataclasses.replace(top.config, unconditional=False) == prior
-                and dataclasses.replace(bottom.config, unconditional=False) == prior):
+                and dataclasses.replace(top.config, unconditional=False, label_layers=False) == prior
+                and dataclasses.replace(bottom.config, unconditional=False, label_layers=False) == prior):
             return size
     return "custom"
 

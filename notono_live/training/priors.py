@@ -327,10 +327,14 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
         models: dict[str, torch.nn.Module] = {}
         size = config.size if not config.model_overrides else "custom"
         upgraded: set[str] = set()     # priors given an unconditioned input on this resume
+        logger_notes: list[str] = []   # said once the logger exists
         for name in wanted:
             if checkpoint is not None and modelio.has_prior(checkpoint, name):
                 models[name], metadata = modelio.load_prior(checkpoint, name, context.device, with_metadata=True)
                 size = metadata.get("size", size)
+                if config.label_layers and not models[name].config.label_layers:
+                    logger_notes.append(f"the {name} prior was saved without --label-layers and keeps its "
+                                        f"architecture; --label-layers only shapes new priors")
                 if config.condition_dropout > 0 and models[name].null_condition is None:
                     models[name] = _add_unconditioned_input(models[name])
                     upgraded.add(name)
@@ -383,6 +387,8 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
         if idle and config.condition_dropout == 0:
             logger.message(f"note: {', '.join(idle)} prior(s) have an unconditioned input but "
                            f"--condition-dropout is 0, so it is not trained in this run")
+        for note in logger_notes:
+            logger.message(f"note: {note}")
 
         def save(reason: str) -> None:
             summary = _summary(run_dir, state, last, reason, context)

@@ -182,6 +182,12 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             state = common.load_training_state(checkpoint / common.TRAINING_STATE_FILE, {"vqvae": optimizer})
             for group in optimizer.param_groups:
                 group["lr"] = config.lr   # an explicit --lr on resume wins
+            if config.channels_last:
+                # Adam's moments come back in the usual order: give them their weights' memory order
+                for moments in optimizer.state.values():
+                    for key, value in moments.items():
+                        if torch.is_tensor(value) and value.dim() == 4:
+                            moments[key] = value.contiguous(memory_format=torch.channels_last)
 
         ddp_model: torch.nn.Module = model
         if context.distributed:
@@ -323,19 +329,23 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     for start in range(0, len(chosen), config.batch_size):
         items = [held_out[i] for i in chosen[start:start + config.batch_size]]
         x = stats.normalize(torch.stack([item["image"] for item in items]).to(context.device))
-        reconstruction = model(x).reconstruction
+        output = model(x)
+        reconstruction = output.reconstruction
         total += F.mse_loss(reconstruction, x, reduction="sum").item()
         seen += x.numel()
         audio = held_out.representation.inverse(stats.denormalize(reconstruction.float()).cpu()).numpy()
         a, b = spectral_distances(torch.stack([item["audio"] for item in items]).numpy(), audio)
         lsd += a.tolist()
         sc += b.tolist()
-        floor = stats.log_power_min + 1e-3   # the phase threshold clamps silence to the statistics' minimum
-        for layer, codes in zip(("top", "bottom"), model.encode_codes(x)):
+        threshold = getattr(held_out.representation, "phase_threshold", None)
+        for layer, codes in (("top", output.top_codes), ("bottom", output.bottom_codes)):   # eval mode: no EMA
             counts[layer] += torch.bincount(codes.flatten().cpu(), minlength=model.config.codebook_size).float()
+            if threshold is None:
+                continue
+            # a wholly silent cell: every pixel clamped to the phase threshold (no sound, no phase)
             cell = x.shape[2] // codes.shape[1]
             loudest = F.max_pool2d(torch.stack([item["image"][0] for item in items])[:, None], cell)[:, 0]
-            silent_codes[layer].append(codes.cpu()[loudest <= floor])
+            silent_codes[layer].append(codes.cpu()[loudest <= threshold + 1e-4])
             cells[layer] += codes.numel()
     model.train(was_training)
     values = {"validation/mse": total / seen, "validation/spectral_convergence": sum(sc) / len(sc),
@@ -343,6 +353,8 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     for layer, count in counts.items():
         p = count / count.sum()
         values[f"validation/{layer}_perplexity"] = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+        if not cells[layer]:
+            continue
         silent = torch.cat(silent_codes[layer])
         values[f"validation/{layer}_silent_cells"] = len(silent) / cells[layer]
         if len(silent):
