@@ -1,0 +1,81 @@
+"""Sampling time of candidate prior sizes, for choosing the next priors inside the real-time budget.
+
+Usage (from the repository root, package importable):
+
+    python benchmarks/prior_sizes.py [--runs 3] [--candidates 4] [--guidance 2] [--threads 1]
+        [--step-precision bfloat16] [--sizes lite,d192x3,d128x4]
+
+Times what a new sound's sampling costs the daemon with its defaults: the top and bottom priors
+drawing all candidates in one batch under classifier-free guidance (2 × candidates rows), with the
+KV-cached one-token step, on untrained weights of each size (the arithmetic does not depend on the
+values). A size is `lite`, `reference`, or `dDxL`: d_model D, L decoder layers (and L // 2 encoder
+layers, at least 1), heads D // 32, feed-forward 4 D, conditions D // 8, the lite layout otherwise.
+Decoding and pitch scoring come on top (`notono-live bench` and benchmarks/where_time_goes.py).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import statistics
+import time
+
+import torch
+
+from notono_live import constants
+from notono_live.models.priors import BottomPrior, PriorConfig, TopPrior
+from notono_live.models.sampling import SamplingOptions, generate_codes
+
+
+def config_of(size: str) -> PriorConfig:
+    if size in ("lite", "reference"):
+        return dataclasses.replace(PriorConfig.from_size(size), unconditional=True)
+    match = re.fullmatch(r"d(\d+)x(\d+)", size)
+    if not match:
+        raise SystemExit(f"unknown size {size!r}: lite, reference or dDxL (e.g. d192x3)")
+    d, layers = int(match.group(1)), int(match.group(2))
+    return dataclasses.replace(PriorConfig.from_size("lite"), d_model=d, decoder_layers=layers,
+                               encoder_layers=max(1, layers // 2), heads=max(1, d // 32), feedforward=4 * d,
+                               condition_dim=d // 8, unconditional=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="lite,d192x4,d192x3,d128x4,d128x3")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--step-precision", choices=("float32", "bfloat16"), default="bfloat16")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if args.step_precision == "bfloat16" else None
+    pitch = torch.full((args.candidates,), 60 - constants.PITCH_MIN)
+    family = torch.full((args.candidates,), constants.family_index("organ"))
+    options = SamplingOptions(guidance=args.guidance)
+    print(f"{args.candidates} candidates, guidance {args.guidance}, step {args.step_precision}, "
+          f"{args.threads} thread(s), median of {args.runs}")
+    print("| size | parameters (top + bottom) | sampling ms | ms/token |\n|---|---|---|---|")
+    for size in args.sizes.split(","):
+        config = config_of(size)
+        torch.manual_seed(0)
+        top, bottom = TopPrior(config).eval(), BottomPrior(config).eval()
+        for prior in (top, bottom):
+            prior.set_step_precision(dtype)
+        parameters = sum(p.numel() for p in top.parameters()) + sum(p.numel() for p in bottom.parameters())
+        times = []
+        with torch.inference_mode():
+            for run in range(args.runs + 1):   # the first run warms the kernels up
+                started = time.perf_counter()
+                generate_codes(top, bottom, pitch_index=pitch, family_index=family, options=options,
+                               generator=torch.Generator().manual_seed(run))
+                if run:
+                    times.append(time.perf_counter() - started)
+        ms = 1000 * statistics.median(times)
+        tokens = constants.TOP_TOKENS + constants.BOTTOM_TOKENS
+        print(f"| {size} (d{config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers) | "
+              f"{parameters / 1e6:.1f} M | {ms:.0f} | {ms / tokens:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
