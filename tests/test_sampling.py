@@ -401,5 +401,9 @@ def test_labels_in_every_layer_start_as_the_concatenation_only_prior():
             outputs.append((top_prior(top, keep, pitch, family), bottom_prior(bottom, top, pitch, family)))
     for plain, labelled in zip(*outputs):
         assert torch.equal(plain, labelled)
+    # one scale and shift per pre-norm that exists: the top decoder has no cross-attention norm
+    c = PriorConfig(**{**base.to_dict(), "label_layers": True})
+    assert TopPrior(c).label_modulation.out_features == (2 * c.encoder_layers + 2 * c.decoder_layers) * 2 * c.d_model
+    assert BottomPrior(c).label_modulation.out_features == (2 * c.encoder_layers + 3 * c.decoder_layers) * 2 * c.d_model
     # and the option survives the config's round trip (checkpoints store it)
     assert PriorConfig.from_dict(PriorConfig(**{**base.to_dict(), "label_layers": True}).to_dict()).label_layers

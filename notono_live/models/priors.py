@@ -266,13 +266,17 @@ class DecoderBlock(nn.Module):
                 if cache.memory is None:
                     cache.memory = self.cross.keys_values(memory)
                 keys_values = cache.memory
-            x = x + self.cross(_modulated(self.norm_cross(x), modulation, 1), keys_values)
-        return x + self.feedforward(_modulated(self.norm_feedforward(x), modulation, 2))
+            x = x + self.cross(_modulated(self.norm_cross(x), modulation, 2), keys_values)
+        return x + self.feedforward(_modulated(self.norm_feedforward(x), modulation, 1))
 
 
-# Pre-norms per block that `PriorConfig.label_layers` modulates: encoder (attention, feed-forward),
-# decoder (self-attention, cross-attention, feed-forward; the cross one unused without cross-attention).
-_ENCODER_NORMS, _DECODER_NORMS = 2, 3
+# Pre-norms per block that `PriorConfig.label_layers` modulates, by index: encoder (0 attention,
+# 1 feed-forward); decoder (0 self-attention, 1 feed-forward, and 2 cross-attention when it has one).
+_ENCODER_NORMS = 2
+
+
+def _decoder_norms(cross_attention: bool) -> int:
+    return 3 if cross_attention else 2
 
 
 def _modulated(h: Tensor, modulation: Tensor | None, index: int) -> Tensor:
@@ -320,7 +324,7 @@ class _CodePrior(nn.Module):
         # the labels in every layer (label_layers): zero at first, so the prior starts as without it
         self.label_modulation = None
         if config.label_layers:
-            norms = _ENCODER_NORMS * config.encoder_layers + _DECODER_NORMS * config.decoder_layers
+            norms = _ENCODER_NORMS * config.encoder_layers + _decoder_norms(cross_attention) * config.decoder_layers
             self.label_modulation = nn.Linear(2 * c, norms * 2 * d)
             nn.init.zeros_(self.label_modulation.weight)
             nn.init.zeros_(self.label_modulation.bias)
@@ -406,9 +410,10 @@ class _CodePrior(nn.Module):
             static, modulation = cache.static, cache.modulation
         # token embedding in the first channels; condition, position and aligned context precomputed
         x = F.pad(previous, (0, 2 * self.config.condition_dim)) + static[:, start:end]
+        per_layer = _decoder_norms(self.decoder_layers[0].cross is not None)
         for i, layer in enumerate(self.decoder_layers):
             x = layer(x, memory, None if cache is None else cache.layers[i], start,
-                      None if modulation is None else modulation[:, _DECODER_NORMS * i:_DECODER_NORMS * (i + 1)])
+                      None if modulation is None else modulation[:, per_layer * i:per_layer * (i + 1)])
         if cache is not None:
             cache.length = end
         return self.head(self.decoder_norm(x))
@@ -435,10 +440,11 @@ class _CodePrior(nn.Module):
             x[:, :token_dim] += F.embedding(sequence[:, position - 1], self.decoder_token.weight)
         end = position + 1
         scale = head_dim ** -0.5
+        per_layer = _decoder_norms(self.decoder_layers[0].cross is not None)
         for i, (layer, layer_cache, (qkv_linear, out_linear, first, last)) in enumerate(zip(
                 self.decoder_layers, cache.layers, self._step_layers)):
             modulation = None if cache.modulation is None else \
-                cache.modulation[:, _DECODER_NORMS * i:_DECODER_NORMS * (i + 1)]
+                cache.modulation[:, per_layer * i:per_layer * (i + 1)]
             norm = layer.norm_attention
             h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), modulation, 0)
             qkv = qkv_linear(h).view(b, 3, heads, 1, head_dim)
@@ -451,10 +457,10 @@ class _CodePrior(nn.Module):
             if layer.cross is not None:
                 if layer_cache.memory is None:
                     raise ValueError("the cache holds no cross-attention keys; decode a chunk first")
-                x = x + layer.cross(_modulated(layer.norm_cross(x[:, None]), modulation, 1),
+                x = x + layer.cross(_modulated(layer.norm_cross(x[:, None]), modulation, 2),
                                     layer_cache.memory)[:, 0]
             norm = layer.norm_feedforward
-            h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), modulation, 2)
+            h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), modulation, 1)
             x = x + last(F.gelu(first(h)))
         cache.length = end
         norm = self.decoder_norm
