@@ -314,21 +314,23 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     if not context.is_main or config.validation_notes <= 0:
         return
     from ..data.roundtrip import select_spread, spectral_distances
+    from .priors import code_usage
 
     held_out = open_split(config.corpus, "heldout", config.split_seed, config.cache, return_audio=True)
     index_of = {record.note: i for i, record in enumerate(held_out.records)}
     chosen = [index_of[r.note] for r in select_spread(held_out.records, config.validation_notes)]
     if not chosen:
         return
+    threshold = getattr(held_out.representation, "phase_threshold", None)
     was_training = model.training
     model.eval()
     total, seen, lsd, sc = 0.0, 0, [], []
-    counts = {"top": torch.zeros(model.config.codebook_size), "bottom": torch.zeros(model.config.codebook_size)}
+    codes_of: dict[str, list[torch.Tensor]] = {"top": [], "bottom": []}
     silent_codes: dict[str, list[torch.Tensor]] = {"top": [], "bottom": []}
-    cells = {"top": 0, "bottom": 0}
     for start in range(0, len(chosen), config.batch_size):
         items = [held_out[i] for i in chosen[start:start + config.batch_size]]
-        x = stats.normalize(torch.stack([item["image"] for item in items]).to(context.device))
+        images = torch.stack([item["image"] for item in items])
+        x = stats.normalize(images.to(context.device))
         output = model(x)
         reconstruction = output.reconstruction
         total += F.mse_loss(reconstruction, x, reduction="sum").item()
@@ -337,26 +339,23 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
         a, b = spectral_distances(torch.stack([item["audio"] for item in items]).numpy(), audio)
         lsd += a.tolist()
         sc += b.tolist()
-        threshold = getattr(held_out.representation, "phase_threshold", None)
         for layer, codes in (("top", output.top_codes), ("bottom", output.bottom_codes)):   # eval mode: no EMA
-            counts[layer] += torch.bincount(codes.flatten().cpu(), minlength=model.config.codebook_size).float()
-            if threshold is None:
-                continue
-            # a wholly silent cell: every pixel clamped to the phase threshold (no sound, no phase)
-            cell = x.shape[2] // codes.shape[1]
-            loudest = F.max_pool2d(torch.stack([item["image"][0] for item in items])[:, None], cell)[:, 0]
-            silent_codes[layer].append(codes.cpu()[loudest <= threshold + 1e-4])
-            cells[layer] += codes.numel()
+            codes = codes.cpu()
+            codes_of[layer].append(codes)
+            if threshold is not None:
+                # a wholly silent cell: every pixel clamped to the phase threshold (no sound, no phase)
+                loudest = F.max_pool2d(images[:, :1], images.shape[2] // codes.shape[1])[:, 0]
+                silent_codes[layer].append(codes[loudest <= threshold + 1e-4])
     model.train(was_training)
     values = {"validation/mse": total / seen, "validation/spectral_convergence": sum(sc) / len(sc),
               "validation/lsd_db": sum(lsd) / len(lsd)}
-    for layer, count in counts.items():
-        p = count / count.sum()
-        values[f"validation/{layer}_perplexity"] = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
-        if not cells[layer]:
+    for layer in ("top", "bottom"):
+        every = torch.cat(codes_of[layer])
+        values[f"validation/{layer}_perplexity"] = code_usage(every.numpy(), model.config.codebook_size)[0]
+        if threshold is None:
             continue
         silent = torch.cat(silent_codes[layer])
-        values[f"validation/{layer}_silent_cells"] = len(silent) / cells[layer]
+        values[f"validation/{layer}_silent_cells"] = len(silent) / every.numel()
         if len(silent):
             values[f"validation/{layer}_silence_code_share"] = float(silent.unique(return_counts=True)[1].max()) / len(silent)
     logger.step(step, values, advance=0)
