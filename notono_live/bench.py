@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -82,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure the daemon's latencies over real OSC",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", help="model folder (default: the shipped models/)")
-    parser.add_argument("--untrained", choices=["lite"], help=argparse.SUPPRESS)
+    parser.add_argument("--untrained", choices=["lite", "small"], help=argparse.SUPPRESS)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--repeats", type=int, default=10, help="runs per operation (default 10)")
     parser.add_argument("--reference-repeats", type=int, default=2,
@@ -96,6 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="guidance scale of the sampling requests (default -1: the daemon's default)")
     parser.add_argument("--candidates", type=int, default=None,
                         help="draws per generated sound (serve's option; default: the daemon's, 4)")
+    parser.add_argument("--compile-step", dest="compile_step", action="store_true",
+                        help="serve's --compile-step; the runs start once the compiled step is ready")
     parser.add_argument("--no-bound", dest="bound", action="store_false",
                         help="skip the in-process run that measures each operation's matrix work")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -116,7 +119,22 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
         out += ["--sampling-threads", str(args.sampling_threads)]
     if args.candidates is not None:
         out += ["--candidates", str(args.candidates)]
+    if getattr(args, "compile_step", False):
+        out += ["--compile-step"]
     return out
+
+
+def _wait_for_compiled_step(daemon: Any, timeout: float = 900.0) -> str:
+    """The daemon's line saying whether its compiled step is ready (`serve --compile-step`)."""
+    from .daemon.cli import COMPILE_FAILED, COMPILE_READY
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(daemon.stdout_lines):
+            if COMPILE_READY in line or COMPILE_FAILED in line:
+                return line
+        time.sleep(0.2)
+    raise SystemExit(f"the daemon said nothing of its compiled step in {timeout:.0f} s")
 
 
 def _measure(client: Any, name: str, repeats: int, send: Callable[[int], tuple]) -> OperationTiming:
@@ -210,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
             with NotonoClient(daemon.host, daemon.port, timeout=600.0) as client:
                 hello = client.connect()
                 _, _, result.model, result.device, *_ = hello.final[1]
+                if args.compile_step:
+                    print("waiting for the compiled sampling step ...", flush=True)
+                    print(_wait_for_compiled_step(daemon), flush=True)
                 print(f"model {result.model} on {result.device}; step weights {args.step_precision}; "
                       f"sampling threads {args.sampling_threads or 'the daemon default'}; "
                       f"guidance {'daemon default' if args.guidance == -1 else args.guidance}; "

@@ -188,6 +188,7 @@ def test_refuses_unsafe_or_unknown_settings(tmp_path):
     assert "candidates 9 must be" in refused(["--candidates", "9"])
     assert "sampling_threads 0 must be" in refused(["--sampling-threads", "0"])
     assert "sampling_threads '2' must be" in refused([], 'sampling_threads = "2"\n')
+    assert "compile_step 'yes' must be true or false" in refused([], 'compile_step = "yes"\n')
 
 
 def test_step_precision_setting_reaches_the_samplers():

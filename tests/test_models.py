@@ -90,6 +90,19 @@ def test_reference_and_lite_sizes():
         VQVAE2Config.from_size("huge")
 
 
+def test_the_small_size_is_the_lite_vqvae_with_priors_a_fifth_of_lite():
+    from notono_live.models.bundle import NotonoModel
+
+    small, lite = NotonoModel.untrained("small"), NotonoModel.untrained("lite")
+    assert small.vqvae.config == lite.vqvae.config
+    assert small.info()["size"] == "small" and lite.info()["size"] == "lite"
+    for name in ("top_prior", "bottom_prior"):
+        ratio = small.info()["parameters"][name] / lite.info()["parameters"][name]
+        assert 0.1 < ratio < 0.3, f"{name}: small has {ratio:.2f} of lite's parameters"
+    # untrained small priors are built as the campaign trains them: guidance and labels in every layer
+    assert small.supports_guidance and small.top_prior.label_modulation is not None
+
+
 # --- EMA quantiser -------------------------------------------------------------------------------
 
 def test_quantizer_ema_moves_codes_to_their_cluster_means():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -26,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
     "step_precision": "auto", "guidance": None, "candidates": None, "exit_when_unused": 0.0,
-    "sampling_threads": 1,
+    "sampling_threads": 1, "compile_step": False,
 }
 
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Load the NOTONO model, keep it warm, and serve the OSC protocol (docs/osc.md).")
     parser.add_argument("--config", type=Path, help="TOML file with any of the options below")
     parser.add_argument("--models", help="model folder (default: $NOTONO_MODELS or the shipped models/)")
-    parser.add_argument("--untrained", choices=["lite"], help=argparse.SUPPRESS)  # development without weights
+    parser.add_argument("--untrained", choices=["lite", "small"], help=argparse.SUPPRESS)  # development without weights
     parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--host", help=f"interface to listen on (default {DEFAULT_OSC_HOST}); another "
                                        f"interface needs --allow")
@@ -76,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sampling-threads", dest="sampling_threads", type=int,
                         help="torch CPU threads while sampling (default 1: with Live busy on a core, 2 threads "
                              "made a new sound 2.3x slower on a 2-core CPU; on an idle one, 1.3-1.5x faster)")
+    parser.add_argument("--compile-step", dest="compile_step", action="store_true", default=None,
+                        help="once ready, compile the priors' one-token sampling step with torch.compile, one "
+                             "graph at a time between requests (needs a C++ compiler; tens of seconds the first "
+                             "time, a few once cached), and sample with it when done. It pays for smaller priors "
+                             "than the shipped ones; with --step-precision auto it multiplies in float32 "
+                             "(docs/performance.md)")
     parser.add_argument("--exit-when-unused", dest="exit_when_unused", type=float, metavar="SECONDS",
                         help="stop once a client has come and none has been heard from for SECONDS (each said "
                              "bye or stopped pinging); the device asks for this when it starts the daemon itself")
@@ -109,6 +116,8 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
+    if not isinstance(settings["compile_step"], bool):
+        raise SystemExit(f"compile_step {settings['compile_step']!r} must be true or false")
     threads = settings["sampling_threads"]
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise SystemExit(f"sampling_threads {threads!r} must be a whole number of threads, 1 or more")
@@ -194,6 +203,46 @@ def warm_pitch_tools() -> threading.Thread:
     thread = threading.Thread(target=work, name="notono-warm-pitch", daemon=True)
     thread.start()
     return thread
+
+
+# what `serve --compile-step` prints once it knows (`bench --compile-step` waits for one of them)
+COMPILE_READY = "compiled sampling step ready"
+COMPILE_FAILED = "no compiled sampling step"
+
+
+def compile_step_on(worker: Any, model: Any) -> None:
+    """`serve --compile-step`: once the daemon is ready, compile the sampling step one graph at a
+    time, each graph a job of the inference worker (`NotonoModel.compile_steps`), so that the graphs
+    are built under the sampling thread count and a request waits for one graph at most, never for
+    the whole compilation. Requests meanwhile sample with the eager step. Inductor's cache goes to
+    the daemon's own folder unless TORCHINDUCTOR_CACHE_DIR names one. Says on stdout when it is done
+    or why it failed; a failure changes nothing else."""
+    from .worker import Busy, Job
+
+    started = time.perf_counter()
+    steps = model.compile_steps()
+
+    def submit() -> None:
+        try:
+            worker.submit(Job(run=step, label="compile the sampling step"))
+        except Busy as error:
+            if "shutting down" not in str(error):   # a full queue: try again once it has room
+                threading.Timer(1.0, submit).start()
+
+    def step() -> None:
+        try:
+            built = next(steps)
+        except StopIteration:
+            print(f"notono-live: {COMPILE_READY} in {time.perf_counter() - started:.1f} s; "
+                  f"sampling uses it from now on", flush=True)
+            return
+        except Exception as error:   # noqa: BLE001 (RuntimeError names it; anything else must not stop the worker)
+            print(f"notono-live: {COMPILE_FAILED} ({error}); sampling goes on with the eager step", flush=True)
+            return
+        log.info("compiled the sampling step's graph for the %s", built)
+        submit()
+
+    submit()
 
 
 def warm_up_on(worker: Any, model: Any, engine: Any) -> None:
@@ -321,6 +370,10 @@ def run(args: argparse.Namespace) -> int:
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
           f"samples go to {engine.output_folder}", flush=True)
     warm_pitch_tools()
+    if settings["compile_step"]:
+        # Inductor's generated code and its cache: inside the daemon's own folder, not the system's temp
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir / "compile-cache"))
+        compile_step_on(worker, model)
     unused_limit = float(settings["exit_when_unused"] or 0)
     try:
         while not stop.wait(0.5):

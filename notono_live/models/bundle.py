@@ -16,7 +16,7 @@ import dataclasses
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from ..constants import MAX_VARIATIONS
 from ..codemaps import LAYERS, Codemaps, layer_shape
 from .checkpoint import CheckpointError, component_paths, load_model, save_model
 from .pitch_selection import best_on_pitch
-from .priors import BottomPrior, PriorConfig, TopPrior
+from .priors import PRIOR_SIZES, BottomPrior, PriorConfig, TopPrior
 from .sampling import SamplingOptions, generate_codes, inpaint_codes
 from .vqvae import VQVAE2, VQVAE2Config, parameter_count
 
@@ -135,7 +135,7 @@ class NotonoModel:
         stats: `NormalizationStats` the VQ-VAE was trained with.
         device: where the models run.
         name: a label for `info()` (e.g. the folder it was loaded from).
-        size: "lite", "reference", "tiny" or "custom", for `info()`.
+        size: a name of `priors.PRIOR_SIZES` or "custom", for `info()`.
         training: training summaries by component, for `info()`.
         representation: MelIF settings (`MelIF.settings()`); None uses the defaults.
         use_cache: False switches sampling to the reference sampler (no KV cache, quadratic cost).
@@ -185,6 +185,57 @@ class NotonoModel:
             dtype = {"auto": auto, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[dtype]
         self.top_prior.set_step_precision(dtype)
         self.bottom_prior.set_step_precision(dtype)
+
+    def compile_sampling_step(self) -> float:
+        """Compile both priors' one-token sampling step (`models.compiled_step`) and sample with it
+        from then on; returns the seconds it took (tens of seconds the first time on a machine,
+        a few once Inductor's cache holds the graphs). See `compile_steps`."""
+        started = time.perf_counter()
+        for _ in self.compile_steps():
+            pass
+        return time.perf_counter() - started
+
+    def compile_steps(self) -> Iterator[str]:
+        """Compile both priors' one-token sampling step one graph at a time: each step of the
+        iteration builds one (prior, row count) graph and yields what it built; when the iteration
+        ends, both priors sample with their compiled step (a sampler already running goes on with
+        the eager one). The daemon runs each step as a job of its inference worker, so requests
+        interleave with the compilation instead of waiting for all of it.
+
+        Run it on the thread that samples, or at least with nothing sampling meanwhile: Dynamo's
+        graphs hold to torch's thread count at compile time (each graph is built under
+        `sampling_threads`, as sampling runs), and another thread changing it would make the
+        graphs recompile. The compiled step multiplies with bfloat16 weights when the step
+        precision is bfloat16 and with the model's own weights otherwise (float16 copies have no
+        fast kernel to compile to on a CPU). `set_step_precision` drops it. Raises RuntimeError
+        naming the problem when this machine cannot compile (no C++ compiler) or compilation
+        fails; the eager step then stays in use.
+        """
+        from .compiled_step import CompiledStep, compiler_problem, warm
+
+        problem = compiler_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
+        priors = {"top": self.top_prior, "bottom": self.bottom_prior}
+        steps = {}
+        for name, prior in priors.items():
+            dtype = torch.bfloat16 if prior.step_precision == torch.bfloat16 else prior.head.weight.dtype
+            steps[name] = CompiledStep(prior, dtype)
+            for rows in (1, 2):   # one row, and any larger number (`compiled_step.warm`)
+                try:
+                    with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
+                        warm(steps[name], prior, (rows,))
+                except Exception as error:   # Dynamo/Inductor raise many kinds; the eager step stays
+                    raise RuntimeError(f"torch.compile could not build the sampling step: "
+                                       f"{type(error).__name__}: {error}") from error
+                yield f"{name} prior, {'one row' if rows == 1 else 'two rows or more'}"
+        for name, prior in priors.items():
+            prior.compiled_step = steps[name]
+
+    @property
+    def compiled_step(self) -> bool:
+        """Whether both priors sample with a compiled step (`compile_sampling_step`)."""
+        return self.top_prior.compiled_step is not None and self.bottom_prior.compiled_step is not None
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -236,6 +287,8 @@ class NotonoModel:
             torch.manual_seed(seed)
             vqvae = VQVAE2(VQVAE2Config.from_size(size))
             prior_config = PriorConfig.from_size(size)
+            if size == "small":   # as `train priors --size small` is meant to be used: with guidance
+                prior_config = dataclasses.replace(prior_config, unconditional=True, label_layers=True)
             top, bottom = TopPrior(prior_config), BottomPrior(prior_config)
         return cls(vqvae, top, bottom, _default_stats(), device=device, name=f"untrained-{size}",
                    size=size, use_cache=use_cache)
@@ -536,6 +589,7 @@ class NotonoModel:
                 "kv_cache": self.use_cache, "default_guidance": self.default_guidance,
                 "edit_guidance": self.edit_guidance, "candidates": self.candidates,
                 "step_precision": str(self.top_prior.step_precision).removeprefix("torch."),
+                "compiled_step": self.compiled_step,
                 "vqvae_config": self.vqvae.config.to_dict(),
                 "prior_config": {"top": self.top_prior.config.to_dict(),
                                  "bottom": self.bottom_prior.config.to_dict()},
@@ -544,7 +598,7 @@ class NotonoModel:
 
 def _size_name(vqvae: VQVAE2, top: TopPrior, bottom: BottomPrior) -> str:
     """The named size whose configs all three components have, else "custom"."""
-    for size in ("lite", "reference", "tiny"):
+    for size in PRIOR_SIZES:
         prior = PriorConfig.from_size(size)
         # the unconditioned input (condition dropout) and the labels in every layer add inputs, not a size
         if (vqvae.config == VQVAE2Config.from_size(size)

@@ -20,7 +20,7 @@ from ..constants import (BOTTOM_SHAPE, CODEBOOK_DIM, CODEBOOK_SIZE, COMMITMENT_W
                          IMAGE_CHANNELS, IMAGE_FREQ, IMAGE_TIME, TOP_SHAPE)
 from .quantizer import EMAQuantizer
 
-VQVAE_SIZES = ("lite", "reference", "tiny")
+VQVAE_SIZES = ("lite", "small", "reference", "tiny")
 
 
 @dataclass
@@ -50,10 +50,11 @@ class VQVAE2Config:
 
     @classmethod
     def from_size(cls, size: str) -> "VQVAE2Config":
-        """`reference` (paper), `lite` (2-core CPU training) or `tiny` (tests)."""
+        """`reference` (paper), `lite` (2-core CPU training) or `tiny` (tests); `small` is the
+        lite VQ-VAE (the `small` size shrinks the priors only)."""
         if size == "reference":
             return cls()
-        if size == "lite":
+        if size in ("lite", "small"):
             # same ×16/×32 geometry and 512×64 codebooks; narrow early layers, where the
             # full-resolution convolutions spend most of the compute
             return cls(channels=(16, 32, 64, 128), residual_blocks=2, residual_channels=32)

@@ -14,8 +14,9 @@ def _add_common(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="NSynth-layout corpus folder")
     parser.add_argument("--out", type=Path, required=True,
                         help="run folder (checkpoints, TensorBoard, log.jsonl); an existing run is resumed")
-    parser.add_argument("--size", default="lite", choices=("lite", "reference", "tiny"),
-                        help="model size: lite (2-core CPU), reference (paper), tiny (tests)")
+    parser.add_argument("--size", default="lite", choices=("lite", "small", "reference", "tiny"),
+                        help="model size: lite (2-core CPU), small (the lite VQ-VAE with priors sized for "
+                             "real-time sampling on a 2-core CPU), reference (paper), tiny (tests)")
     parser.add_argument("--epochs", type=int, default=None, help="stop after this many epochs in all")
     parser.add_argument("--minutes", type=float, default=None, help="time budget of this invocation")
     parser.add_argument("--max-steps", type=int, default=None, help="stop at this global step")

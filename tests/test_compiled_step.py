@@ -1,0 +1,133 @@
+"""The compiled sampling step (`notono_live.models.compiled_step`, `serve --compile-step`).
+
+Compiled in float32 it must draw exactly the codes the eager step draws for the same seeds (the
+recorded draws of the shipped model); with the labels in every layer and cross-attention (paths the
+shipped priors do not take) its logits must follow the eager step's; and a machine that cannot
+compile must say why and go on sampling.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from notono_live.models.bundle import NotonoModel
+from notono_live.models.compiled_step import CompiledStep, compiler_problem, warm
+from notono_live.models.priors import BottomPrior, PriorConfig
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+DRAWS = Path(__file__).resolve().parent / "data" / "shipped_model_draws.npz"
+
+pytestmark = pytest.mark.skipif(compiler_problem() is not None,
+                                reason=f"torch.compile cannot run here: {compiler_problem()}")
+
+
+@pytest.fixture(scope="module")
+def inductor_cache(tmp_path_factory):
+    """One Inductor cache for the module, shared with the daemon it starts (the environment is
+    inherited), so each graph is compiled once; restored afterwards."""
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    path = tmp_path_factory.mktemp("inductor")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
+
+
+def test_the_compiled_float32_step_draws_the_recorded_codes(inductor_cache, one_torch_thread):
+    model = NotonoModel.load(MODELS)
+    model.set_step_precision("float32")
+    names = set(model.top_prior.state_dict())
+    model.compile_sampling_step()
+    assert model.compiled_step and model.info()["compiled_step"] is True
+    assert set(model.top_prior.state_dict()) == names, "the compiled step must not become part of the model"
+
+    maps = model.generate(pitch=55, family="brass", n=4, seed=11)   # 4 draws under guidance: 8 rows
+    mask = np.zeros((32, 4), dtype=bool)
+    mask[8:16, 1] = True
+    edited = model.inpaint(maps[0], "top", mask, pitch=55, family="brass", n=1, seed=12)[0]   # one row
+    recorded = np.load(DRAWS)
+    assert np.array_equal(np.stack([m.top for m in maps]), recorded["generate_float32_top"])
+    assert np.array_equal(np.stack([m.bottom for m in maps]), recorded["generate_float32_bottom"])
+    assert np.array_equal(edited.top, recorded["inpaint_float32_top"])
+    assert np.array_equal(edited.bottom, recorded["inpaint_float32_bottom"])
+
+    model.set_step_precision("auto")   # other step weights: the compiled step no longer applies
+    assert not model.compiled_step and model.top_prior.compiled_step is None
+
+
+def test_labels_in_every_layer_and_cross_attention_compile_to_the_eager_logits(inductor_cache,
+                                                                                 one_torch_thread):
+    torch.manual_seed(0)
+    config = PriorConfig.from_size("tiny")
+    config = PriorConfig(**{**config.to_dict(), "label_layers": True, "bottom_cross_attention": True,
+                            "unconditional": True})
+    prior = BottomPrior(config).eval()
+    with torch.no_grad():   # the modulation starts at zero; give it weights so that it matters
+        prior.label_modulation.weight.normal_(0, 0.2)
+    rows = 3
+    with torch.inference_mode():
+        condition = prior.condition(torch.tensor([5, 30, 60]), torch.tensor([0, 4, 10]))
+        memory = prior.encode_context(torch.randint(0, 512, (rows, 128)), condition)
+        sequence = torch.randint(0, 512, (rows, 512))
+
+        def logits() -> torch.Tensor:
+            cache = prior.new_cache(rows)
+            out = [prior.decode(sequence, 0, 1, memory, condition, cache)[:, -1]]
+            out += [prior.decode(sequence, p, p + 1, memory, condition, cache)[:, -1] for p in range(1, 512)]
+            return torch.stack(out, 1)
+
+        eager = logits()
+        step = CompiledStep(prior, torch.float32)
+        warm(step, prior)
+        prior.compiled_step = step
+        compiled = logits()
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    assert prior.label_modulation is not None and prior.decoder_layers[0].cross is not None
+
+
+def test_a_machine_without_a_compiler_is_told_why_and_samples_on(tmp_path, monkeypatch):
+    model = NotonoModel.load(MODELS)
+    monkeypatch.setenv("PATH", str(tmp_path))   # a real search of an empty PATH
+    assert "no C++ compiler" in compiler_problem()
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        model.compile_sampling_step()
+    assert not model.compiled_step
+    assert len(model.generate(pitch=60, family="keyboard", n=1, seed=0)) == 1
+
+
+def test_serve_compiles_the_step_once_ready_and_keeps_serving(inductor_cache, tmp_path):
+    import soundfile as sf
+
+    from notono_live.daemon.cli import COMPILE_FAILED, COMPILE_READY
+    from notono_live.daemon.process import DaemonProcess
+    from notono_live.osc.client import NotonoClient
+
+    daemon = DaemonProcess(tmp_path / "data", ["--compile-step", "--step-precision", "float32",
+                                                "--candidates", "1"]).start()
+    try:
+        with NotonoClient(daemon.host, daemon.port, timeout=300.0) as client:
+            client.connect()
+            # served at once, whether or not the compiler has finished
+            before = client.request("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 5, timeout=300.0)
+            assert before.ok, before.error
+            started = time.monotonic()
+            while not any(COMPILE_READY in line or COMPILE_FAILED in line for line in daemon.stdout_lines):
+                assert time.monotonic() - started < 600, "the daemon never said whether it compiled"
+                assert daemon.proc.poll() is None, "the daemon died while compiling"
+                time.sleep(0.5)
+            assert any(COMPILE_READY in line for line in daemon.stdout_lines), daemon.stdout_lines
+            after = client.request("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 5, timeout=300.0)
+            assert after.ok, after.error
+    finally:
+        daemon.stop()
+    # float32 compiled draws what the eager step drew: the same seed gives the same sound
+    first, second = (sf.read(reply.sounds[0]["wav"])[0] for reply in (before, after))
+    assert before.sounds[0]["wav"] != after.sounds[0]["wav"]
+    assert np.array_equal(first, second)
