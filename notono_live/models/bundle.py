@@ -216,7 +216,9 @@ class NotonoModel:
         problem = compiler_problem()
         if problem is not None:
             raise RuntimeError(problem)
-        priors = {"top": self.top_prior, "bottom": self.bottom_prior}
+        # a bottom prior with groups samples through its group head, which is not compiled
+        priors = {name: prior for name, prior in (("top", self.top_prior), ("bottom", self.bottom_prior))
+                  if getattr(prior, "group", 1) == 1}
         steps = {}
         for name, prior in priors.items():
             dtype = torch.bfloat16 if prior.step_precision == torch.bfloat16 else prior.head.weight.dtype
@@ -234,8 +236,10 @@ class NotonoModel:
 
     @property
     def compiled_step(self) -> bool:
-        """Whether both priors sample with a compiled step (`compile_sampling_step`)."""
-        return self.top_prior.compiled_step is not None and self.bottom_prior.compiled_step is not None
+        """Whether the priors sample with a compiled step (`compile_sampling_step`; a bottom prior
+        with groups never has one)."""
+        return self.top_prior.compiled_step is not None and (
+            self.bottom_prior.compiled_step is not None or getattr(self.bottom_prior, "group", 1) > 1)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod

@@ -144,6 +144,8 @@ class CompiledStep:
     """
 
     def __init__(self, prior: "_CodePrior", dtype: torch.dtype) -> None:
+        if getattr(prior, "group", 1) > 1:
+            raise ValueError("a bottom prior with groups (bottom_group > 1) has no compiled step")
         self.graph = StepGraph(prior, dtype).eval()
         self.dtype = dtype
         # Inductor's `freezing` (weights as constants, pre-laid-out for oneDNN) measured slower
@@ -156,7 +158,7 @@ class CompiledStep:
         dynamo = torch._dynamo.config
         name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
         setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
-        self._positions = torch.arange(prior.target_length, device=prior.head.weight.device)
+        self._positions = torch.arange(prior.decoder_length, device=prior.head.weight.device)
 
     def __call__(self, sequence: Tensor, position: int, cache: "DecoderCache") -> Tensor:
         """Logits [B, V] for `position`; writes the cache there (the caller advances its length)."""
@@ -190,7 +192,7 @@ def warm(step: CompiledStep, prior: "_CodePrior", rows: tuple[int, ...] = (1, 2)
     with torch.inference_mode():
         for count in rows:
             cache = prior.new_cache(count, device)
-            cache.static = torch.zeros(count, prior.target_length, width, device=device)
+            cache.static = torch.zeros(count, prior.decoder_length, width, device=device)
             # the label modulation as sampling makes it (a view into every norm's modulation: the
             # graph's guards hold to its strides)
             zeros = torch.zeros(count, dtype=torch.long, device=device)
@@ -199,7 +201,7 @@ def warm(step: CompiledStep, prior: "_CodePrior", rows: tuple[int, ...] = (1, 2)
                 memory = torch.zeros(count, prior.context_length, width, device=device)
                 for layer, layer_cache in zip(prior.decoder_layers, cache.layers):
                     layer_cache.memory = layer.cross.keys_values(memory)
-            sequence = torch.zeros(count, prior.target_length, dtype=torch.long, device=device)
-            for position in (1, 2, prior.target_length - 1):
+            sequence = torch.zeros(count, prior.decoder_length, dtype=torch.long, device=device)
+            for position in (1, 2, prior.decoder_length - 1):
                 step(sequence, position, cache)
     return time.perf_counter() - started

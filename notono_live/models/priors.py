@@ -32,7 +32,10 @@ from torch import Tensor, nn
 
 from ..constants import BOTTOM_TOKENS, CODEBOOK_SIZE, NUM_FAMILIES, NUM_PITCHES, TOP_TOKENS
 from .compiled_step import CompiledStep
+from .group_head import GroupHead
 from .step import StepLinear
+from .transformer import (_ENCODER_NORMS, DecoderBlock, DecoderCache, EncoderBlock, LayerCache, _decoder_norms,
+                          _modulated)
 
 PRIOR_SIZES = ("lite", "small", "reference", "tiny")
 
@@ -71,6 +74,14 @@ class PriorConfig:
             initialisation so training starts from the concatenation-only prior (ours; the paper
             enters the labels by concatenation only). A sampled token pays one multiply-add per
             norm: the modulation is computed once per sequence.
+        bottom_group: bottom cells the bottom prior's decoder handles per step (1, 2 or 4; a
+            group never spans two top cells, since the 4 bottom cells under a top cell are
+            consecutive in the bottom order). With 4 the decoder runs 128 steps instead of 512: each
+            step's state predicts the group's cells one after the other through a small head that
+            also reads the group's earlier cells (`group_head.GroupHead`), so the factorisation is
+            still exact, p(c_i | c_<i, top). Ours, for real-time sampling on a CPU
+            (`docs/performance.md`); the paper decodes one bottom cell per step. The top prior
+            ignores it.
     """
 
     d_model: int = 512
@@ -86,6 +97,7 @@ class PriorConfig:
     bottom_cross_attention: bool = True
     unconditional: bool = False
     label_layers: bool = False
+    bottom_group: int = 1
 
     @classmethod
     def from_size(cls, size: str) -> "PriorConfig":
@@ -113,6 +125,8 @@ class PriorConfig:
     def __post_init__(self) -> None:
         if self.d_model % self.heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        if self.bottom_group not in (1, 2, 4):
+            raise ValueError(f"bottom_group must be 1, 2 or 4 (cells under one top cell), got {self.bottom_group}")
         if self.d_model - 2 * self.condition_dim < 8:
             raise ValueError(f"condition_dim {self.condition_dim} leaves no room for the token "
                              f"embedding in d_model {self.d_model}")
@@ -129,183 +143,14 @@ class PriorConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# Building blocks
-
-class LayerCache:
-    """Keys and values of one self-attention layer for the positions decoded so far."""
-
-    def __init__(self, batch: int, heads: int, length: int, head_dim: int, device, dtype) -> None:
-        self.keys = torch.empty(batch, heads, length, head_dim, device=device, dtype=dtype)
-        self.values = torch.empty_like(self.keys)
-        self.memory: tuple[Tensor, Tensor] | None = None   # cross-attention keys/values, computed once
-
-
-class DecoderCache:
-    """KV cache of a whole decoder; `length` is the number of positions already decoded."""
-
-    def __init__(self, layers: list[LayerCache]) -> None:
-        self.layers = layers
-        self.length = 0
-        self.static: Tensor | None = None   # per-position decoder inputs besides the token, computed once
-        self.modulation: Tensor | None = None   # the decoder norms' label modulation (label_layers), once
-
-
-def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
-    # No dropout on attention weights: on CPU it forces the unfused path and a Bernoulli draw over
-    # every [L, L] map, which cost more than the rest of a training step; the feed-forward and
-    # residual dropouts regularise instead.
-    if q.shape[2] == 1 and mask is None:
-        # one query (a KV-cached step): plain matmuls beat the fused kernel's set-up cost on CPU
-        weights = (q @ k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5).softmax(-1)
-        return weights @ v
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-
-
-class _HeadsMixin:
-    heads: int
-    head_dim: int
-
-    def _split(self, x: Tensor) -> Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
-
-    def _merge(self, y: Tensor) -> Tensor:
-        b, h, t, d = y.shape
-        return y.transpose(1, 2).reshape(b, t, h * d)
-
-
-class SelfAttention(nn.Module, _HeadsMixin):
-    """Multi-head self-attention with an optional KV cache for incremental causal decoding."""
-
-    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.head_dim = d_model // heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)   # one matmul per step instead of three
-        self.out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)   # on the attention output (residual branch)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
-        """Attention of x over itself; mask [T, T] (True = may attend) or causal."""
-        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
-        return self.dropout(self.out(self._merge(_attend(q, k, v, mask, causal))))
-
-    def step(self, x: Tensor, cache: "LayerCache", start: int) -> Tensor:
-        """Causal attention of positions [start, start+T) over themselves and the cached earlier ones."""
-        t = x.shape[1]
-        q, k, v = (self._split(t_) for t_ in self.qkv(x).chunk(3, dim=-1))
-        end = start + t
-        cache.keys[:, :, start:end] = k
-        cache.values[:, :, start:end] = v
-        mask = None
-        if t > 1:
-            # chunk query t sees every cached key and the chunk's keys up to itself
-            mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
-        return self.out(self._merge(_attend(q, cache.keys[:, :, :end], cache.values[:, :, :end], mask)))
-
-
-class CrossAttention(nn.Module, _HeadsMixin):
-    """Multi-head attention from the decoder to the encoded context (keys/values cacheable)."""
-
-    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.head_dim = d_model // heads
-        self.query = nn.Linear(d_model, d_model)
-        self.key_value = nn.Linear(d_model, 2 * d_model)
-        self.out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)   # on the attention output (residual branch)
-
-    def keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        k, v = self.key_value(memory).chunk(2, dim=-1)
-        return self._split(k), self._split(v)
-
-    def forward(self, x: Tensor, keys_values: tuple[Tensor, Tensor]) -> Tensor:
-        q = self._split(self.query(x))
-        return self.dropout(self.out(self._merge(_attend(q, *keys_values, None))))
-
-
-class FeedForward(nn.Sequential):
-    def __init__(self, d_model: int, hidden: int, dropout: float) -> None:
-        # dropout only on the residual branch: a draw over the 4× wider hidden layer costs more
-        # CPU time than it is worth (the Identity keeps the parameter names of earlier checkpoints)
-        super().__init__(nn.Linear(d_model, hidden), nn.GELU(), nn.Identity(),
-                         nn.Linear(hidden, d_model), nn.Dropout(dropout))
-
-
-class EncoderBlock(nn.Module):
-    """Pre-norm Transformer encoder layer: self-attention under a fixed mask, feed-forward."""
-
-    def __init__(self, config: PriorConfig) -> None:
-        super().__init__()
-        self.norm_attention = nn.LayerNorm(config.d_model)
-        self.attention = SelfAttention(config.d_model, config.heads, config.dropout)
-        self.norm_feedforward = nn.LayerNorm(config.d_model)
-        self.feedforward = FeedForward(config.d_model, config.feedforward, config.dropout)
-
-    def forward(self, x: Tensor, mask: Tensor | None, modulation: Tensor | None = None) -> Tensor:
-        x = x + self.attention(_modulated(self.norm_attention(x), modulation, 0), mask)
-        return x + self.feedforward(_modulated(self.norm_feedforward(x), modulation, 1))
-
-
-class DecoderBlock(nn.Module):
-    """Pre-norm causal decoder layer, optionally cross-attending to an encoded context."""
-
-    def __init__(self, config: PriorConfig, cross_attention: bool) -> None:
-        super().__init__()
-        d = config.d_model
-        self.norm_attention = nn.LayerNorm(d)
-        self.attention = SelfAttention(d, config.heads, config.dropout)
-        self.norm_cross = nn.LayerNorm(d) if cross_attention else None
-        self.cross = CrossAttention(d, config.heads, config.dropout) if cross_attention else None
-        self.norm_feedforward = nn.LayerNorm(d)
-        self.feedforward = FeedForward(d, config.feedforward, config.dropout)
-
-    def forward(self, x: Tensor, memory: Tensor, cache: LayerCache | None, start: int,
-                modulation: Tensor | None = None) -> Tensor:
-        h = _modulated(self.norm_attention(x), modulation, 0)
-        if cache is None:
-            x = x + self.attention(h, causal=True)
-        else:
-            x = x + self.attention.step(h, cache, start)
-        if self.cross is not None:
-            if cache is None:
-                keys_values = self.cross.keys_values(memory)
-            else:
-                if cache.memory is None:
-                    cache.memory = self.cross.keys_values(memory)
-                keys_values = cache.memory
-            x = x + self.cross(_modulated(self.norm_cross(x), modulation, 2), keys_values)
-        return x + self.feedforward(_modulated(self.norm_feedforward(x), modulation, 1))
-
-
-# Pre-norms per block that `PriorConfig.label_layers` modulates, by index: encoder (0 attention,
-# 1 feed-forward); decoder (0 self-attention, 1 feed-forward, and 2 cross-attention when it has one).
-_ENCODER_NORMS = 2
-
-
-def _decoder_norms(cross_attention: bool) -> int:
-    return 3 if cross_attention else 2
-
-
-def _modulated(h: Tensor, modulation: Tensor | None, index: int) -> Tensor:
-    """LN(x)·(1 + γ) + β for a block's norm `index`; modulation [B, norms, 2, d] (None: h unchanged)."""
-    if modulation is None:
-        return h
-    scale, shift = modulation[:, index, 0], modulation[:, index, 1]
-    if h.dim() == 3:
-        scale, shift = scale[:, None], shift[:, None]
-    return h * (1 + scale) + shift
-
-
-# ----------------------------------------------------------------------------------------------
 # Priors
 
 class _CodePrior(nn.Module):
     """What both priors share: conditioning, an encoder over the top map and a causal decoder."""
 
     context_length: int
-    target_length: int
+    target_length: int    # tokens of the sequence it models
+    decoder_length: int   # decoder positions: target_length, or fewer with bottom groups
 
     def __init__(self, config: PriorConfig, encoder_vocabulary: int, encoder_mask: Tensor | None,
                  cross_attention: bool, aligned_index: Tensor) -> None:
@@ -321,7 +166,7 @@ class _CodePrior(nn.Module):
         self.encoder_norm = nn.LayerNorm(d)
         self.decoder_token = nn.Embedding(config.codebook_size, token_dim)
         self.start_symbol = nn.Parameter(torch.randn(token_dim) * 0.02)
-        self.decoder_position = nn.Parameter(torch.randn(self.target_length, d) * 0.02)
+        self.decoder_position = nn.Parameter(torch.randn(self.decoder_length, d) * 0.02)
         self.aligned = nn.Linear(d, d)
         self.decoder_layers = nn.ModuleList(DecoderBlock(config, cross_attention)
                                             for _ in range(config.decoder_layers))
@@ -401,16 +246,34 @@ class _CodePrior(nn.Module):
         only `sequence[:, :end-1]` is read. With a cache, `start` must equal `cache.length` and the
         cache advances to `end`; without one, `start` must be 0 (the whole prefix is recomputed).
         """
-        b = sequence.shape[0]
         if cache is not None and end == start + 1 and start == cache.length and cache.static is not None:
             return self._decode_one(sequence, start, cache)
+        return self.head(self.decoder_norm(self.decode_hidden(sequence, start, end, memory, condition, cache)))
+
+    def _previous(self, sequence: Tensor, start: int, end: int) -> Tensor:
+        """The decoder's token inputs [B, end-start, token_dim] for positions start..end-1."""
+        previous = self.decoder_token(sequence[:, max(start - 1, 0):end - 1])
+        if start == 0:
+            previous = torch.cat([self.start_symbol.expand(sequence.shape[0], 1, -1), previous], 1)
+        return previous
+
+    def _step_input(self, sequence: Tensor, position: int) -> Tensor:
+        """The token input [B, token_dim] of one decoder position (`_previous` for one position)."""
+        if position == 0:
+            return self.start_symbol.expand(sequence.shape[0], -1)
+        return F.embedding(sequence[:, position - 1], self.decoder_token.weight)
+
+    def decode_hidden(self, sequence: Tensor, start: int, end: int, memory: Tensor, condition: Tensor,
+                      cache: DecoderCache | None = None) -> Tensor:
+        """The decoder's states [B, end-start, d] at positions start..end-1, before the final norm
+        and the head (`decode` without them); the same cache rules."""
+        if cache is not None and end == start + 1 and start == cache.length and cache.static is not None:
+            return self._decode_one(sequence, start, cache, hidden=True)
         if cache is None and start != 0:
             raise ValueError("decoding without a cache must start at position 0")
         if cache is not None and start != cache.length:
             raise ValueError(f"cache holds {cache.length} positions, asked to decode from {start}")
-        previous = self.decoder_token(sequence[:, max(start - 1, 0):end - 1])
-        if start == 0:
-            previous = torch.cat([self.start_symbol.expand(b, 1, -1), previous], 1)
+        previous = self._previous(sequence, start, end)
         if cache is None:
             static = self._static_inputs(memory, condition)
             modulation = self._modulations(condition)[1]
@@ -427,9 +290,9 @@ class _CodePrior(nn.Module):
                       None if modulation is None else modulation[:, per_layer * i:per_layer * (i + 1)])
         if cache is not None:
             cache.length = end
-        return self.head(self.decoder_norm(x))
+        return x
 
-    def _decode_one(self, sequence: Tensor, position: int, cache: DecoderCache) -> Tensor:
+    def _decode_one(self, sequence: Tensor, position: int, cache: DecoderCache, hidden: bool = False) -> Tensor:
         """`decode` of the single position `position` with a warm cache -> logits [B, 1, V].
 
         At the model's own step precision (see `set_step_precision`), the same kernels on the same
@@ -439,7 +302,7 @@ class _CodePrior(nn.Module):
         everything besides the matrix products costs about as much as they do, and this removes
         the Python/dispatch part of it (measured: 10–17 % less time per generation).
         """
-        if self.compiled_step is not None:
+        if self.compiled_step is not None and not hidden:
             logits = self.compiled_step(sequence, position, cache)
             cache.length = position + 1
             return logits[:, None]
@@ -449,10 +312,7 @@ class _CodePrior(nn.Module):
         b = sequence.shape[0]
         token_dim = d - 2 * c.condition_dim
         x = cache.static[:, position].clone()   # [B, d]
-        if position == 0:
-            x[:, :token_dim] += self.start_symbol
-        else:
-            x[:, :token_dim] += F.embedding(sequence[:, position - 1], self.decoder_token.weight)
+        x[:, :token_dim] += self._step_input(sequence, position)
         end = position + 1
         scale = head_dim ** -0.5
         per_layer = _decoder_norms(self.decoder_layers[0].cross is not None)
@@ -478,6 +338,8 @@ class _CodePrior(nn.Module):
             h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), modulation, 1)
             x = x + last(F.gelu(first(h)))
         cache.length = end
+        if hidden:
+            return x[:, None]
         norm = self.decoder_norm
         x = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
         return self._step_head(x)[:, None]
@@ -528,7 +390,7 @@ class _CodePrior(nn.Module):
         # one position more than a sequence has: the attention of the last position then reads a
         # slice of the cache, not the whole tensor, like every other position, so the compiled
         # step (`compiled_step`) needs no graph of its own for it
-        return DecoderCache([LayerCache(batch, c.heads, self.target_length + 1, c.d_model // c.heads,
+        return DecoderCache([LayerCache(batch, c.heads, self.decoder_length + 1, c.d_model // c.heads,
                                         device or param.device, dtype or param.dtype)
                              for _ in range(c.decoder_layers)])
 
@@ -542,6 +404,7 @@ class TopPrior(_CodePrior):
 
     context_length = TOP_TOKENS
     target_length = TOP_TOKENS
+    decoder_length = TOP_TOKENS
 
     def __init__(self, config: PriorConfig | None = None) -> None:
         config = config or PriorConfig()
@@ -579,8 +442,43 @@ class BottomPrior(_CodePrior):
 
     def __init__(self, config: PriorConfig | None = None) -> None:
         config = config or PriorConfig()
+        self.group = config.bottom_group
+        self.decoder_length = BOTTOM_TOKENS // self.group
+        # decoder position g (cells g·G ..) sits under top cell g·G // 4
         super().__init__(config, config.codebook_size, None, cross_attention=config.bottom_cross_attention,
-                         aligned_index=torch.arange(BOTTOM_TOKENS) // 4)
+                         aligned_index=torch.arange(0, BOTTOM_TOKENS, self.group) // 4)
+        self.group_head = None
+        if self.group > 1:
+            token_dim = config.d_model - 2 * config.condition_dim
+            self.group_head = GroupHead(self.group, config.d_model, token_dim)
+            # the previous group's cells, embedded and concatenated, make one decoder input
+            self.group_input = nn.Linear(self.group * token_dim, token_dim)
+
+    def _previous(self, sequence: Tensor, start: int, end: int) -> Tensor:
+        if self.group == 1:
+            return super()._previous(sequence, start, end)
+        g = self.group
+        cells = sequence[:, max(start - 1, 0) * g:(end - 1) * g]
+        previous = self.group_input(self.decoder_token(cells).reshape(sequence.shape[0], -1, g * self.decoder_token.embedding_dim))
+        if start == 0:
+            previous = torch.cat([self.start_symbol.expand(sequence.shape[0], 1, -1), previous], 1)
+        return previous
+
+    def _step_input(self, sequence: Tensor, position: int) -> Tensor:
+        if self.group == 1 or position == 0:
+            return super()._step_input(sequence, position)
+        g = self.group
+        cells = F.embedding(sequence[:, (position - 1) * g:position * g], self.decoder_token.weight)
+        return self.group_input(cells.flatten(1))
+
+    def cell_logits(self, hidden: Tensor, sequence: Tensor, position: int) -> Tensor:
+        """With bottom groups: logits [B, V] of bottom cell `position` from the state [B, d] of its
+        group's decoder step and the group's earlier cells in `sequence` [B, 512] (its later
+        cells are not read)."""
+        g = self.group
+        start = position - position % g
+        embedded = self.decoder_token(sequence[:, start:start + g])
+        return self.head(self.decoder_norm(self.group_head.states(hidden, embedded, position % g)))
 
     def encode_context(self, top_tokens: Tensor, condition: Tensor) -> Tensor:
         """Encode the whole top map [B, 128] -> memory [B, 128, d]."""
@@ -594,7 +492,13 @@ class BottomPrior(_CodePrior):
         _check_tokens("bottom", bottom_tokens, BOTTOM_TOKENS, self.config.codebook_size)
         condition = self.condition(pitch_index, family_index, drop_condition)
         memory = self.encode_context(top_tokens, condition)
-        return self.decode(bottom_tokens, 0, BOTTOM_TOKENS, memory, condition)
+        if self.group == 1:
+            return self.decode(bottom_tokens, 0, BOTTOM_TOKENS, memory, condition)
+        hidden = self.decode_hidden(bottom_tokens, 0, self.decoder_length, memory, condition)
+        b = bottom_tokens.shape[0]
+        embedded = self.decoder_token(bottom_tokens).view(b, self.decoder_length, self.group, -1)
+        states = self.group_head.states(hidden, embedded)   # [B, groups, G, d]
+        return self.head(self.decoder_norm(states)).view(b, BOTTOM_TOKENS, -1)
 
 
 # ----------------------------------------------------------------------------------------------

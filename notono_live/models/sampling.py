@@ -121,7 +121,10 @@ def _sample_positions(prior, sequence: Tensor, positions: list[int], memory_fn, 
         token = sample_logits(logits, options, generator)
         return torch.cat([token, token]) if options.guided else token
 
-    if use_cache:
+    if getattr(prior, "group", 1) > 1:
+        _sample_groups(prior, sequence, positions, memory_fn(sequence.shape[0], condition), condition,
+                       draw, use_cache)
+    elif use_cache:
         memory = memory_fn(sequence.shape[0], condition)
         cache = prior.new_cache(sequence.shape[0], sequence.device)
         for position in positions:
@@ -134,6 +137,24 @@ def _sample_positions(prior, sequence: Tensor, positions: list[int], memory_fn, 
             logits = prior.decode(sequence, 0, length, memory, condition)
             sequence[:, position] = draw(logits[:, position])
     return sequence[:rows]
+
+
+def _sample_groups(prior: BottomPrior, sequence: Tensor, positions: list[int], memory: Tensor,
+                   condition: Tensor, draw, use_cache: bool) -> None:
+    """`_sample_positions` for a bottom prior with groups (`PriorConfig.bottom_group`): one decoder
+    step per group that holds a cell to sample, then each cell from the group's state; fills
+    `sequence` in place. Without the cache the decoder is re-run over every group up to the cell's."""
+    cache = prior.new_cache(sequence.shape[0], sequence.device) if use_cache else None
+    group, hidden = -1, None
+    for position in positions:
+        if use_cache:
+            if position // prior.group != group:
+                group = position // prior.group
+                hidden = prior.decode_hidden(sequence, cache.length, group + 1, memory, condition, cache)[:, -1]
+        else:
+            group = position // prior.group
+            hidden = prior.decode_hidden(sequence, 0, group + 1, memory, condition)[:, -1]
+        sequence[:, position] = draw(prior.cell_logits(hidden, sequence, position))
 
 
 def _rows(x: Tensor, rows: int) -> Tensor:

@@ -63,6 +63,8 @@ class PriorsTrainConfig:
             optimiser state included.
         label_layers: give new priors the labels in every layer as well (`PriorConfig.label_layers`,
             adaptive layer norm); a resumed prior keeps the architecture it was saved with.
+        bottom_group: bottom cells per decoder step of a new bottom prior (`PriorConfig.bottom_group`);
+            a resumed prior keeps the architecture it was saved with.
     """
 
     corpus: Path
@@ -87,6 +89,7 @@ class PriorsTrainConfig:
     precision: str = "fp32"
     condition_dropout: float = 0.0
     label_layers: bool = False
+    bottom_group: int = 1
 
 
 # --- Codes file -----------------------------------------------------------------------------
@@ -344,6 +347,8 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                     overrides["unconditional"] = True
                 if config.label_layers:
                     overrides["label_layers"] = True
+                if config.bottom_group != 1:
+                    overrides["bottom_group"] = config.bottom_group
                 prior_config = _prior_config(PriorConfig, config.size, overrides)
                 models[name] = (TopPrior if name == "top" else BottomPrior)(prior_config).to(context.device)
         groups = {name: _parameter_groups(model) for name, model in models.items()}
