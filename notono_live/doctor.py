@@ -477,10 +477,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def check_compiler() -> Check:
+    """Whether `serve --compile-step` can compile the sampling step here (a C++ compiler on PATH)."""
+    import shutil
+
+    from .models.compiled_step import COMPILERS, compiler_problem
+
+    problem = compiler_problem()
+    if problem is not None:
+        return Check("warn", "compile", f"`serve --compile-step` cannot run: {problem.split(' (')[0]}",
+                     problem[problem.index("(") + 1:-1] + "; the daemon samples without it")
+    found = next(shutil.which(name) for name in COMPILERS if shutil.which(name))
+    return Check("ok", "compile", f"`serve --compile-step` can compile the sampling step ({found})")
+
+
 def run_checks(args: argparse.Namespace) -> Iterator[Check]:
     """Every check, in the order printed; each is run when its turn comes."""
     yield check_python()
-    yield check_torch()
+    torch_check = check_torch()
+    yield torch_check
+    if torch_check.status == "ok":
+        yield check_compiler()
     yield from check_models(args.models)
     yield check_port(args.port, "daemon", args.reply_port)
     yield check_port(args.reply_port, "reply", args.port)

@@ -15,6 +15,7 @@ import pytest
 from notono_live import __version__, doctor, shipped
 from notono_live.daemon.cli import pick_device
 from notono_live.daemon.process import DaemonProcess
+from notono_live.models.compiled_step import COMPILERS
 from notono_live.osc.client import NotonoClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,23 @@ def test_a_healthy_setup_passes_and_missing_midi_and_audio_only_warn(tmp_path):
         assert len(lines_of(lines, "ok", "audio") + lines_of(lines, "warn", "audio")) == 1, text
     assert not [line for line in lines if line.startswith("FAIL")], text
     assert lines[-1].startswith("NOTONO Live can run here")
+    compiler = next((shutil.which(name) for name in COMPILERS if shutil.which(name)), None)
+    if compiler:
+        assert one_line(lines, "ok", "compile") == \
+            f"ok    compile    `serve --compile-step` can compile the sampling step ({compiler})"
+    else:
+        assert one_line(lines, "warn", "compile").startswith("warn  compile    `serve --compile-step` cannot run")
+
+
+def test_no_cxx_compiler_only_warns_that_the_compiled_step_cannot_run(tmp_path):
+    port, reply_port = free_udp_ports(2)
+    rc, lines, text = run_doctor("--port", str(port), "--reply-port", str(reply_port),
+                                 env={**_env(), "PATH": str(tmp_path)})   # nothing on PATH
+    assert one_line(lines, "warn", "compile") == (
+        "warn  compile    `serve --compile-step` cannot run: no C++ compiler found -> fix: torch.compile "
+        "generates C++ for the CPU: install one, e.g. build-essential on Debian/Ubuntu, Xcode's command line "
+        "tools on macOS; the daemon samples without it")
+    assert not lines_of(lines, "FAIL", "compile"), text
 
 
 def test_missing_and_corrupt_model_files_fail_each_with_its_file(model_copy):

@@ -169,9 +169,13 @@ class CompiledStep:
                              cache.modulation, memories)
 
 
+# the C++ compilers Inductor can use for the CPU, as found on PATH
+COMPILERS = ("c++", "g++", "clang++")
+
+
 def compiler_problem() -> str | None:
     """Why `torch.compile` cannot build a CPU step here, or None if it looks possible."""
-    if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+    if not any(shutil.which(name) for name in COMPILERS):
         return ("no C++ compiler found (torch.compile generates C++ for the CPU: install one, e.g. "
                 "build-essential on Debian/Ubuntu, Xcode's command line tools on macOS)")
     return None
