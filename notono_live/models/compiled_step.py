@@ -7,25 +7,28 @@ C++ loops and the products go straight to the BLAS. What that saves is a fixed c
 matters for small priors and few rows, hardly for the shipped lite priors at 8 rows, whose step is
 mostly matrix work (`docs/performance.md` has the figures; `serve --compile-step` turns it on).
 
-`StepGraph` is the step written as one function of tensors, so that it compiles to one graph:
+`StepGraph` is the step written as one function of tensors, so that it compiles to few graphs:
 
 - the position is a 0-d tensor (written with `index_copy_`), and the number of cached positions the
   attention reads is an int that Dynamo treats as a symbol (`dynamic=True`), so one graph serves
-  every position and every row count above one (Dynamo specialises sizes 0 and 1, so one row and
-  the first position have graphs of their own);
+  every position; Dynamo specialises sizes 0 and 1, so each prior has two graphs, one for a single
+  row and one for any larger number (position 0 never comes here: the sampler decodes it with the
+  general pass, which also fills the cache's per-sequence inputs);
 - no Python branch depends on the position or on the values;
 - it reads and writes the same `DecoderCache` as the eager step, so a sampler can switch between
   the two between tokens.
 
 Its arithmetic is the eager step's, but fusion changes the rounding of the element-wise chains (a
-few units in the last place of fp32), so a compiled step can, rarely, draw another code where a
-draw lands within that distance of a boundary (`tests/test_compiled_step.py` measures the logits'
-difference; `docs/performance.md` the draws).
+few units in the last place of fp32), so a compiled step could draw another code where a draw
+lands within that distance of a boundary; in float32 the shipped model's recorded draws come out
+the same (`tests/test_compiled_step.py`). In bfloat16 its rounding differs from the pre-packed
+eager step's more than that, and the draws differ.
 
 Compiling needs a C++ compiler on the machine (Inductor generates C++ for the CPU) and takes tens
 of seconds the first time a process meets a shape; Inductor keeps what it built in its cache
-folder, so later processes compile in a few seconds. `compile_step` reports the problem instead of
-raising when compilation is impossible, and the eager step stays in use.
+folder, so later processes compile in a few seconds. `NotonoModel.compile_steps` raises an error
+naming the problem when compilation is impossible (`compiler_problem`), and the eager step stays
+in use. A bottom prior with groups (`PriorConfig.bottom_group`) has no compiled step.
 """
 from __future__ import annotations
 
