@@ -412,3 +412,18 @@ def test_cli_refuses_a_missing_vqvae(tmp_path, small_corpus):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         main(["train", "priors", "--corpus", str(small_corpus), "--vqvae", str(tmp_path / "nowhere"),
               "--out", str(tmp_path / "p"), "--size", "tiny", "--max-steps", "1"])
+
+
+def test_the_magnitude_weight_weighs_the_log_power_channel_and_keeps_the_loss_scale():
+    from notono_live.training.vqvae import reconstruction_loss
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 2, 8, 4, 3, generator=generator).unbind(0)
+    assert torch.equal(reconstruction_loss(x, y), torch.nn.functional.mse_loss(x, y))
+    power, frequency = ((x - y) ** 2)[:, 0].mean(), ((x - y) ** 2)[:, 1].mean()
+    torch.testing.assert_close(reconstruction_loss(x, y, 3.0), (3 * power + frequency) / 4)
+    # equal errors in both channels: the same loss whatever the weight
+    same = torch.cat([x[:, :1], x[:, :1]], 1), torch.cat([y[:, :1], y[:, :1]], 1)
+    torch.testing.assert_close(reconstruction_loss(*same, 5.0), reconstruction_loss(*same))
+    with pytest.raises(ValueError, match="magnitude_weight"):
+        reconstruction_loss(x, y, 0.0)

@@ -49,6 +49,10 @@ def register(subparsers) -> None:
     vqvae.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                        help="channels-last memory order for the convolutions (default on: 1.17x faster on "
                             "the development CPU)")
+    vqvae.add_argument("--magnitude-weight", type=float, default=1.0,
+                       help="weight of the log-power channel in the reconstruction loss, against 1 for the "
+                            "instantaneous frequency (1: plain MSE, the paper's; SC and LSD score the "
+                            "magnitude only)")
     vqvae.add_argument("--decoder-from", type=Path, default=None, metavar="VQVAE",
                        help="start from this trained VQ-VAE (run or model folder) and train its decoder only: "
                             "encoders and codebooks stay frozen, so codes, and priors trained on them, stay valid")
@@ -101,6 +105,7 @@ def _run_vqvae(args: argparse.Namespace) -> int:
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
         validation_notes=args.validation_notes, decoder_from=args.decoder_from, precision=args.precision,
+        magnitude_weight=args.magnitude_weight,
         channels_last=args.channels_last))
     _print_summary(result.summary)
     return 0

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from .. import constants
 from . import common
@@ -53,6 +54,10 @@ class VQVAETrainConfig:
         checkpoint_minutes: checkpoint at least this often.
         validation_notes: held-out notes (spread over the families) whose reconstruction MSE, spectral
             convergence, log-spectral distance and code perplexities are logged at each checkpoint.
+        magnitude_weight: how much more the reconstruction loss weighs the log-power channel than the
+            instantaneous-frequency one (1: plain MSE over both, the paper's; W: the channels weigh
+            2W/(W+1) and 2/(W+1) in the mean over both, so the loss keeps its scale). SC and LSD score the magnitude of
+            the decoded audio only (ours, an experiment: `docs/training.md`).
         decoder_from: a trained VQ-VAE (run folder, checkpoint or model folder) to start from and train
             the decoder of only, its encoders and codebooks frozen (None: train everything). Only read
             when RUN_DIR has no checkpoint yet; a run started this way stays decoder-only on resume.
@@ -81,6 +86,7 @@ class VQVAETrainConfig:
     checkpoint_minutes: float = 5.0
     validation_notes: int = 64
     decoder_from: Path | None = None
+    magnitude_weight: float = 1.0
     precision: str = "fp32"
     channels_last: bool = True
 
@@ -242,7 +248,7 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast():
                     output = ddp_model(x)
-                mse = F.mse_loss(output.reconstruction.float(), x)
+                mse = reconstruction_loss(output.reconstruction.float(), x, config.magnitude_weight)
                 loss = mse + output.commitment_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -300,6 +306,17 @@ def _summary(run_dir: Path, state: common.TrainingState, last: dict[str, float],
                         train_seconds=round(state.train_seconds, 2), notes_per_second=round(rate, 3),
                         last_losses={k: float(f"{v:.6g}") for k, v in last.items()}, stopped_because=reason,
                         world_size=context.world_size, device=str(context.device))
+
+
+def reconstruction_loss(reconstruction: Tensor, x: Tensor, magnitude_weight: float = 1.0) -> Tensor:
+    """MSE of a reconstruction [B, 2, F, T] against x, the log-power channel weighted `magnitude_weight`
+    times the instantaneous-frequency one (the weights average 1; 1 is plain MSE, computed as such)."""
+    if magnitude_weight == 1.0:
+        return F.mse_loss(reconstruction, x)
+    if not magnitude_weight > 0:
+        raise ValueError(f"magnitude_weight must be > 0, got {magnitude_weight}")
+    squared = (reconstruction - x).square().mean(dim=(0, 2, 3))   # per channel
+    return (magnitude_weight * squared[0] + squared[1]) / (magnitude_weight + 1)
 
 
 @torch.no_grad()
