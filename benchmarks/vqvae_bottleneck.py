@@ -13,6 +13,9 @@ original):
 - quantised: the VQ-VAE as it is used (both maps through their codebooks);
 - continuous: no codebook at all (the encoders' vectors decoded as they are);
 - only the top quantised, and only the bottom quantised;
+- the quantised reconstruction's log power with the original instantaneous frequency, and the other
+  way round (which channel the error lies in: SC and LSD are measured on the decoded audio, whose
+  magnitude depends on the phase the IF channel gives);
 
 and the model-free Mel-IF round trip gives the floor. If the continuous reconstruction is no better
 than the quantised one, larger or more codebooks cannot help: the encoder and decoder are the limit.
@@ -29,7 +32,8 @@ from notono_live.data.roundtrip import select_spread, spectral_distances
 from notono_live.training.data import open_split
 from notono_live.training.modelio import load_vqvae_any
 
-WAYS = ("quantised", "continuous", "only the top quantised", "only the bottom quantised", "Mel-IF round trip")
+WAYS = ("quantised", "continuous", "only the top quantised", "only the bottom quantised",
+        "quantised log power, original IF", "original log power, quantised IF", "Mel-IF round trip")
 
 
 @torch.no_grad()
@@ -71,6 +75,10 @@ def main() -> None:
         reference = torch.stack([item["audio"] for item in items]).numpy()
         outputs = {way: stats.denormalize(image.float())
                    for way, image in reconstructions(model, stats.normalize(images)).items()}
+        quantised = outputs["quantised"]
+        # which channel the error lies in: each with the other channel taken from the original
+        outputs["quantised log power, original IF"] = torch.stack([quantised[:, 0], images[:, 1]], 1)
+        outputs["original log power, quantised IF"] = torch.stack([images[:, 0], quantised[:, 1]], 1)
         outputs["Mel-IF round trip"] = images
         for way, image in outputs.items():
             lsd, sc = spectral_distances(reference, held_out.representation.inverse(image).numpy())
