@@ -5,6 +5,7 @@ Tiny model configs (the models' `tiny` size) keep every run to a few seconds on 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 
@@ -427,3 +428,20 @@ def test_the_magnitude_weight_weighs_the_log_power_channel_and_keeps_the_loss_sc
     torch.testing.assert_close(reconstruction_loss(*same, 5.0), reconstruction_loss(*same))
     with pytest.raises(ValueError, match="magnitude_weight"):
         reconstruction_loss(x, y, 0.0)
+
+
+def test_the_spectral_convergence_loss_scores_the_magnitude_error_against_the_magnitude():
+    from notono_live.training.vqvae import spectral_convergence_loss
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randn(3, 2, 16, 8, generator=generator)
+    assert spectral_convergence_loss(image, image).item() == 0.0
+    louder = image.clone()
+    louder[:, 0] += 2 * math.log(1.5)   # every magnitude 1.5 times larger: an error of half the magnitude
+    torch.testing.assert_close(spectral_convergence_loss(louder, image), torch.tensor(0.5))
+    changed_if = image.clone()
+    changed_if[:, 1] += 1.0   # the IF channel is not scored
+    assert spectral_convergence_loss(changed_if, image).item() == 0.0
+    grad = image.clone().requires_grad_(True)
+    spectral_convergence_loss(grad, image + 0.1).backward()
+    assert grad.grad is not None and grad.grad[:, 0].abs().sum() > 0

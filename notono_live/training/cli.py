@@ -53,6 +53,9 @@ def register(subparsers) -> None:
                        help="weight of the log-power channel in the reconstruction loss, against 1 for the "
                             "instantaneous frequency (1: plain MSE, the paper's; SC and LSD score the "
                             "magnitude only)")
+    vqvae.add_argument("--spectral-weight", type=float, default=0.0,
+                       help="weight of a spectral-convergence term on the Mel magnitudes added to the loss "
+                            "(0: none, the paper's)")
     vqvae.add_argument("--decoder-from", type=Path, default=None, metavar="VQVAE",
                        help="start from this trained VQ-VAE (run or model folder) and train its decoder only: "
                             "encoders and codebooks stay frozen, so codes, and priors trained on them, stay valid")
@@ -105,7 +108,7 @@ def _run_vqvae(args: argparse.Namespace) -> int:
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
         validation_notes=args.validation_notes, decoder_from=args.decoder_from, precision=args.precision,
-        magnitude_weight=args.magnitude_weight,
+        magnitude_weight=args.magnitude_weight, spectral_weight=args.spectral_weight,
         channels_last=args.channels_last))
     _print_summary(result.summary)
     return 0

@@ -58,6 +58,10 @@ class VQVAETrainConfig:
             instantaneous-frequency one (1: plain MSE over both, the paper's; W: the channels weigh
             2W/(W+1) and 2/(W+1) in the mean over both, so the loss keeps its scale). SC and LSD score the magnitude of
             the decoded audio only (ours, an experiment: `docs/training.md`).
+        spectral_weight: weight of a spectral-convergence term added to the loss, on the Mel
+            magnitudes the log-power channel stands for (`spectral_convergence_loss`): the norm of
+            the magnitude error over the norm of the magnitude, so loud bins count as they do in the
+            SC that `eval` scores (0: none, the paper's; ours, an experiment: `docs/training.md`).
         decoder_from: a trained VQ-VAE (run folder, checkpoint or model folder) to start from and train
             the decoder of only, its encoders and codebooks frozen (None: train everything). Only read
             when RUN_DIR has no checkpoint yet; a run started this way stays decoder-only on resume.
@@ -87,6 +91,7 @@ class VQVAETrainConfig:
     validation_notes: int = 64
     decoder_from: Path | None = None
     magnitude_weight: float = 1.0
+    spectral_weight: float = 0.0
     precision: str = "fp32"
     channels_last: bool = True
 
@@ -250,6 +255,9 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
                     output = ddp_model(x)
                 mse = reconstruction_loss(output.reconstruction.float(), x, config.magnitude_weight)
                 loss = mse + output.commitment_loss
+                if config.spectral_weight:
+                    loss = loss + config.spectral_weight * spectral_convergence_loss(
+                        stats.denormalize(output.reconstruction.float()), images)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -317,6 +325,14 @@ def reconstruction_loss(reconstruction: Tensor, x: Tensor, magnitude_weight: flo
         raise ValueError(f"magnitude_weight must be > 0, got {magnitude_weight}")
     squared = (reconstruction - x).square().mean(dim=(0, 2, 3))   # per channel
     return (magnitude_weight * squared[0] + squared[1]) / (magnitude_weight + 1)
+
+
+def spectral_convergence_loss(reconstruction: Tensor, image: Tensor) -> Tensor:
+    """Mean over the batch of ||M̂ − M|| / ||M||, with M = exp(log power / 2) the Mel magnitudes of
+    channel 0 of unnormalised images [B, 2, F, T] (the reconstruction's and the original's)."""
+    magnitude = torch.exp(0.5 * image[:, 0].float())
+    error = torch.exp(0.5 * reconstruction[:, 0]) - magnitude
+    return (error.flatten(1).norm(dim=1) / magnitude.flatten(1).norm(dim=1).clamp_min(1e-8)).mean()
 
 
 @torch.no_grad()
