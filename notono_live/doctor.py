@@ -481,12 +481,11 @@ def check_compiler() -> Check:
     """Whether `serve --compile-step` can compile the sampling step here (a C++ compiler on PATH)."""
     import shutil
 
-    from .models.compiled_step import COMPILERS, compiler_problem
+    from .models.compiled_step import COMPILER_FIX, COMPILERS, NO_COMPILER, compiler_problem
 
-    problem = compiler_problem()
-    if problem is not None:
-        return Check("warn", "compile", f"`serve --compile-step` cannot run: {problem.split(' (')[0]}",
-                     problem[problem.index("(") + 1:-1] + "; the daemon samples without it")
+    if compiler_problem() is not None:
+        return Check("warn", "compile", f"`serve --compile-step` cannot run: {NO_COMPILER}",
+                     f"{COMPILER_FIX}; the daemon samples without it")
     found = next(shutil.which(name) for name in COMPILERS if shutil.which(name))
     return Check("ok", "compile", f"`serve --compile-step` can compile the sampling step ({found})")
 

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .transformer import _modulated
+
 if TYPE_CHECKING:   # pragma: no cover
     from .priors import DecoderCache, _CodePrior
 
@@ -65,7 +67,6 @@ class StepGraph(nn.Module):
         self.head_dim = c.d_model // c.heads
         self.token_dim = c.d_model - 2 * c.condition_dim
         self.norms_per_layer = 3 if prior.decoder_layers[0].cross is not None else 2
-        self.dtype = dtype
         own = prior.head.weight.dtype
         # the decoder's norms, embeddings and cross-attention layers, used as they are
         self.prior = prior
@@ -92,12 +93,6 @@ class StepGraph(nn.Module):
             return F.linear(x, weight, bias)
         return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
-    @staticmethod
-    def _modulated(h: Tensor, modulation: Tensor | None, index: int) -> Tensor:
-        if modulation is None:
-            return h
-        return h * (1 + modulation[:, index, 0]) + modulation[:, index, 1]
-
     def forward(self, static: Tensor, sequence: Tensor, position: Tensor, length: int,
                 keys: list[Tensor], values: list[Tensor], modulation: Tensor | None,
                 memories: list[tuple[Tensor, Tensor]] | None) -> Tensor:
@@ -122,7 +117,7 @@ class StepGraph(nn.Module):
             qkv_w, out_w, first_w, last_w = self.linears[i]
             layer_modulation = None if modulation is None else modulation[:, per_layer * i:per_layer * (i + 1)]
             norm = layer.norm_attention
-            h = self._modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), layer_modulation, 0)
+            h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), layer_modulation, 0)
             qkv = self._linear(h, qkv_w).view(b, 3, self.heads, 1, self.head_dim)
             keys[i].index_copy_(2, where, qkv[:, 1])
             values[i].index_copy_(2, where, qkv[:, 2])
@@ -131,10 +126,10 @@ class StepGraph(nn.Module):
             x = x + self._linear(y, out_w)
             if layer.cross is not None and memories is not None:
                 norm = layer.norm_cross
-                h = self._modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), layer_modulation, 2)
+                h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), layer_modulation, 2)
                 x = x + layer.cross(h[:, None], memories[i])[:, 0]
             norm = layer.norm_feedforward
-            h = self._modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), layer_modulation, 1)
+            h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), layer_modulation, 1)
             x = x + self._linear(F.gelu(self._linear(h, first_w)), last_w)
         norm = prior.decoder_norm
         return self._linear(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), self.head)
@@ -150,7 +145,6 @@ class CompiledStep:
         if getattr(prior, "group", 1) > 1:
             raise ValueError("a bottom prior with groups (bottom_group > 1) has no compiled step")
         self.graph = StepGraph(prior, dtype).eval()
-        self.dtype = dtype
         # Inductor's `freezing` (weights as constants, pre-laid-out for oneDNN) measured slower
         # here (3.0 against 2.55 ms a token, lite bottom prior, 8 rows, bf16), and its C++
         # wrapper no faster: the defaults
@@ -174,13 +168,15 @@ class CompiledStep:
 
 # the C++ compilers Inductor can use for the CPU, as found on PATH
 COMPILERS = ("c++", "g++", "clang++")
+NO_COMPILER = "no C++ compiler found"
+COMPILER_FIX = ("torch.compile generates C++ for the CPU: install one, e.g. build-essential on Debian/Ubuntu, "
+                "Xcode's command line tools on macOS")
 
 
 def compiler_problem() -> str | None:
     """Why `torch.compile` cannot build a CPU step here, or None if it looks possible."""
     if not any(shutil.which(name) for name in COMPILERS):
-        return ("no C++ compiler found (torch.compile generates C++ for the CPU: install one, e.g. "
-                "build-essential on Debian/Ubuntu, Xcode's command line tools on macOS)")
+        return f"{NO_COMPILER} ({COMPILER_FIX})"
     return None
 
 

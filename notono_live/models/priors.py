@@ -186,7 +186,7 @@ class _CodePrior(nn.Module):
         # (qkv, attention out, feed-forward in, feed-forward out), and the head
         self._step_layers: list[tuple[StepLinear, ...]] = []
         self._step_head: StepLinear
-        # the same step compiled (`use_compiled_step`), or None for the eager one above
+        # the same step compiled (`NotonoModel.compile_steps`), or None for the eager one above
         self.compiled_step: CompiledStep | None = None
         self.set_step_precision(None)
         self.register_buffer("encoder_mask", encoder_mask, persistent=False)
