@@ -324,6 +324,36 @@ def test_condition_dropout_on_resume_adds_the_unconditioned_input(tmp_path, prio
     assert guided.top.shape == constants.TOP_SHAPE and not np.array_equal(guided.bottom, plain.bottom)
 
 
+def test_a_run_started_from_trained_priors_keeps_them_and_adds_the_pitch_comb(tmp_path, priors_run, vqvae_run,
+                                                                                small_corpus, spectrogram_cache):
+    from notono_live.models.bundle import NotonoModel
+    from notono_live.training import modelio
+    from notono_live.training.export import export_model
+    from notono_live.training.priors import PriorsTrainConfig, train_priors
+
+    source = priors_run[0]
+    trained = modelio.load_prior(source / common.CHECKPOINT_DIR, "bottom", torch.device("cpu"))
+    run_dir = tmp_path / "comb"
+    config = PriorsTrainConfig(corpus=small_corpus, vqvae=vqvae_run[0], out=run_dir, size="tiny", which="bottom",
+                               max_steps=1, batch_size=8, lr=1e-3, cache=spectrogram_cache, validation_maps=8,
+                               init_from=source, pitch_comb=True)
+    assert train_priors(config).summary.step == 1
+    started = modelio.load_prior(run_dir / common.CHECKPOINT_DIR, "bottom", torch.device("cpu"))
+    assert started.config.pitch_comb and not trained.config.pitch_comb
+    # every trained weight is where it was but for one Adam step (at most lr); the comb has started
+    for name, tensor in trained.state_dict().items():
+        assert (started.state_dict()[name] - tensor).abs().max() <= 1.01e-3, name
+    assert started.comb.weight.any()
+    # the run resumes from its own checkpoint, not the source's
+    assert train_priors(PriorsTrainConfig(**{**config.__dict__, "max_steps": 3})).summary.step == 3
+    model = NotonoModel.load(export_model(vqvae_run[0], [run_dir, source], tmp_path / "model"))
+    assert model.bottom_prior.config.pitch_comb and not model.top_prior.config.pitch_comb
+    assert model.generate(48, "organ", n=1, seed=4)[0].bottom.shape == constants.BOTTOM_SHAPE
+    with pytest.raises(ValueError, match="no top prior"):
+        train_priors(PriorsTrainConfig(**{**config.__dict__, "out": tmp_path / "none", "which": "top",
+                                          "init_from": run_dir}))
+
+
 def test_export_writes_a_loadable_model(priors_run, vqvae_run, tmp_path):
     from notono_live.models.bundle import NotonoModel
     from notono_live.training.export import export_model

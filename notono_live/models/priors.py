@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ..constants import BOTTOM_TOKENS, CODEBOOK_SIZE, NUM_FAMILIES, NUM_PITCHES, TOP_TOKENS
 from .compiled_step import CompiledStep
+from . import pitch_comb
 from .group_head import GroupHead
 from .step import StepLinear
 from .transformer import (_ENCODER_NORMS, DecoderBlock, DecoderCache, EncoderBlock, LayerCache, _decoder_norms,
@@ -82,6 +83,9 @@ class PriorConfig:
             still exact, p(c_i | c_<i, top). Ours, for real-time sampling on a CPU
             (`docs/performance.md`); the paper decodes one bottom cell per step. The top prior
             ignores it.
+        pitch_comb: whether each decoder position also gets where the pitch's fundamental and
+            harmonics fall in the Mel rows its cells cover (`pitch_comb`), through a linear map
+            that is zero at initialisation; rows whose labels are dropped get none (ours).
     """
 
     d_model: int = 512
@@ -98,6 +102,7 @@ class PriorConfig:
     unconditional: bool = False
     label_layers: bool = False
     bottom_group: int = 1
+    pitch_comb: bool = False
 
     @classmethod
     def from_size(cls, size: str) -> "PriorConfig":
@@ -182,6 +187,16 @@ class _CodePrior(nn.Module):
             self.label_modulation = nn.Linear(2 * c, norms * 2 * d)
             nn.init.zeros_(self.label_modulation.weight)
             nn.init.zeros_(self.label_modulation.bias)
+        # where the pitch's harmonics fall under each decoder position (pitch_comb), if configured;
+        # the condition then carries the pitch index as one more column (`condition`)
+        self.comb = None
+        if config.pitch_comb:
+            layer = "bottom" if self.target_length == BOTTOM_TOKENS else "top"
+            features = torch.from_numpy(pitch_comb.position_features(layer, self.target_length // self.decoder_length))
+            self.register_buffer("comb_features", features, persistent=False)
+            self.comb = nn.Linear(features.shape[-1], d)
+            nn.init.zeros_(self.comb.weight)
+            nn.init.zeros_(self.comb.bias)
         # the one-token sampling step's linear layers (`set_step_precision`): per decoder layer
         # (qkv, attention out, feed-forward in, feed-forward out), and the head
         self._step_layers: list[tuple[StepLinear, ...]] = []
@@ -206,6 +221,8 @@ class _CodePrior(nn.Module):
             raise ValueError(f"family index must lie in [0, {self.config.num_families}), "
                              f"got {family_index.tolist()}")
         condition = torch.cat([self.pitch_embedding(pitch_index), self.family_embedding(family_index)], -1)
+        if self.comb is not None:
+            condition = torch.cat([condition, pitch_index[:, None].to(condition.dtype)], -1)
         if drop is None:
             return condition
         return torch.where(drop.to(torch.bool)[:, None], self.unconditioned(len(condition)), condition)
@@ -215,10 +232,19 @@ class _CodePrior(nn.Module):
         if self.null_condition is None:
             raise ValueError("this prior has no unconditioned input (it was trained without condition "
                              "dropout), so it cannot drop labels or sample with guidance")
-        return self.null_condition.weight.expand(batch, -1)
+        null = self.null_condition.weight
+        if self.comb is not None:   # no pitch: no comb
+            null = torch.cat([null, null.new_full((1, 1), -1.0)], -1)
+        return null.expand(batch, -1)
+
+    def _labels(self, condition: Tensor) -> Tensor:
+        """The pitch and family part [B, 2 × condition_dim] of a condition (without the pitch
+        index column that `pitch_comb` adds)."""
+        return condition[:, :2 * self.config.condition_dim]
 
     def _with_condition(self, tokens: Tensor, condition: Tensor) -> Tensor:
-        return torch.cat([tokens, condition[:, None, :].expand(-1, tokens.shape[1], -1)], -1)
+        labels = self._labels(condition)
+        return torch.cat([tokens, labels[:, None, :].expand(-1, tokens.shape[1], -1)], -1)
 
     def _modulations(self, condition: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """(encoder [B, layers x 2, 2, d], decoder [B, layers x 3, 2, d]) norm modulations of
@@ -226,7 +252,7 @@ class _CodePrior(nn.Module):
         if self.label_modulation is None:
             return None, None
         c = self.config
-        every = self.label_modulation(condition).view(len(condition), -1, 2, c.d_model)
+        every = self.label_modulation(self._labels(condition)).view(len(condition), -1, 2, c.d_model)
         split = _ENCODER_NORMS * c.encoder_layers
         return every[:, :split], every[:, split:]
 
@@ -302,10 +328,6 @@ class _CodePrior(nn.Module):
         everything besides the matrix products costs about as much as they do, and this removes
         the Python/dispatch part of it (measured: 10–17 % less time per generation).
         """
-        if self.compiled_step is not None and not hidden:
-            logits = self.compiled_step(sequence, position, cache)
-            cache.length = position + 1
-            return logits[:, None]
         c = self.config
         d, heads = c.d_model, c.heads
         head_dim = d // heads
@@ -380,8 +402,13 @@ class _CodePrior(nn.Module):
         the pitch/family embeddings (after the token channels), the position embedding and the
         aligned encoder output. It does not change while sampling, so the cache computes it once."""
         token_dim = self.config.d_model - 2 * self.config.condition_dim
-        labels = F.pad(condition, (token_dim, 0))[:, None, :]
-        return labels + self.decoder_position + self.aligned(memory)[:, self.aligned_index]
+        labels = F.pad(self._labels(condition), (token_dim, 0))[:, None, :]
+        static = labels + self.decoder_position + self.aligned(memory)[:, self.aligned_index]
+        if self.comb is None:
+            return static
+        pitch = condition[:, -1].round().long()   # -1: labels dropped
+        comb = self.comb(self.comb_features[pitch.clamp(min=0)].to(static.dtype))
+        return static + comb * (pitch >= 0)[:, None, None].to(static.dtype)
 
     def new_cache(self, batch: int, device=None, dtype=None) -> DecoderCache:
         """An empty KV cache for `batch` sequences."""

@@ -77,6 +77,12 @@ def register(subparsers) -> None:
                         help="bottom cells a new bottom prior decodes per step: 4 runs its decoder 128 steps "
                              "instead of 512 when sampling, each cell still conditioned on every earlier one "
                              "(ours, for real-time sampling; the paper uses 1)")
+    priors.add_argument("--pitch-comb", action="store_true",
+                        help="new priors also get, at each position, where the pitch's harmonics fall in the "
+                             "Mel rows under it (ours; models.pitch_comb); with --init-from, added to those priors")
+    priors.add_argument("--init-from", type=Path, default=None, metavar="FOLDER",
+                        help="start new priors from the trained ones in this model folder or `train priors` run "
+                             "(fine-tuning; they must model this --vqvae's codes)")
     priors.set_defaults(func=_run_priors)
 
     export = commands.add_parser("export", help="write the fp16 model folder NotonoModel.load reads")
@@ -127,7 +133,7 @@ def _run_priors(args: argparse.Namespace) -> int:
         cache=args.cache, extraction_batch_size=args.extraction_batch_size, workers=args.workers,
         device=args.device, checkpoint_minutes=args.checkpoint_minutes, precision=args.precision,
         condition_dropout=args.condition_dropout, label_layers=args.label_layers,
-        bottom_group=args.bottom_group))
+        bottom_group=args.bottom_group, pitch_comb=args.pitch_comb, init_from=args.init_from))
     _print_summary(result.summary)
     return 0
 

@@ -65,6 +65,12 @@ class PriorsTrainConfig:
             adaptive layer norm); a resumed prior keeps the architecture it was saved with.
         bottom_group: bottom cells per decoder step of a new bottom prior (`PriorConfig.bottom_group`);
             a resumed prior keeps the architecture it was saved with.
+        pitch_comb: give new priors where the pitch's harmonics fall under each position
+            (`PriorConfig.pitch_comb`), and add it to priors started from `init_from`; a resumed
+            prior keeps the architecture it was saved with.
+        init_from: a model folder or `train priors` run folder whose priors a new run starts from
+            (fine-tuning; they must model the codes of `vqvae`); ignored once the run has a
+            checkpoint of its own.
     """
 
     corpus: Path
@@ -90,6 +96,8 @@ class PriorsTrainConfig:
     condition_dropout: float = 0.0
     label_layers: bool = False
     bottom_group: int = 1
+    pitch_comb: bool = False
+    init_from: Path | None = None
 
 
 # --- Codes file -----------------------------------------------------------------------------
@@ -283,6 +291,18 @@ def _add_unconditioned_input(model):
     return upgraded
 
 
+def _add_pitch_comb(model):
+    """A copy of a prior without the pitch comb, with it added (its map zero, so the copy computes
+    what the prior did); every other weight is kept."""
+    import dataclasses
+
+    upgraded = type(model)(dataclasses.replace(model.config, pitch_comb=True)).to(model.head.weight.device)
+    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or set(missing) != {"comb.weight", "comb.bias"}:
+        raise ValueError(f"cannot add the pitch comb: missing {missing}, unexpected {unexpected}")
+    return upgraded
+
+
 # --- Training loop --------------------------------------------------------------------------
 
 def train_priors(config: PriorsTrainConfig) -> TrainResult:
@@ -341,6 +361,19 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 if config.condition_dropout > 0 and models[name].null_condition is None:
                     models[name] = _add_unconditioned_input(models[name])
                     upgraded.add(name)
+            elif config.init_from is not None:
+                source = common.find_checkpoint_dir(Path(config.init_from)) or Path(config.init_from)
+                if not modelio.has_prior(source, name):
+                    raise ValueError(f"--init-from {config.init_from}: no {name} prior there (a model folder "
+                                     f"or a `train priors` run folder)")
+                models[name], metadata = modelio.load_prior(source, name, context.device, with_metadata=True)
+                size = metadata.get("size", size)
+                logger_notes.append(f"the {name} prior starts from {source}")
+                if config.condition_dropout > 0 and models[name].null_condition is None:
+                    models[name] = _add_unconditioned_input(models[name])
+                if config.pitch_comb and not models[name].config.pitch_comb:
+                    models[name] = _add_pitch_comb(models[name])
+                    logger_notes.append(f"added the pitch comb to the {name} prior")
             else:
                 overrides = dict(config.model_overrides)
                 if config.condition_dropout > 0:
@@ -349,6 +382,8 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                     overrides["label_layers"] = True
                 if config.bottom_group != 1:
                     overrides["bottom_group"] = config.bottom_group
+                if config.pitch_comb:
+                    overrides["pitch_comb"] = True
                 prior_config = _prior_config(PriorConfig, config.size, overrides)
                 models[name] = (TopPrior if name == "top" else BottomPrior)(prior_config).to(context.device)
         groups = {name: _parameter_groups(model) for name, model in models.items()}
