@@ -1,9 +1,9 @@
 """The compiled sampling step (`notono_live.models.compiled_step`, `serve --compile-step`).
 
-Compiled in float32 it must draw exactly the codes the eager step draws for the same seeds (the
-recorded draws of the shipped model); with the labels in every layer and cross-attention (paths the
-shipped priors do not take) its logits must follow the eager step's; and a machine that cannot
-compile must say why and go on sampling.
+Compiled in float32 it must draw exactly the codes the eager step draws for the same seeds: the
+recorded draws of the shipped model, and the eager draws of priors with the labels in every layer
+and cross-attention or with groups of cells (paths the shipped priors do not take); and a machine
+that cannot compile must say why and go on sampling.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import torch
 from notono_live.models.bundle import NotonoModel
 from notono_live.models.compiled_step import CompiledStep, compiler_problem, warm
 from notono_live.models.priors import BottomPrior, PriorConfig
+from notono_live.models.sampling import SamplingOptions, sample_bottom_sequence
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 DRAWS = Path(__file__).resolve().parent / "data" / "shipped_model_draws.npz"
@@ -62,34 +63,50 @@ def test_the_compiled_float32_step_draws_the_recorded_codes(inductor_cache, one_
     assert not model.compiled_step and model.top_prior.compiled_step is None
 
 
-def test_labels_in_every_layer_and_cross_attention_compile_to_the_eager_logits(inductor_cache,
-                                                                                 one_torch_thread):
+@pytest.mark.parametrize("extra", [{"bottom_cross_attention": True}, {"bottom_group": 4, "pitch_comb": True}],
+                         ids=["cross-attention", "groups-of-4-and-comb"])
+def test_a_compiled_bottom_prior_draws_what_the_eager_one_draws(extra, inductor_cache, one_torch_thread):
+    """Paths the shipped priors do not take: labels in every layer with cross-attention, and groups
+    of 4 cells per step with the pitch comb; a whole map under guidance, a region (partial groups)
+    without."""
     torch.manual_seed(0)
-    config = PriorConfig.from_size("tiny")
-    config = PriorConfig(**{**config.to_dict(), "label_layers": True, "bottom_cross_attention": True,
-                            "unconditional": True})
+    config = PriorConfig(**{**PriorConfig.from_size("tiny").to_dict(), "label_layers": True,
+                            "unconditional": True, **extra})
     prior = BottomPrior(config).eval()
     with torch.no_grad():   # the modulation starts at zero; give it weights so that it matters
         prior.label_modulation.weight.normal_(0, 0.2)
-    rows = 3
-    with torch.inference_mode():
-        condition = prior.condition(torch.tensor([5, 30, 60]), torch.tensor([0, 4, 10]))
-        memory = prior.encode_context(torch.randint(0, 512, (rows, 128)), condition)
-        sequence = torch.randint(0, 512, (rows, 512))
+        if prior.group_head is not None:   # and the group's earlier cells (their map starts at zero)
+            prior.group_head.earlier.weight.normal_(0, 0.05)
+        if prior.comb is not None:
+            prior.comb.weight.normal_(0, 0.2)
+    top = torch.randint(0, 512, (2, 128), generator=torch.Generator().manual_seed(1))
+    region = torch.zeros(512, dtype=torch.bool)
+    region[37:200] = True   # starts and ends inside a group
 
-        def logits() -> torch.Tensor:
-            cache = prior.new_cache(rows)
-            out = [prior.decode(sequence, 0, 1, memory, condition, cache)[:, -1]]
-            out += [prior.decode(sequence, p, p + 1, memory, condition, cache)[:, -1] for p in range(1, 512)]
-            return torch.stack(out, 1)
+    start = torch.randint(0, 512, (2, 512), generator=torch.Generator().manual_seed(2))
 
-        eager = logits()
-        step = CompiledStep(prior, torch.float32)
-        warm(step, prior)
-        prior.compiled_step = step
-        compiled = logits()
-    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
-    assert prior.label_modulation is not None and prior.decoder_layers[0].cross is not None
+    def draws() -> list[torch.Tensor]:
+        out = []
+        for mask, options in ((torch.ones(512, dtype=torch.bool), SamplingOptions(guidance=2.0)),
+                              (region, SamplingOptions(temperature=0.9, top_p=1.0))):
+            out.append(sample_bottom_sequence(prior, start, top, mask, torch.tensor([5, 40]), torch.tensor([0, 9]),
+                                              options, torch.Generator().manual_seed(3)))
+        return out
+
+    eager = draws()
+    step = CompiledStep(prior, torch.float32)
+    warm(step, prior, ((True, 2), (False, 2)))
+    used, draw = [], step.draw
+    step.draw = lambda *args: used.append(args[1]) or draw(*args)   # which positions it drew
+    prior.compiled_step = step
+    compiled = draws()
+    for a, b in zip(eager, compiled):
+        assert torch.equal(a, b)
+    assert not torch.equal(compiled[1][:, 37:200], start[:, 37:200])
+    group = config.bottom_group
+    whole_map = list(range(1, 512 // group))   # position 0 is decoded by the general pass
+    inside = list(range(40 // group if group > 1 else 38, 200 // group))   # whole groups of the region
+    assert used == whole_map + inside
 
 
 def test_a_machine_without_a_compiler_is_told_why_and_samples_on(tmp_path, monkeypatch):

@@ -197,7 +197,7 @@ class NotonoModel:
 
     def compile_steps(self) -> Iterator[str]:
         """Compile both priors' one-token sampling step one graph at a time: each step of the
-        iteration builds one (prior, row count) graph and yields what it built; when the iteration
+        iteration builds one (prior, batch kind) graph (`compiled_step.VARIANTS`) and yields what it built; when the iteration
         ends, both priors sample with their compiled step (a sampler already running goes on with
         the eager one). The daemon runs each step as a job of its inference worker, so requests
         interleave with the compilation instead of waiting for all of it.
@@ -211,35 +211,32 @@ class NotonoModel:
         naming the problem when this machine cannot compile (no C++ compiler) or compilation
         fails; the eager step then stays in use.
         """
-        from .compiled_step import CompiledStep, compiler_problem, warm
+        from .compiled_step import VARIANTS, CompiledStep, compiler_problem, warm
 
         problem = compiler_problem()
         if problem is not None:
             raise RuntimeError(problem)
-        # a bottom prior with groups samples through its group head, which is not compiled
-        priors = {name: prior for name, prior in (("top", self.top_prior), ("bottom", self.bottom_prior))
-                  if getattr(prior, "group", 1) == 1}
+        priors = {"top": self.top_prior, "bottom": self.bottom_prior}
         steps = {}
         for name, prior in priors.items():
             dtype = torch.bfloat16 if prior.step_precision == torch.bfloat16 else prior.head.weight.dtype
             steps[name] = CompiledStep(prior, dtype)
-            for rows in (1, 2):   # one row, and any larger number (`compiled_step.warm`)
+            for guided, rows in VARIANTS:
                 try:
                     with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
-                        warm(steps[name], prior, (rows,))
+                        warm(steps[name], prior, ((guided, rows),))
                 except Exception as error:   # Dynamo/Inductor raise many kinds; the eager step stays
                     raise RuntimeError(f"torch.compile could not build the sampling step: "
                                        f"{type(error).__name__}: {error}") from error
-                yield f"{name} prior, {'one row' if rows == 1 else 'two rows or more'}"
+                yield (f"{name} prior, {'guided' if guided else 'unguided'}, "
+                       f"{'one row' if rows == 1 else 'two rows or more'}")
         for name, prior in priors.items():
             prior.compiled_step = steps[name]
 
     @property
     def compiled_step(self) -> bool:
-        """Whether the priors sample with a compiled step (`compile_sampling_step`; a bottom prior
-        with groups never has one)."""
-        return self.top_prior.compiled_step is not None and (
-            self.bottom_prior.compiled_step is not None or getattr(self.bottom_prior, "group", 1) > 1)
+        """Whether the priors sample with a compiled step (`compile_sampling_step`)."""
+        return self.top_prior.compiled_step is not None and self.bottom_prior.compiled_step is not None
 
     # --- construction -------------------------------------------------------------------------
     @classmethod

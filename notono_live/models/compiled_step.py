@@ -1,34 +1,42 @@
-"""The priors' one-token sampling step, compiled with `torch.compile` (Inductor).
+"""The priors' one-step sampling draw, compiled with `torch.compile` (Inductor).
 
 A KV-cached step of a prior is about a hundred small operations (norms, products, the attention
-over the cache, the residual adds), and in eager PyTorch each pays its own dispatch and Python
-cost. Compiled, the element-wise work and the one-query attention are fused into a few generated
-C++ loops and the products go straight to the BLAS. What that saves is a fixed cost per token: it
-matters for small priors and few rows, hardly for the shipped lite priors at 8 rows, whose step is
-mostly matrix work (`docs/performance.md` has the figures; `serve --compile-step` turns it on).
+over the cache, the residual adds), and the draw that follows it a dozen more (the guidance mix,
+temperature, the top-p filter, the inverse-CDF draw); in eager PyTorch each pays its own dispatch
+and Python cost. Compiled, the element-wise work, the one-query attention and the draw are fused
+into a few generated C++ loops and the products go straight to the BLAS. What that saves is a
+fixed cost per token: it matters for small priors and few rows, hardly for the shipped lite priors
+at 8 rows, whose step is mostly matrix work (`docs/performance.md` has the figures;
+`serve --compile-step` turns it on).
 
-`StepGraph` is the step written as one function of tensors, so that it compiles to few graphs:
+`StepGraph` is the decoder step and the draw written as one function of tensors, so that it
+compiles to few graphs:
 
 - the position is a 0-d tensor (written with `index_copy_`), and the number of cached positions the
   attention reads is an int that Dynamo treats as a symbol (`dynamic=True`), so one graph serves
-  every position; Dynamo specialises sizes 0 and 1, so each prior has two graphs, one for a single
-  row and one for any larger number (position 0 never comes here: the sampler decodes it with the
-  general pass, which also fills the cache's per-sequence inputs);
-- no Python branch depends on the position or on the values;
-- it reads and writes the same `DecoderCache` as the eager step, so a sampler can switch between
-  the two between tokens.
+  every position; temperature, top-p and the guidance scale are 0-d tensors, so one graph serves
+  every setting (top-k, which the product does not use, stays with the eager step);
+- Dynamo specialises sizes 0 and 1 and the graph branches on whether the batch is guided, so
+  each prior has three graphs (`VARIANTS`): guided, unguided with one row, unguided with more;
+  position 0 never comes here (the sampler decodes it with the general pass, which also fills
+  the cache's per-sequence inputs);
+- a bottom prior with groups (`PriorConfig.bottom_group`) draws a whole group in one call: the
+  decoder step, then each cell through the group head from the cells drawn before it;
+- it reads and writes the same `DecoderCache` as the eager step and takes the uniform numbers
+  the eager draws would take, in the same order, so a sampler can switch between the two between
+  tokens and a seed means the same codes.
 
 Its arithmetic is the eager step's, but fusion changes the rounding of the element-wise chains (a
 few units in the last place of fp32), so a compiled step could draw another code where a draw
-lands within that distance of a boundary; in float32 the shipped model's recorded draws come out
-the same (`tests/test_compiled_step.py`). In bfloat16 its rounding differs from the pre-packed
-eager step's more than that, and the draws differ.
+lands within that distance of a boundary; in float32 the shipped model's recorded draws, and a
+grouped prior's eager draws, come out the same (`tests/test_compiled_step.py`). In bfloat16 its
+rounding differs from the pre-packed eager step's more than that, and the draws differ.
 
 Compiling needs a C++ compiler on the machine (Inductor generates C++ for the CPU) and takes tens
 of seconds the first time a process meets a shape; Inductor keeps what it built in its cache
 folder, so later processes compile in a few seconds. `NotonoModel.compile_steps` raises an error
 naming the problem when compilation is impossible (`compiler_problem`), and the eager step stays
-in use. A bottom prior with groups (`PriorConfig.bottom_group`) has no compiled step.
+in use.
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ from .transformer import _modulated
 
 if TYPE_CHECKING:   # pragma: no cover
     from .priors import DecoderCache, _CodePrior
+    from .sampling import SamplingOptions
 
 
 # graphs of `StepGraph.forward` that Dynamo may keep before it falls back to eager (its default: 8)
@@ -66,6 +75,7 @@ class StepGraph(nn.Module):
         self.heads = c.heads
         self.head_dim = c.d_model // c.heads
         self.token_dim = c.d_model - 2 * c.condition_dim
+        self.group = getattr(prior, "group", 1)
         self.norms_per_layer = 3 if prior.decoder_layers[0].cross is not None else 2
         own = prior.head.weight.dtype
         # the decoder's norms, embeddings and cross-attention layers, used as they are
@@ -86,6 +96,7 @@ class StepGraph(nn.Module):
                                               ("first", layer.feedforward[0]), ("last", layer.feedforward[3]))]
                         for i, layer in enumerate(prior.decoder_layers)]
         self.head = weights("head", prior.head)
+        self.register_buffer("cells", torch.arange(self.group), persistent=False)
 
     def _linear(self, x: Tensor, weight_bias: tuple[Tensor, Tensor | None]) -> Tensor:
         weight, bias = weight_bias
@@ -93,24 +104,35 @@ class StepGraph(nn.Module):
             return F.linear(x, weight, bias)
         return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
-    def forward(self, static: Tensor, sequence: Tensor, position: Tensor, length: int,
-                keys: list[Tensor], values: list[Tensor], modulation: Tensor | None,
-                memories: list[tuple[Tensor, Tensor]] | None) -> Tensor:
-        """Logits [B, V] for position `position` (0-d int64); length = position + 1.
+    def _token_input(self, sequence: Tensor, position: Tensor) -> Tensor:
+        """The token input [B, token_dim] of decoder position `position` (`_step_input`)."""
+        prior = self.prior
+        b = sequence.shape[0]
+        previous = (position - 1).clamp(min=0)
+        if self.group == 1:
+            embedded = F.embedding(sequence.index_select(1, previous.view(1)).squeeze(1), prior.decoder_token.weight)
+        else:   # the previous group's cells, embedded and concatenated, through the group input
+            cells = sequence.index_select(1, previous * self.group + self.cells)
+            embedded = prior.group_input(F.embedding(cells, prior.decoder_token.weight).flatten(1))
+        return torch.where(position == 0, prior.start_symbol.expand(b, -1), embedded)
+
+    def hidden(self, static: Tensor, sequence: Tensor, position: Tensor, length: int,
+               keys: list[Tensor], values: list[Tensor], modulation: Tensor | None,
+               memories: list[tuple[Tensor, Tensor]] | None) -> Tensor:
+        """The decoder's state [B, d] at `position` (0-d int64), before the final norm; length =
+        position + 1.
 
         static [B, T, d]: the per-position decoder inputs (`DecoderCache.static`); sequence
-        [B, T]: the tokens, of which position − 1 is read; keys/values: each decoder layer's cache
-        [B, heads, T, head_dim], written at `position`; modulation: the label modulation of the
-        decoder norms or None; memories: each layer's cross-attention keys and values, or None.
+        [B, L]: the tokens, of which those feeding position are read; keys/values: each decoder
+        layer's cache [B, heads, T, head_dim], written at `position`; modulation: the label
+        modulation of the decoder norms or None; memories: each layer's cross-attention keys and
+        values, or None.
         """
         prior = self.prior
         b, d = static.shape[0], self.d_model
         where = position.view(1)
         x = static.index_select(1, where).squeeze(1)
-        previous = sequence.index_select(1, (position - 1).clamp(min=0).view(1)).squeeze(1)
-        token = torch.where(position == 0, prior.start_symbol.expand(b, -1),
-                            F.embedding(previous, prior.decoder_token.weight))
-        x = x + F.pad(token, (0, d - self.token_dim))
+        x = x + F.pad(self._token_input(sequence, position), (0, d - self.token_dim))
         scale = self.head_dim ** -0.5
         per_layer = self.norms_per_layer
         for i, layer in enumerate(prior.decoder_layers):
@@ -131,39 +153,98 @@ class StepGraph(nn.Module):
             norm = layer.norm_feedforward
             h = _modulated(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), layer_modulation, 1)
             x = x + self._linear(F.gelu(self._linear(h, first_w)), last_w)
-        norm = prior.decoder_norm
-        return self._linear(F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps), self.head)
+        return x
+
+    def logits(self, *inputs) -> Tensor:
+        """Logits [B, V] of the position (`hidden`'s arguments): final norm and head."""
+        x = self.hidden(*inputs)
+        norm = self.prior.decoder_norm
+        return self._linear(F.layer_norm(x, (self.d_model,), norm.weight, norm.bias, norm.eps), self.head)
+
+    def forward(self, static: Tensor, sequence: Tensor, position: Tensor, length: int,
+                keys: list[Tensor], values: list[Tensor], modulation: Tensor | None,
+                memories: list[tuple[Tensor, Tensor]] | None, uniforms: Tensor, temperature: Tensor,
+                top_p: Tensor, guidance: Tensor, guided: bool) -> Tensor:
+        """The codes drawn at decoder position `position`: [B, G] (G = 1 without groups).
+
+        The first eight arguments are `hidden`'s. uniforms [G, rows, 1]: the uniform numbers of the
+        G draws (`sampling.sample_logits`); temperature, top_p, guidance: 0-d float tensors
+        (top_p above 1 keeps every code); guided: the batch holds the conditioned rows then the
+        unconditioned ones, which get the same codes.
+        """
+        inputs = (static, sequence, position, length, keys, values, modulation, memories)
+        options = (temperature, top_p, guidance, guided)
+        if self.group == 1:
+            return _draw(self.logits(*inputs), uniforms[0], *options)[:, None]
+        prior = self.prior
+        hidden = self.hidden(*inputs)
+        embedded = hidden.new_zeros(hidden.shape[0], self.group, self.token_dim)
+        codes = []
+        for cell in range(self.group):   # each cell from the state and the group's earlier cells
+            logits = prior.head(prior.decoder_norm(prior.group_head.states(hidden, embedded, cell)))
+            code = _draw(logits, uniforms[cell], *options)
+            codes.append(code)
+            if cell + 1 < self.group:
+                embedded = embedded.index_copy(1, self.cells[cell:cell + 1],
+                                               F.embedding(code, prior.decoder_token.weight)[:, None])
+        return torch.stack(codes, 1)
+
+
+def _draw(logits: Tensor, uniform: Tensor, temperature: Tensor, top_p: Tensor, guidance: Tensor,
+          guided: bool) -> Tensor:
+    """`sampling.sample_logits` after the guidance mix, as tensors: one code per row of `logits`
+    [B, V] (both halves of a guided batch get their conditioned row's code)."""
+    logits = logits.float()
+    if guided:
+        conditioned, unconditioned = logits.chunk(2)
+        logits = unconditioned + guidance * (conditioned - unconditioned)
+    logits = logits / temperature
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    cdf = logits.masked_fill(drop, float("-inf")).softmax(-1).cumsum(-1)
+    code = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).clamp_max(cdf.shape[-1] - 1).squeeze(1)
+    return torch.cat([code, code]) if guided else code
 
 
 class CompiledStep:
-    """A compiled `StepGraph`, called as the prior's one-token step (`_CodePrior._decode_one`).
+    """A compiled `StepGraph`: the sampler's one-step draw (`sampling._sample_positions`).
 
     A plain object, not a module, so the prior never registers it (its state dict is unchanged).
     """
 
     def __init__(self, prior: "_CodePrior", dtype: torch.dtype) -> None:
-        if getattr(prior, "group", 1) > 1:
-            raise ValueError("a bottom prior with groups (bottom_group > 1) has no compiled step")
         self.graph = StepGraph(prior, dtype).eval()
+        self.group = self.graph.group
         # Inductor's `freezing` (weights as constants, pre-laid-out for oneDNN) measured slower
         # here (3.0 against 2.55 ms a token, lite bottom prior, 8 rows, bf16), and its C++
         # wrapper no faster: the defaults
         self.compiled = torch.compile(self.graph, dynamic=True)
         # Dynamo counts graphs per code object, and every StepGraph shares `forward`'s: two priors
-        # with two graphs each (one row, more rows), and more after a precision change, would soon
-        # reach its default limit of 8 and silently fall back to the eager step
+        # with three graphs each, and more after a precision change, would soon reach its
+        # default limit of 8 and silently fall back to the eager step
         dynamo = torch._dynamo.config
         name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
         setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
         self._positions = torch.arange(prior.decoder_length, device=prior.head.weight.device)
 
-    def __call__(self, sequence: Tensor, position: int, cache: "DecoderCache") -> Tensor:
-        """Logits [B, V] for `position`; writes the cache there (the caller advances its length)."""
+    def draw(self, sequence: Tensor, position: int, cache: "DecoderCache", uniforms: Tensor,
+             options: "SamplingOptions") -> Tensor:
+        """The codes [B, G] of decoder position `position` drawn with `uniforms` [G, rows, 1];
+        writes the cache there and advances its length. `options.top_k` must be 0."""
+        if options.top_k:
+            raise ValueError("the compiled step draws without top-k; sample with the eager step")
         layers = cache.layers
         memories = None if layers[0].memory is None else [layer.memory for layer in layers]
-        return self.compiled(cache.static, sequence, self._positions[position], position + 1,
-                             [layer.keys for layer in layers], [layer.values for layer in layers],
-                             cache.modulation, memories)
+        scalars = torch.tensor([options.temperature, options.top_p if options.top_p < 1.0 else 2.0,
+                                options.guidance])
+        codes = self.compiled(cache.static, sequence, self._positions[position], position + 1,
+                              [layer.keys for layer in layers], [layer.values for layer in layers],
+                              cache.modulation, memories, uniforms, scalars[0], scalars[1], scalars[2],
+                              options.guided)
+        cache.length = position + 1
+        return codes
 
 
 # the C++ compilers Inductor can use for the CPU, as found on PATH
@@ -180,20 +261,28 @@ def compiler_problem() -> str | None:
     return None
 
 
-def warm(step: CompiledStep, prior: "_CodePrior", rows: tuple[int, ...] = (1, 2)) -> float:
-    """Compile `step` by running it on scratch caches; returns the seconds it took.
+# the batches a sampler draws (`warm`): (guided, rows before guidance doubles them); Dynamo builds one
+# graph for one row and one for any larger number (it specialises sizes 0 and 1), so these three
+# cover every request: 4 candidates or one edit under guidance, an edit without, candidates without
+VARIANTS = ((True, 1), (False, 1), (False, 2))
 
-    Dynamo builds one graph for one row and one for any larger number (it specialises sizes 0 and
-    1), so the default `rows` covers every request. Position 0 is never a compiled step (the
-    sampler decodes it with the general pass, which also fills the cache's per-sequence inputs),
-    so the positions run here start at 1. Runs under inference mode, as sampling does: a graph
-    traced outside it would not serve the sampler's tensors.
+
+def warm(step: CompiledStep, prior: "_CodePrior", variants: tuple[tuple[bool, int], ...] = VARIANTS) -> float:
+    """Compile `step` by drawing with it on scratch caches; returns the seconds it took.
+
+    `variants` are (guided, rows) pairs (`VARIANTS` covers every request). Position 0 is never a
+    compiled step (the sampler decodes it with the general pass, which also fills the cache's
+    per-sequence inputs), so the positions run here start at 1. Runs under inference mode, as
+    sampling does: a graph traced outside it would not serve the sampler's tensors.
     """
+    from .sampling import SamplingOptions
+
     started = time.perf_counter()
     device = prior.head.weight.device
     width = prior.config.d_model
     with torch.inference_mode():
-        for count in rows:
+        for guided, rows in variants:
+            count = 2 * rows if guided else rows
             cache = prior.new_cache(count, device)
             cache.static = torch.zeros(count, prior.decoder_length, width, device=device)
             # the label modulation as sampling makes it (a view into every norm's modulation: the
@@ -204,7 +293,9 @@ def warm(step: CompiledStep, prior: "_CodePrior", rows: tuple[int, ...] = (1, 2)
                 memory = torch.zeros(count, prior.context_length, width, device=device)
                 for layer, layer_cache in zip(prior.decoder_layers, cache.layers):
                     layer_cache.memory = layer.cross.keys_values(memory)
-            sequence = torch.zeros(count, prior.decoder_length, dtype=torch.long, device=device)
+            sequence = torch.zeros(count, prior.target_length, dtype=torch.long, device=device)
+            options = SamplingOptions(guidance=2.0 if guided else 1.0)
+            uniforms = torch.rand(step.group, rows, 1, device=device)
             for position in (1, 2, prior.decoder_length - 1):
-                step(sequence, position, cache)
+                step.draw(sequence, position, cache, uniforms, options)
     return time.perf_counter() - started

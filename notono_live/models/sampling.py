@@ -121,13 +121,20 @@ def _sample_positions(prior, sequence: Tensor, positions: list[int], memory_fn, 
         token = sample_logits(logits, options, generator)
         return torch.cat([token, token]) if options.guided else token
 
+    # the compiled step (`compiled_step`) draws a one-step position, mix, filter and draw included
+    compiled = prior.compiled_step if use_cache and not options.top_k else None
     if getattr(prior, "group", 1) > 1:
         _sample_groups(prior, sequence, positions, memory_fn(sequence.shape[0], condition), condition,
-                       draw, use_cache)
+                       draw, use_cache, compiled, lambda: _uniforms(prior.group, rows, generator, sequence.device),
+                       options)
     elif use_cache:
         memory = memory_fn(sequence.shape[0], condition)
         cache = prior.new_cache(sequence.shape[0], sequence.device)
         for position in positions:
+            if compiled is not None and position == cache.length and cache.static is not None:
+                uniforms = _uniforms(1, rows, generator, sequence.device)
+                sequence[:, position] = compiled.draw(sequence, position, cache, uniforms, options)[:, 0]
+                continue
             # one chunk: the kept cells since the last sampled one, then the cell to sample
             logits = prior.decode(sequence, cache.length, position + 1, memory, condition, cache)
             sequence[:, position] = draw(logits[:, -1])
@@ -139,22 +146,41 @@ def _sample_positions(prior, sequence: Tensor, positions: list[int], memory_fn, 
     return sequence[:rows]
 
 
+def _uniforms(count: int, rows: int, generator, device) -> Tensor:
+    """The uniform numbers [count, rows, 1] of `count` successive `sample_logits` calls on `rows`
+    rows, in the order they would draw them (one generator, filled in order)."""
+    return torch.rand(count, rows, 1, generator=generator, device=device)
+
+
 def _sample_groups(prior: BottomPrior, sequence: Tensor, positions: list[int], memory: Tensor,
-                   condition: Tensor, draw, use_cache: bool) -> None:
+                   condition: Tensor, draw, use_cache: bool, compiled=None, uniforms=None,
+                   options: SamplingOptions | None = None) -> None:
     """`_sample_positions` for a bottom prior with groups (`PriorConfig.bottom_group`): one decoder
     step per group that holds a cell to sample, then each cell from the group's state; fills
-    `sequence` in place. Without the cache the decoder is re-run over every group up to the cell's."""
+    `sequence` in place. Without the cache the decoder is re-run over every group up to the cell's.
+    With a compiled step, a group whose cells are all sampled and whose decoder step is a one-step
+    one is drawn whole by it (`uniforms()` gives its numbers)."""
+    g = prior.group
     cache = prior.new_cache(sequence.shape[0], sequence.device) if use_cache else None
     group, hidden = -1, None
-    for position in positions:
+    index = 0
+    while index < len(positions):
+        position = positions[index]
+        whole = (position % g == 0 and index + g <= len(positions) and positions[index + g - 1] == position + g - 1)
+        if compiled is not None and whole and cache.length == position // g and cache.static is not None:
+            group = position // g
+            sequence[:, position:position + g] = compiled.draw(sequence, group, cache, uniforms(), options)
+            index += g
+            continue
         if use_cache:
-            if position // prior.group != group:
-                group = position // prior.group
+            if position // g != group:
+                group = position // g
                 hidden = prior.decode_hidden(sequence, cache.length, group + 1, memory, condition, cache)[:, -1]
         else:
-            group = position // prior.group
+            group = position // g
             hidden = prior.decode_hidden(sequence, 0, group + 1, memory, condition)[:, -1]
         sequence[:, position] = draw(prior.cell_logits(hidden, sequence, position))
+        index += 1
 
 
 def _rows(x: Tensor, rows: int) -> Tensor:
