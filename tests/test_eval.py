@@ -78,6 +78,9 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     # an untrained VQ-VAE reconstructs far worse than the model-free Mel-IF round trip
     assert reconstruction["ceiling_lsd_db"] < reconstruction["lsd_db"]
     assert reconstruction["ceiling_spectral_convergence"] < reconstruction["spectral_convergence"]
+    # the bottom prior alone: up to 2 (quick) of the notes whose original is on pitch get a new bottom
+    assert reconstruction["new_bottom_notes"] == min(2, reconstruction["originals_passing_pitch"]) > 0
+    assert 0 <= reconstruction["new_bottoms_keeping_pitch"] <= reconstruction["new_bottom_notes"]
     assert metrics["grid"]["generated_count"] > 0 and metrics["grid"]["real_count"] > 0
     assert 1.0 <= metrics["codebook"]["top_perplexity"] <= constants.CODEBOOK_SIZE
     assert [bar["name"] for bar in metrics["bars"]] == ["reconstruction keeps pitch",
@@ -85,6 +88,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
                                                           "family accuracy generated / real"]
     text = (out / "report.md").read_text()
     assert "![original vs reconstruction](reconstruction.png)" in text and "quick mode" in text
+    assert "new bottom map drawn under the note's own top map" in text
     assert f"best on pitch of {DEFAULT_CANDIDATES} draws" in text and "first draw" in text
     # --candidates 1: the priors' single draws, judged as they come
     single = tmp_path / "single"

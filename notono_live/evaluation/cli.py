@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     parser.add_argument("--cache", type=Path, default=None, help="spectrogram cache folder (e.g. the training run's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--notes", type=int, default=200, help="held-out notes reconstructed")
+    parser.add_argument("--new-bottom-notes", type=int, default=48,
+                        help="of those whose original is on pitch, how many get a new bottom under their own top "
+                             "(the bottom prior alone)")
     parser.add_argument("--samples", type=int, default=4, help="generated sounds per family x pitch cell")
     parser.add_argument("--families", default=None, help="comma-separated families of the grid (default: all 11)")
     parser.add_argument("--pitches", default=None, help="comma-separated pitches of the grid (default: the seed grid)")
@@ -71,7 +74,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         models=args.models, corpus=args.corpus, out=args.out, quick=args.quick,
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
-        cache=args.cache, device=args.device, reconstruction_notes=args.notes, samples_per_cell=args.samples,
+        cache=args.cache, device=args.device, reconstruction_notes=args.notes,
+        new_bottom_notes=args.new_bottom_notes, samples_per_cell=args.samples,
         families=families, pitches=pitches, classifier_notes=args.classifier_notes, temperature=args.temperature,
         top_p=args.top_p, top_k=args.top_k, guidance=None if args.guidance in (None, -1) else args.guidance, seed=args.seed,
         candidates=args.candidates, phase_iterations=args.phase_iterations, step_precision=args.step_precision)

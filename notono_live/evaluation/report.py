@@ -49,6 +49,9 @@ class EvalSettings:
         cache: spectrogram cache folder (None: compute).
         device: "auto", "cpu", "cuda".
         reconstruction_notes: held-out notes reconstructed (evenly spread over the split).
+        new_bottom_notes: of those whose original passes the pitch check, how many (evenly spread)
+            get a new bottom drawn under their own top map and are checked again: the bottom
+            prior's own pitch accuracy, apart from the top prior's.
         samples_per_cell: generated sounds per family × pitch cell (issue: 4).
         families: families of the grid (None: all 11).
         pitches: pitches of the grid (None: `constants.EVAL_PITCH_GRID`).
@@ -75,6 +78,7 @@ class EvalSettings:
     cache: Path | None = None
     device: str = "auto"
     reconstruction_notes: int = 200
+    new_bottom_notes: int = 48
     samples_per_cell: int = 4
     families: tuple[str, ...] | None = None
     pitches: tuple[int, ...] | None = None
@@ -94,6 +98,7 @@ class EvalSettings:
         if not self.quick:
             return self
         self.reconstruction_notes = min(self.reconstruction_notes, 6)
+        self.new_bottom_notes = min(self.new_bottom_notes, 2)
         self.samples_per_cell = min(self.samples_per_cell, 1)
         self.real_per_cell = min(self.real_per_cell, 2)
         self.classifier_notes = min(self.classifier_notes, 200)
@@ -111,10 +116,17 @@ class ReconstructionResult:
     ceiling_spectral_convergence: float
     originals_passing_pitch: int
     reconstructions_keeping_pitch: int
+    # the bottom prior alone: notes (whose original passes) given a new bottom under their own top
+    new_bottom_notes: int = 0
+    new_bottoms_keeping_pitch: int = 0
 
     @property
     def pitch_kept(self) -> float:
         return _ratio(self.reconstructions_keeping_pitch, self.originals_passing_pitch)
+
+    @property
+    def new_bottom_pitch_kept(self) -> float:
+        return _ratio(self.new_bottoms_keeping_pitch, self.new_bottom_notes)
 
 
 @dataclass
@@ -291,6 +303,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     chosen = _spread(len(records), settings.reconstruction_notes)
     lsd, sc, ceiling_lsd, ceiling_sc = [], [], [], []
     passing = kept = 0
+    passing_notes: list[tuple[codemaps.Codemaps, Any]] = []   # (codes, record) of the notes whose original passes
     passes_original: dict[int, bool] = {}
     all_maps: list[codemaps.Codemaps] = []
     example = None
@@ -311,12 +324,22 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
             if ok:
                 passing += 1
                 kept += int(check_pitch(reconstruction[k], records[i].pitch))
+                passing_notes.append((maps[k], records[i]))
         if example is None:
             example = (indices[0], audio[0], reconstruction[0], maps[0])
+    # the bottom prior alone: a new bottom under each note's own top map, one draw, the grid's guidance
+    new_bottom = [passing_notes[i] for i in _spread(len(passing_notes), settings.new_bottom_notes)]
+    new_bottom_kept = 0
+    for j, (maps_j, record) in enumerate(new_bottom):
+        drawn = model.regenerate_bottom(maps_j, record.pitch, record.family, n=1, temperature=settings.temperature,
+                                        top_p=settings.top_p, top_k=settings.top_k, seed=settings.seed + j,
+                                        guidance=settings.guidance)
+        new_bottom_kept += int(check_pitch(model.decode(drawn)[0], record.pitch))
     reconstruction_result = ReconstructionResult(
         notes=len(chosen), lsd_db=float(np.mean(lsd)), spectral_convergence=float(np.mean(sc)),
         ceiling_lsd_db=float(np.mean(ceiling_lsd)), ceiling_spectral_convergence=float(np.mean(ceiling_sc)),
-        originals_passing_pitch=passing, reconstructions_keeping_pitch=kept)
+        originals_passing_pitch=passing, reconstructions_keeping_pitch=kept, new_bottom_notes=len(new_bottom),
+        new_bottoms_keeping_pitch=new_bottom_kept)
     tops = np.stack([m.top for m in all_maps])
     bottoms = np.stack([m.bottom for m in all_maps])
     top_perplexity, top_used = code_usage(tops)
@@ -325,7 +348,8 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     seconds["reconstruction"] = time.monotonic() - t0
     log(f"reconstruction: LSD {reconstruction_result.lsd_db:.2f} dB (ceiling {reconstruction_result.ceiling_lsd_db:.2f}), "
         f"SC {reconstruction_result.spectral_convergence:.3f} (ceiling {reconstruction_result.ceiling_spectral_convergence:.3f}), "
-        f"pitch kept {kept}/{passing} [{seconds['reconstruction']:.0f} s]")
+        f"pitch kept {kept}/{passing}, with a new bottom under the note's own top {new_bottom_kept}/{len(new_bottom)} "
+        f"[{seconds['reconstruction']:.0f} s]")
 
     index, original_audio, reconstructed_audio, example_maps = example
     figures.spectrogram_panel([_images_of(original_audio, transform)[0].numpy(),
@@ -537,7 +561,9 @@ def headline(report: EvalReport) -> list[str]:
         f"reconstruction LSD {r.lsd_db:.2f} dB (Mel-IF round-trip ceiling {r.ceiling_lsd_db:.2f} dB), "
         f"spectral convergence {r.spectral_convergence:.3f} (ceiling {r.ceiling_spectral_convergence:.3f}) "
         f"over {r.notes} held-out notes",
-        f"pitch kept by reconstruction: {r.pitch_kept:.1%} ({r.reconstructions_keeping_pitch}/{r.originals_passing_pitch})",
+        f"pitch kept by reconstruction: {r.pitch_kept:.1%} ({r.reconstructions_keeping_pitch}/{r.originals_passing_pitch}); "
+        f"with a new bottom under the note's own top (the bottom prior alone): {r.new_bottom_pitch_kept:.1%} "
+        f"({r.new_bottoms_keeping_pitch}/{r.new_bottom_notes})",
         f"generated pitch accuracy: {g.generated_on_real_cells:.1%} on cells with real notes, "
         f"{g.generated_overall:.1%} over all {g.generated_count} sounds; real held-out notes {g.real_overall:.1%}"
         + (f"; each sound the best on pitch of {g.candidates} draws (the first draws alone: "
@@ -583,6 +609,9 @@ def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
         f"Pitch kept (pyin f0 within {constants.PITCH_TOLERANCE_CENTS:.0f} cents of the label): "
         f"{r.reconstructions_keeping_pitch}/{r.originals_passing_pitch} = {_cell(r.pitch_kept)} of the notes whose "
         f"original passes.", "",
+        f"A new bottom map drawn under the note's own top map (one draw per note, the grid's sampling "
+        f"settings), which isolates the bottom prior: pitch kept on {r.new_bottoms_keeping_pitch}/"
+        f"{r.new_bottom_notes} = {_cell(r.new_bottom_pitch_kept)} of the notes whose original passes.", "",
         "![original vs reconstruction](reconstruction.png)", "", "![codemaps](codemaps.png)", "",
         "## Codebook usage", "",
         f"Over {c.notes} held-out notes: top map perplexity {c.top_perplexity:.1f} "
