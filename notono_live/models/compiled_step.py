@@ -238,7 +238,7 @@ class CompiledStep:
         layers = cache.layers
         memories = None if layers[0].memory is None else [layer.memory for layer in layers]
         scalars = torch.tensor([options.temperature, options.top_p if options.top_p < 1.0 else 2.0,
-                                options.guidance])
+                                options.guidance], device=sequence.device)
         codes = self.compiled(cache.static, sequence, self._positions[position], position + 1,
                               [layer.keys for layer in layers], [layer.values for layer in layers],
                               cache.modulation, memories, uniforms, scalars[0], scalars[1], scalars[2],

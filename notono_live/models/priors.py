@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..constants import BOTTOM_TOKENS, CODEBOOK_SIZE, NUM_FAMILIES, NUM_PITCHES, TOP_TOKENS
-from .compiled_step import CompiledStep
 from . import pitch_comb
+from .compiled_step import CompiledStep
 from .group_head import GroupHead
 from .step import StepLinear
 from .transformer import (_ENCODER_NORMS, DecoderBlock, DecoderCache, EncoderBlock, LayerCache, _decoder_norms,

@@ -358,6 +358,9 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 if config.label_layers and not models[name].config.label_layers:
                     logger_notes.append(f"the {name} prior was saved without --label-layers and keeps its "
                                         f"architecture; --label-layers only shapes new priors")
+                if config.pitch_comb and not models[name].config.pitch_comb:
+                    logger_notes.append(f"the {name} prior was saved without --pitch-comb and keeps its "
+                                        f"architecture; start a new run with --init-from to add it")
                 if config.condition_dropout > 0 and models[name].null_condition is None:
                     models[name] = _add_unconditioned_input(models[name])
                     upgraded.add(name)
