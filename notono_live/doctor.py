@@ -479,14 +479,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def check_compiler() -> Check:
     """Whether `serve --compile-step` can compile the sampling step here (a C++ compiler on PATH)."""
-    import shutil
+    from .models.compiled_step import COMPILER_FIX, NO_COMPILER, find_compiler
 
-    from .models.compiled_step import COMPILER_FIX, COMPILERS, NO_COMPILER, compiler_problem
-
-    if compiler_problem() is not None:
+    found = find_compiler()
+    if found is None:
         return Check("warn", "compile", f"`serve --compile-step` cannot run: {NO_COMPILER}",
                      f"{COMPILER_FIX}; the daemon samples without it")
-    found = next(shutil.which(name) for name in COMPILERS if shutil.which(name))
     return Check("ok", "compile", f"`serve --compile-step` can compile the sampling step ({found})")
 
 

@@ -254,9 +254,14 @@ COMPILER_FIX = ("torch.compile generates C++ for the CPU: install one, e.g. buil
                 "Xcode's command line tools on macOS")
 
 
+def find_compiler() -> str | None:
+    """The path of the first C++ compiler of `COMPILERS` on PATH, or None."""
+    return next((found for found in map(shutil.which, COMPILERS) if found), None)
+
+
 def compiler_problem() -> str | None:
     """Why `torch.compile` cannot build a CPU step here, or None if it looks possible."""
-    if not any(shutil.which(name) for name in COMPILERS):
+    if find_compiler() is None:
         return f"{NO_COMPILER} ({COMPILER_FIX})"
     return None
 

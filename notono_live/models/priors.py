@@ -319,7 +319,8 @@ class _CodePrior(nn.Module):
         return x
 
     def _decode_one(self, sequence: Tensor, position: int, cache: DecoderCache, hidden: bool = False) -> Tensor:
-        """`decode` of the single position `position` with a warm cache -> logits [B, 1, V].
+        """`decode` of the single position `position` with a warm cache -> logits [B, 1, V] (with
+        `hidden`, `decode_hidden`'s states [B, 1, d] instead).
 
         At the model's own step precision (see `set_step_precision`), the same kernels on the same
         values as the general path (so the same floats and the same draws), minus what a one-token

@@ -125,8 +125,7 @@ def _sample_positions(prior, sequence: Tensor, positions: list[int], memory_fn, 
     compiled = prior.compiled_step if use_cache and not options.top_k else None
     if getattr(prior, "group", 1) > 1:
         _sample_groups(prior, sequence, positions, memory_fn(sequence.shape[0], condition), condition,
-                       draw, use_cache, compiled, lambda: _uniforms(prior.group, rows, generator, sequence.device),
-                       options)
+                       draw, use_cache, compiled, options, generator, rows)
     elif use_cache:
         memory = memory_fn(sequence.shape[0], condition)
         cache = prior.new_cache(sequence.shape[0], sequence.device)
@@ -153,13 +152,13 @@ def _uniforms(count: int, rows: int, generator, device) -> Tensor:
 
 
 def _sample_groups(prior: BottomPrior, sequence: Tensor, positions: list[int], memory: Tensor,
-                   condition: Tensor, draw, use_cache: bool, compiled=None, uniforms=None,
-                   options: SamplingOptions | None = None) -> None:
+                   condition: Tensor, draw, use_cache: bool, compiled=None,
+                   options: SamplingOptions | None = None, generator=None, rows: int = 0) -> None:
     """`_sample_positions` for a bottom prior with groups (`PriorConfig.bottom_group`): one decoder
     step per group that holds a cell to sample, then each cell from the group's state; fills
     `sequence` in place. Without the cache the decoder is re-run over every group up to the cell's.
     With a compiled step, a group whose cells are all sampled and whose decoder step is a one-step
-    one is drawn whole by it (`uniforms()` gives its numbers)."""
+    one is drawn whole by it, with the uniform numbers of its `rows` draws from `generator`."""
     g = prior.group
     cache = prior.new_cache(sequence.shape[0], sequence.device) if use_cache else None
     group, hidden = -1, None
@@ -169,7 +168,8 @@ def _sample_groups(prior: BottomPrior, sequence: Tensor, positions: list[int], m
         whole = (position % g == 0 and index + g <= len(positions) and positions[index + g - 1] == position + g - 1)
         if compiled is not None and whole and cache.length == position // g and cache.static is not None:
             group = position // g
-            sequence[:, position:position + g] = compiled.draw(sequence, group, cache, uniforms(), options)
+            uniforms = _uniforms(g, rows, generator, sequence.device)
+            sequence[:, position:position + g] = compiled.draw(sequence, group, cache, uniforms, options)
             index += g
             continue
         if use_cache:
