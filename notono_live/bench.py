@@ -1,7 +1,8 @@
 """`notono-live bench`: start a real daemon, drive it over OSC on loopback, and print latencies.
 
 Figures are measured the way the device feels them: from sending a request to receiving its final
-reply, WAV and PNG written. For each operation it prints p50/p95 over `--repeats` runs and the time
+reply, WAV and PNG written, each request sent once the daemon is idle (nothing queued or running,
+the pitch check that follows a generated sound's reply included). For each operation it prints p50/p95 over `--repeats` runs and the time
 the operation's matrix products alone take, measured in the bench's own process with the daemon's
 model settings (`bench_bound`), with the ratio of the p50 to it; then cold start to ready, peak RSS,
 and the same daemon with the reference-style sampler (whole sequence re-run per token, no KV cache)
@@ -137,10 +138,22 @@ def _wait_for_compiled_step(daemon: Any, timeout: float = 900.0) -> str:
     raise SystemExit(f"the daemon said nothing of its compiled step in {timeout:.0f} s")
 
 
+def _settle(client: Any, timeout: float = 60.0) -> None:
+    """Wait until the daemon is idle: nothing queued, no render running, and no pitch check left
+    from the previous request (which runs after its reply), so each timing is one request's own."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pong = client.request("/notono/ping", timeout=10.0)
+        if pong.ok and pong.final[1][1:3] == [0, 0]:
+            return
+        time.sleep(0.01)
+
+
 def _measure(client: Any, name: str, repeats: int, send: Callable[[int], tuple]) -> OperationTiming:
     timing = OperationTiming(name)
     for i in range(repeats):
         address, *values = send(i)
+        _settle(client)
         reply = client.request(address, *values, timeout=600.0)
         if reply.ok:
             timing.samples_ms.append(reply.elapsed * 1000.0)

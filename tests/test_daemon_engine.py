@@ -242,3 +242,36 @@ def test_osc_control_changes_reach_midi_pickup(engine, tmp_path):
     assert engine.controls.pitch == 72, "a pick-up knob away from the value must not make it jump"
     handle.receive(mido.Message("control_change", control=26, value=127))   # it passes 72: takes over
     assert engine.controls.pitch == 84
+
+
+def test_pitch_check_runs_after_the_render_and_is_stored(model, tmp_path):
+    import hashlib
+    from pathlib import Path
+
+    from notono_live.evaluation.pitch import pitch_within_cents
+
+    # one draw each, so some of the four miss the pitch (the shipped priors' first draws land on it
+    # about 6 times in 10): the check must tell those apart
+    engine = Engine(model, SoundStore(tmp_path / "session"), tmp_path / "samples", candidates=1)
+    records = engine.generate(60, "keyboard", variations=4, seed=1)
+    assert all("pitch_missed" not in [n[0] for n in r.params.get("notices", [])] for r in records)
+    on_pitch = {r.sound: pitch_within_cents(engine._decoded(r), 16_000, 60, 50.0) for r in records}
+    assert set(on_pitch.values()) == {True, False}, on_pitch   # the seed gives both cases
+    missed = engine.check_pitch(records)
+    assert sorted(r.sound for r in missed) == sorted(s for s, ok in on_pitch.items() if not ok)
+    for record in missed:
+        kind, message = record.params["notices"][-1]
+        assert kind == "pitch_missed" and "C3" in message, message
+    assert engine.check_pitch(records) == []   # owed once: a second call has nothing to check
+    # stored: a store reopened on the same folder has the notices; the WAVs are the bytes first written
+    reopened = SoundStore(tmp_path / "session")
+    for record in records:
+        kinds = [n[0] for n in reopened.get(record.sound, record.version).params.get("notices", [])]
+        assert ("pitch_missed" in kinds) == (not on_pitch[record.sound])
+        assert hashlib.sha256(Path(record.wav).read_bytes()).hexdigest() == record.wav_sha256
+    # a new bottom at the sound's own pitch owes its check too; other edits owe none
+    bottom = engine.regenerate_bottom(records[0].sound, seed=3)
+    inpainted = engine.inpaint_region(records[0].sound, "top", 0, 0, 4, 1, seed=3)
+    assert engine._owed_checks.keys() == {(bottom.sound, bottom.version)}
+    engine.check_pitch([bottom, inpainted])
+    assert not engine._owed_checks

@@ -35,6 +35,7 @@ Progress = Callable[[float, str], None]
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
 ERASE_PASSES = 3           # encodes an erase may try to reach its amount
 ERASE_TOLERANCE_DB = 3.0   # how close to the amount the decoded region must come to stop trying
+OWED_CHECKS = 32           # kept renders awaiting their pitch check; an older one is dropped unchecked
 
 
 def _no_progress(fraction: float, stage: str) -> None:
@@ -98,6 +99,8 @@ class Engine(ControlSurface):
         self.on_control_changed: Callable[[str, Any], None] | None = None
         self._audio_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # (sound, version) -> (16 kHz audio, pitch) of each render whose pYIN check is still to run
+        self._owed_checks: OrderedDict[tuple[int, int], tuple[np.ndarray, int]] = OrderedDict()
         self._rng = np.random.default_rng()
         self._local = threading.local()   # a render's own output rate (see `output_rate`)
 
@@ -301,10 +304,12 @@ class Engine(ControlSurface):
                                             top_k=top_k, seed=seed, guidance=guidance, candidates=self.candidates,
                                             on_decoding=lambda: progress(0.7, "decoding"))
         params = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "guidance": guidance}
-        per_sound = [dict(params, **self._picked(sounds, i), notices=self._misses(a, pitch))
-                     for i, a in enumerate(sounds.audio)]
-        return self._render_new_sounds(sounds.maps, pitch, family, "generate", per_sound, progress,
-                                       audio=sounds.audio)
+        per_sound = [dict(params, **self._picked(sounds, i)) for i in range(len(sounds.audio))]
+        records = self._render_new_sounds(sounds.maps, pitch, family, "generate", per_sound, progress,
+                                          audio=sounds.audio)
+        for record, audio in zip(records, sounds.audio):
+            self._owe_pitch_check(record, audio)
+        return records
 
     def encode_file(self, path: str, pitch: int = -1, family: str = "keyboard",
                     progress: Progress = _no_progress) -> VersionRecord:
@@ -393,9 +398,11 @@ class Engine(ControlSurface):
                                                      top_p=top_p, seed=seed, guidance=guidance,
                                                      candidates=self.candidates,
                                                      on_decoding=lambda: progress(0.7, "decoding"))
-        params.update(self._picked(sounds, 0), notices=self._misses(sounds.audio[0], pitch))
-        return self._render_version(base, sounds.maps[0], pitch, family, "bottom", params, progress,
-                                    audio=sounds.audio[0])
+        params.update(self._picked(sounds, 0))
+        record = self._render_version(base, sounds.maps[0], pitch, family, "bottom", params, progress,
+                                      audio=sounds.audio[0])
+        self._owe_pitch_check(record, sounds.audio[0])
+        return record
 
     def _transpose(self, base: VersionRecord, pitch: int, family: str, seed: int, guidance: float,
                    progress: Progress) -> pitching.Transposed:
@@ -404,11 +411,30 @@ class Engine(ControlSurface):
         return pitching.transpose(self.model, base.codemaps, self._decoded(base), base.pitch, pitch, family,
                                   seed, guidance, candidates, on_decoding=lambda: progress(0.7, "decoding"))
 
-    @staticmethod
-    def _misses(audio: np.ndarray, pitch: int) -> list:
-        """The notices of a render picked on pitch: a `pitch_missed` one when pYIN says it missed."""
-        miss = pitching.pitch_miss(audio, pitch)
-        return [miss] if miss else []
+    def _owe_pitch_check(self, record: VersionRecord, audio: np.ndarray) -> None:
+        with self._cache_lock:
+            self._owed_checks[(record.sound, record.version)] = (np.asarray(audio, dtype=np.float32), record.pitch)
+            while len(self._owed_checks) > OWED_CHECKS:
+                self._owed_checks.popitem(last=False)
+
+    def check_pitch(self, records: Sequence[VersionRecord]) -> list[VersionRecord]:
+        """Run the pYIN check that a generated sound or a new bottom owes once it is rendered.
+
+        The draw was kept by the harmonic score (`models.pitch_selection`, a few ms); pYIN (about 75
+        ms a sound) says whether it still misses its label's pitch. The daemon runs this after the
+        sound's reply has gone out, so the clip need not wait for it. A miss is added to the
+        version's notices (`pitch_missed`) in the store; the versions that missed are returned as
+        they now are. Records that owe no check (other operations, or already checked) are skipped."""
+        missed = []
+        for record in records:
+            with self._cache_lock:
+                owed = self._owed_checks.pop((record.sound, record.version), None)
+            if owed is None:
+                continue
+            miss = pitching.pitch_miss(*owed)
+            if miss:
+                missed.append(self.store.add_notices(record.sound, record.version, [miss]))
+        return missed
 
     def set_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int, int]],
                   progress: Progress = _no_progress) -> VersionRecord:

@@ -82,7 +82,7 @@ def _oversampled(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
 def true_peak(audio: np.ndarray, sample_rate: int) -> float:
     """Largest absolute value of `audio` oversampled to at least 192 kHz (linear, not dB)."""
     over, _ = _oversampled(audio, sample_rate)
-    return float(np.max(np.abs(over))) if over.size else 0.0
+    return float(max(over.max(), -over.min())) if over.size else 0.0   # without an |x| copy
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -136,26 +136,40 @@ def normalise(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, Level]:
     out = remove_dc(audio, sample_rate)
     measured = loudness(out, sample_rate)
     gain_db = limited_db = 0.0
+    # what `out` measures now, None once a change makes it stale: each measurement (a few ms at
+    # 44.1 kHz) is taken once, and the final figures reuse the last ones when nothing changed since
+    now_lufs: float | None = None
+    now_peak: float | None = None
     if measured is not None:
         gain_db = min(TARGET_LUFS - measured, MAX_GAIN_DB)
         out = out * 10.0 ** (gain_db / 20.0)
         ceiling = 10.0 ** ((TRUE_PEAK_CEILING_DBTP - _MARGIN_DB) / 20.0)
         for _ in range(6):
-            if true_peak(out, sample_rate) > ceiling:
+            now_peak = true_peak(out, sample_rate)
+            if now_peak > ceiling:
                 out, reduction = _limit(out, sample_rate, ceiling * 10.0 ** (-_MARGIN_DB / 20.0))
                 limited_db = max(limited_db, reduction)
-            now = loudness(out, sample_rate)
-            if now is None or abs(now - TARGET_LUFS) < 0.1 or gain_db >= MAX_GAIN_DB:
+                now_peak = None
+            now_lufs = loudness(out, sample_rate)
+            if now_lufs is None or abs(now_lufs - TARGET_LUFS) < 0.1 or gain_db >= MAX_GAIN_DB:
                 break
-            make_up = TARGET_LUFS - now   # the limiter took some loudness: give it back, then limit again
+            make_up = TARGET_LUFS - now_lufs   # the limiter took some loudness: give it back, then limit again
             gain_db += make_up
             out = out * 10.0 ** (make_up / 20.0)
+            now_lufs = now_peak = None
         if limited_db > 0:
             out = remove_dc(out, sample_rate)   # a time-varying limiter gain can leave a little DC again
-        peak = true_peak(out, sample_rate)
-        if peak > ceiling:   # a last guard: never above the ceiling, even if the loudness falls short
-            out = out * (ceiling / peak)
-    out = np.clip(out, -1.0, 1.0).astype(np.float32)
-    level = Level(before_lufs, before_peak, before_dc, gain_db, limited_db, loudness(out, sample_rate),
-                  _db(true_peak(out, sample_rate)))
+            now_lufs = now_peak = None
+        if now_peak is None:
+            now_peak = true_peak(out, sample_rate)
+        if now_peak > ceiling:   # a last guard: never above the ceiling, even if the loudness falls short
+            out = out * (ceiling / now_peak)
+            now_lufs, now_peak = None, ceiling
+    clipped = np.clip(out, -1.0, 1.0)
+    if now_peak is None or not np.array_equal(clipped, out):
+        now_lufs = now_peak = None   # silent, or clipped: measured as written
+    out = clipped.astype(np.float32)
+    final_lufs = now_lufs if now_lufs is not None else loudness(out, sample_rate)
+    final_peak = now_peak if now_peak is not None else true_peak(out, sample_rate)
+    level = Level(before_lufs, before_peak, before_dc, gain_db, limited_db, final_lufs, _db(final_peak))
     return out, level

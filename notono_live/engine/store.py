@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +334,18 @@ class SoundStore:
             history.redo = []
             self._save_state(history)
             return final
+
+    def add_notices(self, sound: int, version: int, notices: list) -> VersionRecord:
+        """Append `notices` ([kind, message] pairs) to a committed version's params, in memory and
+        in its JSON (the store's own file, rewritten atomically; the WAV and PNG are not touched)."""
+        with self._lock:
+            record = self.get(sound, version)
+            params = {**record.params, "notices": [*record.params.get("notices", []), *notices]}
+            updated = replace(record, params=params)
+            path = self.root / "sounds" / f"{sound:04d}" / f"v{version:04d}.json"
+            atomic_write_bytes(path, updated.to_json().encode(), overwrite=True, fsync=self.durable)
+            self.history(sound).versions[version] = updated
+            return updated
 
     def undo(self, sound: int) -> VersionRecord:
         with self._lock:

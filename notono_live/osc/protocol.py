@@ -275,7 +275,7 @@ REPLIES: dict[str, Message] = {m.address: m for m in [
     ), "Answer to hello."),
     Message(PREFIX + "/pong", (
         Arg("queue_length", int, "requests waiting for the inference worker"),
-        Arg("busy", int, "1 while a render runs"),
+        Arg("busy", int, "1 while a render runs, or the pitch check that follows a generated sound's reply"),
     ), "Answer to ping."),
     Message(PREFIX + "/progress", (
         Arg("fraction", float, "0.0-1.0"),
@@ -291,7 +291,9 @@ REPLIES: dict[str, Message] = {m.address: m for m in [
         Arg("message", str, "what happened, for a person"),
     ), "Something to know about the version of the /notono/sound just before it: an estimated pitch, a "
        "pitch change that missed, a file trimmed or padded, the drop an erase reached, a render too quiet "
-       "to level."),
+       "to level. One exception: the pitch check of a generated sound or of a new bottom at the same "
+       "pitch runs after the reply, so its pitch_missed notice comes after the request's /notono/done "
+       "(with the request's id), about 0.1 s later."),
     Message(PREFIX + "/codemap/row", (
         Arg("sound", int, "sound id"), Arg("version", int, "version number"),
         Arg("layer", str, "top or bottom"), Arg("row", int, "row number (0 = lowest frequency)"),

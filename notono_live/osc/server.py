@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -143,6 +144,11 @@ class OscServer:
         self.sock.settimeout(0.25)
         self.host, self.port = self.sock.getsockname()[:2]
         self._stop = threading.Event()
+        # the pitch checks owed by generated sounds and new bottoms, run after their replies went out
+        # (Engine.check_pitch), one at a time beside the inference worker
+        self._checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notono-pitch-check")
+        self._checks_owed = 0   # jobs of checks submitted and not yet finished (for ping's busy)
+        self._checks_lock = threading.Lock()
         self._drop_counts: dict[str, int] = {}
         self.handlers: dict[str, Callable[[p.Request, Address], None]] = {
             "/notono/hello": self._hello, "/notono/bye": self._bye, "/notono/ping": self._ping,
@@ -187,6 +193,7 @@ class OscServer:
 
     def close(self) -> None:
         self._stop.set()
+        self._checks.shutdown(wait=False, cancel_futures=True)
         self.sock.close()
 
     def _sender_allowed(self, host: str) -> bool:
@@ -364,7 +371,8 @@ class OscServer:
             self._send_to(reply_to, "/notono/done", req.request_id, 0)
 
     def _ping(self, req: p.Request, sender: Address) -> None:
-        self.send(sender, "/notono/pong", req.request_id, self.worker.queue_length, int(self.worker.busy))
+        busy = self.worker.busy or self._checks_owed > 0
+        self.send(sender, "/notono/pong", req.request_id, self.worker.queue_length, int(busy))
 
     def _send_sounds(self, sender: Address | None, request_id: int, records: list[VersionRecord],
                      notices: bool = False) -> None:
@@ -552,6 +560,7 @@ class OscServer:
                 self._done(sender, request_id, len(records))
             else:
                 self._send_sounds(sender, request_id, records, notices=True)
+                self._submit_pitch_check(sender, request_id, records)
 
         def superseded(newer: Job) -> None:
             self._reply_error_any(sender, request_id, "superseded",
@@ -569,6 +578,28 @@ class OscServer:
             self.worker.submit(job)
         except Busy as error:
             raise p.ProtocolError("busy", str(error), request_id) from None
+
+    def _submit_pitch_check(self, sender: Address | None, request_id: int, records: list[VersionRecord]) -> None:
+        with self._checks_lock:
+            self._checks_owed += 1
+        try:
+            self._checks.submit(self._check_pitch, sender, request_id, records)
+        except RuntimeError:   # closing: the notice goes with the daemon
+            with self._checks_lock:
+                self._checks_owed -= 1
+
+    def _check_pitch(self, sender: Address | None, request_id: int, records: list[VersionRecord]) -> None:
+        """After the reply: a `pitch_missed` notice for each sound the pYIN check finds off its
+        label's pitch, with the request's id, so it follows that request's /notono/done."""
+        try:
+            for record in self.engine.check_pitch(records):
+                kind, message = record.params["notices"][-1]
+                self.send(sender, "/notono/notice", request_id, record.sound, record.version, kind, message)
+        except Exception:   # a failed check loses only its notice; the sound is rendered and kept
+            log.exception("pitch check of %s failed", [(r.sound, r.version) for r in records])
+        finally:
+            with self._checks_lock:
+                self._checks_owed -= 1
 
     def _reply_error_any(self, sender: Address | None, request_id: int, code: str, message: str) -> None:
         if sender is None:

@@ -257,7 +257,10 @@ cases.notices_reach_the_status_line = () => {
     const { device, d } = loaded({ scenes: 2 });
     connect(d);
     generateOrgan(d, '/out/a.wav');
-    d.send(1, '/notono/notice', lastRequest(d, '/notono/generate')[1], 1, 1, 'pitch_missed',
+    // a generated sound's pitch check runs after the reply: its notice follows /notono/done
+    const id = lastRequest(d, '/notono/generate')[1];
+    d.send(1, '/notono/done', id, 1);
+    d.send(1, '/notono/notice', id, 1, 1, 'pitch_missed',
         'not at its label\'s pitch: pYIN hears 65.4 Hz, -1200 cents from C3');
     assert.strictEqual(d.context.lastStatus, 'organ C3 #1 v1 \u2192 track 1, slot 1: pitch missed (see the Max window).');
     assert.ok(d.posts.some((line) => line.includes('pYIN hears 65.4 Hz')));
