@@ -102,6 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="serve's --compile-step; the runs start once the compiled step is ready")
     parser.add_argument("--no-bound", dest="bound", action="store_false",
                         help="skip the in-process run that measures each operation's matrix work")
+    parser.add_argument("--operations", nargs="+", type=_operation_name, default=None, metavar="NAME",
+                        help="only these operations, each one argument (default: all: "
+                             + "; ".join(TARGETS_MS) + ")")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.set_defaults(func=run)
 
@@ -136,6 +139,13 @@ def _wait_for_compiled_step(daemon: Any, timeout: float = 900.0) -> str:
                 return line
         time.sleep(0.2)
     raise SystemExit(f"the daemon said nothing of its compiled step in {timeout:.0f} s")
+
+
+def _operation_name(text: str) -> str:
+    if text not in TARGETS_MS:
+        raise argparse.ArgumentTypeError(f"unknown operation {text!r}; expected one of: "
+                                         + "; ".join(repr(n) for n in TARGETS_MS))
+    return text
 
 
 def _settle(client: Any, timeout: float = 60.0) -> None:
@@ -223,7 +233,7 @@ def _matrix_times(args: argparse.Namespace) -> list[MatrixTime]:
         model.candidates = args.candidates
     with torch.inference_mode():
         source = model.generate_sounds(60, "keyboard", n=1, seed=1).audio[0]
-    return measure_matrix_times(model, args.guidance, source)
+    return measure_matrix_times(model, args.guidance, source, args.operations)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{'the daemon default number of' if args.candidates is None else args.candidates} "
                       f"draw(s) per generated sound; "
                       f"{args.repeats} runs per operation", flush=True)
-                result.operations, source_wav = measure_operations(client, args.repeats, guidance=args.guidance)
+                result.operations, source_wav = measure_operations(client, args.repeats, args.operations,
+                                                                   guidance=args.guidance)
             memory = daemon.memory()
             result.peak_rss_bytes = memory[1] if memory else 0
         finally:
@@ -258,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
         if args.bound:
             print("measuring each operation's matrix work in this process ...", flush=True)
             result.matrix = _matrix_times(args)
-        if args.reference_repeats > 0:
+        reference_names = [n for n in ("generate x1", "inpaint 1 top cell") if n in (args.operations or TARGETS_MS)]
+        if args.reference_repeats > 0 and reference_names:
             print("starting the daemon with the reference sampler (no KV cache) ...", flush=True)
             reference = DaemonProcess(Path(tmp) / "reference", _serve_args(args) + ["--reference-sampler"])
             reference.start()
@@ -266,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
                 with NotonoClient(reference.host, reference.port, timeout=3600.0) as client:
                     client.connect()
                     result.reference, _ = measure_operations(client, args.reference_repeats,
-                                                             ["generate x1", "inpaint 1 top cell"], source_wav,
+                                                             reference_names, source_wav,
                                                              args.guidance)
             finally:
                 reference.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from notono_live.bench_bound import operation_runs, profile_matrix_time
@@ -35,3 +36,13 @@ def test_every_benchmarked_operation_has_a_run_and_the_runs_do_the_model_work(re
             assert any(k in timed.kernels for k in ("aten::addmm", "mkldnn::_linear_pointwise")), timed.kernels
     edited = runs["inpaint 1 top cell"]()
     assert isinstance(edited, np.ndarray) and edited.shape == (1, 64000)
+
+
+def test_bench_operations_are_checked_by_name():
+    import argparse
+
+    from notono_live.bench import _operation_name
+
+    assert [_operation_name(n) for n in ("encode", "keep top, new bottom")] == ["encode", "keep top, new bottom"]
+    with pytest.raises(argparse.ArgumentTypeError, match="'generate x2'"):
+        _operation_name("generate x2")
