@@ -98,8 +98,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="guidance scale of the sampling requests (default -1: the daemon's default)")
     parser.add_argument("--candidates", type=int, default=None,
                         help="draws per generated sound (serve's option; default: the daemon's, 4)")
-    parser.add_argument("--compile-step", dest="compile_step", action="store_true",
-                        help="serve's --compile-step; the runs start once the compiled step is ready")
+    parser.add_argument("--compile-step", dest="compile_step", action="store_true", default=None,
+                        help="serve's --compile-step (default: serve's own choice); whenever the daemon "
+                             "compiles, the runs start once the compiled step is ready")
+    parser.add_argument("--no-compile-step", dest="compile_step", action="store_false", default=None,
+                        help="serve's --no-compile-step")
     parser.add_argument("--no-bound", dest="bound", action="store_false",
                         help="skip the in-process run that measures each operation's matrix work")
     parser.add_argument("--operations", nargs="+", type=_operation_name, default=None, metavar="NAME",
@@ -123,8 +126,8 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
         out += ["--sampling-threads", str(args.sampling_threads)]
     if args.candidates is not None:
         out += ["--candidates", str(args.candidates)]
-    if getattr(args, "compile_step", False):
-        out += ["--compile-step"]
+    if getattr(args, "compile_step", None) is not None:
+        out += ["--compile-step" if args.compile_step else "--no-compile-step"]
     return out
 
 
@@ -237,6 +240,7 @@ def _matrix_times(args: argparse.Namespace) -> list[MatrixTime]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .daemon.cli import COMPILE_STARTED
     from .daemon.process import DaemonProcess
     from .osc.client import NotonoClient
 
@@ -251,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
             with NotonoClient(daemon.host, daemon.port, timeout=600.0) as client:
                 hello = client.connect()
                 _, _, result.model, result.device, *_ = hello.final[1]
-                if args.compile_step:
+                if any(COMPILE_STARTED in line for line in list(daemon.stdout_lines)):
                     print("waiting for the compiled sampling step ...", flush=True)
                     print(_wait_for_compiled_step(daemon), flush=True)
                 print(f"model {result.model} on {result.device}; step weights {args.step_precision}; "

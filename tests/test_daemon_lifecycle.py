@@ -270,3 +270,18 @@ def test_ready_comes_before_the_pitch_tools_which_warm_on_a_thread_of_their_own(
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", "True"], run.stdout + run.stderr
     assert "could not warm" not in run.stderr
+
+
+def test_compile_step_settings_resolve_on_off_or_left_to_the_model(tmp_path):
+    import argparse
+
+    from notono_live.daemon.cli import load_settings, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    for arguments, expected in (([], None), (["--compile-step"], True), (["--no-compile-step"], False)):
+        args = parser.parse_args(["serve", *arguments])
+        assert load_settings(args)["compile_step"] is expected, arguments
+    config = tmp_path / "serve.toml"
+    config.write_text("compile_step = false\n")
+    assert load_settings(parser.parse_args(["serve", "--config", str(config)]))["compile_step"] is False

@@ -101,6 +101,8 @@ def test_the_small_size_is_the_lite_vqvae_with_priors_a_fifth_of_lite():
         assert 0.1 < ratio < 0.3, f"{name}: small has {ratio:.2f} of lite's parameters"
     # untrained small priors are built as the campaign trains them: guidance and labels in every layer
     assert small.supports_guidance and small.top_prior.label_modulation is not None
+    # serve compiles the sampling step by default for the small priors only, where it measured faster
+    assert small.compile_pays and not lite.compile_pays
 
 
 # --- EMA quantiser -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
     "step_precision": "auto", "guidance": None, "candidates": None, "exit_when_unused": 0.0,
-    "sampling_threads": 1, "compile_step": False,
+    "sampling_threads": 1, "compile_step": None,
 }
 
 
@@ -80,9 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compile-step", dest="compile_step", action="store_true", default=None,
                         help="once ready, compile the priors' one-token sampling step with torch.compile, one "
                              "graph at a time between requests (needs a C++ compiler; tens of seconds the first "
-                             "time, a few once cached), and sample with it when done. It pays for smaller priors "
-                             "than the shipped ones; with --step-precision auto it multiplies in float32 "
-                             "(docs/performance.md)")
+                             "time, a few once cached), and sample with it when done; with --step-precision auto "
+                             "it multiplies in float32. Default: on a CPU for priors as narrow as the small size "
+                             "(d_model 128), where it measured faster, off for wider ones (docs/performance.md)")
+    parser.add_argument("--no-compile-step", dest="compile_step", action="store_false", default=None,
+                        help="sample with the eager step only")
     parser.add_argument("--exit-when-unused", dest="exit_when_unused", type=float, metavar="SECONDS",
                         help="stop once a client has come and none has been heard from for SECONDS (each said "
                              "bye or stopped pinging); the device asks for this when it starts the daemon itself")
@@ -116,8 +118,9 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
-    if not isinstance(settings["compile_step"], bool):
-        raise SystemExit(f"compile_step {settings['compile_step']!r} must be true or false")
+    if settings["compile_step"] is not None and not isinstance(settings["compile_step"], bool):
+        raise SystemExit(f"compile_step {settings['compile_step']!r} must be true or false (or absent: "
+                         f"on for small priors on a CPU)")
     threads = settings["sampling_threads"]
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise SystemExit(f"sampling_threads {threads!r} must be a whole number of threads, 1 or more")
@@ -206,6 +209,7 @@ def warm_pitch_tools() -> threading.Thread:
 
 
 # what `serve --compile-step` prints once it knows (`bench --compile-step` waits for one of them)
+COMPILE_STARTED = "compiling the sampling step in the background"
 COMPILE_READY = "compiled sampling step ready"
 COMPILE_FAILED = "no compiled sampling step"
 
@@ -366,11 +370,12 @@ def run(args: argparse.Namespace) -> int:
                   f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound and new "
                   f"bottom is the best on pitch of {engine.candidates or model.candidates} draw(s)")
     log.info("sampling with the %s", sampler)
+    compiling = model.compile_pays if settings["compile_step"] is None else settings["compile_step"]
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
-          f"samples go to {engine.output_folder}", flush=True)
+          f"samples go to {engine.output_folder}" + (f"; {COMPILE_STARTED}" if compiling else ""), flush=True)
     warm_pitch_tools()
-    if settings["compile_step"]:
+    if compiling:
         # Inductor's generated code and its cache: inside the daemon's own folder, not the system's temp
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir / "compile-cache"))
         compile_step_on(worker, model)

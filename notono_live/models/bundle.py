@@ -44,6 +44,8 @@ EDIT_GUIDANCE = 1.0
 # for 87.1% of the sounds on cells with real notes, each sound's first draw for 58.2%; 4 draws cost
 # 2–3.5× one on a 2-core CPU
 DEFAULT_CANDIDATES = 4
+# priors at most this wide sample faster with the compiled step on a CPU (`NotonoModel.compile_pays`)
+COMPILE_MAX_D_MODEL = 128
 MAX_CANDIDATES = 8
 
 
@@ -232,6 +234,16 @@ class NotonoModel:
                        f"{'one row' if rows == 1 else 'two rows or more'}")
         for name, prior in priors.items():
             prior.compiled_step = steps[name]
+
+    @property
+    def compile_pays(self) -> bool:
+        """Whether compiling the sampling step is worth it for these priors on a CPU: for priors as
+        narrow as the `small` size (d_model up to COMPILE_MAX_D_MODEL) it measured 1.15-1.35x faster
+        for a new sound and a new bottom; for the wider `lite` priors the edits came out slower and
+        Dynamo and Inductor took the daemon past its memory budget (docs/performance.md). What
+        `serve` does when neither --compile-step nor --no-compile-step is given."""
+        widest = max(self.top_prior.config.d_model, self.bottom_prior.config.d_model)
+        return self.device.type == "cpu" and widest <= COMPILE_MAX_D_MODEL
 
     @property
     def compiled_step(self) -> bool:
