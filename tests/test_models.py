@@ -103,6 +103,16 @@ def test_the_small_size_is_the_lite_vqvae_with_priors_a_fifth_of_lite():
     assert small.supports_guidance and small.top_prior.label_modulation is not None
     # serve compiles the sampling step by default for the small priors only, where it measured faster
     assert small.compile_pays and not lite.compile_pays
+    # the pitch comb and groups of bottom cells add inputs and a head, not a size
+    import dataclasses
+
+    from notono_live.models.bundle import _size_name
+    from notono_live.models.priors import BottomPrior, TopPrior
+
+    config = dataclasses.replace(small.top_prior.config, pitch_comb=True)
+    assert _size_name(small.vqvae, TopPrior(config),
+                      BottomPrior(dataclasses.replace(config, bottom_group=4))) == "small"
+    assert _size_name(small.vqvae, TopPrior(dataclasses.replace(config, d_model=192)), small.bottom_prior) == "custom"
 
 
 # --- EMA quantiser -------------------------------------------------------------------------------

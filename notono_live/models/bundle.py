@@ -613,10 +613,12 @@ def _size_name(vqvae: VQVAE2, top: TopPrior, bottom: BottomPrior) -> str:
     """The named size whose configs all three components have, else "custom"."""
     for size in PRIOR_SIZES:
         prior = PriorConfig.from_size(size)
-        # the unconditioned input (condition dropout) and the labels in every layer add inputs, not a size
+        # the unconditioned input (condition dropout), the labels in every layer and the pitch comb add
+        # inputs, and groups of bottom cells a small head: none of them is a size
+        extras = {"unconditional": False, "label_layers": False, "pitch_comb": False, "bottom_group": 1}
         if (vqvae.config == VQVAE2Config.from_size(size)
-                and dataclasses.replace(top.config, unconditional=False, label_layers=False) == prior
-                and dataclasses.replace(bottom.config, unconditional=False, label_layers=False) == prior):
+                and dataclasses.replace(top.config, **extras) == prior
+                and dataclasses.replace(bottom.config, **extras) == prior):
             return size
     return "custom"
 
