@@ -82,6 +82,9 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     assert reconstruction["new_bottom_notes"] == min(2, reconstruction["originals_passing_pitch"]) > 0
     assert 0 <= reconstruction["new_bottoms_keeping_pitch"] <= reconstruction["new_bottom_notes"]
     assert metrics["grid"]["generated_count"] > 0 and metrics["grid"]["real_count"] > 0
+    # the family of the reconstructions: one figure over every note reconstructed
+    family = metrics["family"]
+    assert family["reconstructed_count"] == reconstruction["notes"] and 0.0 <= family["reconstructed"] <= 1.0
     assert 1.0 <= metrics["codebook"]["top_perplexity"] <= constants.CODEBOOK_SIZE
     assert [bar["name"] for bar in metrics["bars"]] == ["reconstruction keeps pitch",
                                                           "generated pitch accuracy / real",
@@ -89,6 +92,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     text = (out / "report.md").read_text()
     assert "![original vs reconstruction](reconstruction.png)" in text and "quick mode" in text
     assert "new bottom map drawn under the note's own top map" in text
+    assert "on the VQ-VAE's reconstructions of the" in text
     assert f"best on pitch of {DEFAULT_CANDIDATES} draws" in text and "first draw" in text
     # --candidates 1: the priors' single draws, judged as they come
     single = tmp_path / "single"

@@ -149,7 +149,9 @@ class GridResult:
 
 @dataclass
 class FamilyResult:
-    """Family classifier accuracy: real held-out (grid cells / all) and generated."""
+    """Family classifier accuracy: real held-out (grid cells / all), generated, and the VQ-VAE's
+    reconstructions of the held-out notes reconstructed (what the decoder alone keeps of the family,
+    so that a generated figure below it can be put on the priors)."""
 
     training_notes: int
     real_heldout_all: float
@@ -157,6 +159,8 @@ class FamilyResult:
     generated: float
     real_grid_count: int
     generated_count: int
+    reconstructed: float = float("nan")
+    reconstructed_count: int = 0
 
 
 @dataclass
@@ -306,6 +310,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     passing_notes: list[tuple[codemaps.Codemaps, Any]] = []   # (codes, record) of the notes whose original passes
     passes_original: dict[int, bool] = {}
     all_maps: list[codemaps.Codemaps] = []
+    reconstructed_features: list[torch.Tensor] = []   # for the family classifier (stage 3)
     example = None
     batch = 8
     for start in range(0, len(chosen), batch):
@@ -313,6 +318,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
         audio = np.stack([_load_audio(records[i]) for i in indices])
         maps = model.encode(audio)
         reconstruction = model.decode(maps)
+        reconstructed_features.append(family_features(_images_of(reconstruction, transform)))
         round_trip = transform.inverse(_images_of(audio, transform)).numpy()
         a, b = spectral_distances(audio, reconstruction)
         c, d = spectral_distances(audio, round_trip)
@@ -450,10 +456,14 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
         real_grid=(classifier.accuracy(torch.cat(real_features), torch.tensor(real_labels))
                    if real_features else float("nan")),
         generated=classifier.accuracy(torch.cat(generated_features), torch.tensor(generated_labels)),
-        real_grid_count=len(real_labels), generated_count=len(generated_labels))
+        real_grid_count=len(real_labels), generated_count=len(generated_labels),
+        reconstructed=classifier.accuracy(torch.cat(reconstructed_features),
+                                          torch.tensor([records[i].family_index for i in chosen])),
+        reconstructed_count=len(chosen))
     seconds["family"] = time.monotonic() - t0
     log(f"family classifier: {family.generated:.1%} on generated, {family.real_grid:.1%} on real grid notes, "
-        f"{family.real_heldout_all:.1%} on all held-out [{seconds['family']:.0f} s]")
+        f"{family.real_heldout_all:.1%} on all held-out, {family.reconstructed:.1%} on the reconstructions "
+        f"[{seconds['family']:.0f} s]")
 
     # --- 4. the paper's three operations on one held-out note --------------------------------
     t0 = time.monotonic()
@@ -569,7 +579,8 @@ def headline(report: EvalReport) -> list[str]:
         + (f"; each sound the best on pitch of {g.candidates} draws (the first draws alone: "
            f"{g.first_draw_on_real_cells:.1%})" if g.candidates > 1 else ""),
         f"family classifier: generated {f.generated:.1%}, real held-out (grid) {f.real_grid:.1%}, "
-        f"all held-out {f.real_heldout_all:.1%}",
+        f"all held-out {f.real_heldout_all:.1%}, reconstructions of {f.reconstructed_count} held-out notes "
+        f"{f.reconstructed:.1%}",
         f"codebook usage: top perplexity {c.top_perplexity:.1f} ({c.top_fraction_used:.1%} of codes), "
         f"bottom perplexity {c.bottom_perplexity:.1f} ({c.bottom_fraction_used:.1%} of codes)",
     ]
@@ -640,7 +651,9 @@ def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
               f"Logistic regression on log-mel statistics, trained on {f.training_notes} real training notes. "
               f"Accuracy on generated sounds: {_cell(f.generated)} ({f.generated_count} sounds); on real held-out "
               f"notes of the same grid cells: {_cell(f.real_grid)} ({f.real_grid_count} notes); on held-out notes of "
-              f"all pitches: {_cell(f.real_heldout_all)}.", "",
+              f"all pitches: {_cell(f.real_heldout_all)}; on the VQ-VAE's reconstructions of the "
+              f"{f.reconstructed_count} held-out notes reconstructed above: {_cell(f.reconstructed)} (what the decoder "
+              f"keeps of the family: generated sounds below it lose the rest in the priors).", "",
               "## The paper's operations on a held-out note", "",
               f"Guidance {report.sampling.get('operations_guidance', settings.guidance):g}, one sample each.", "",
               "| operation | what | pitch within 50 cents | audio |", "| --- | --- | --- | --- |"]
