@@ -85,6 +85,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     # the family of the reconstructions: one figure over every note reconstructed
     family = metrics["family"]
     assert family["reconstructed_count"] == reconstruction["notes"] and 0.0 <= family["reconstructed"] <= 1.0
+    assert family["new_bottom_count"] == reconstruction["new_bottom_notes"] and 0.0 <= family["new_bottom"] <= 1.0
     assert 1.0 <= metrics["codebook"]["top_perplexity"] <= constants.CODEBOOK_SIZE
     assert [bar["name"] for bar in metrics["bars"]] == ["reconstruction keeps pitch",
                                                           "generated pitch accuracy / real",

@@ -161,6 +161,8 @@ class FamilyResult:
     generated_count: int
     reconstructed: float = float("nan")
     reconstructed_count: int = 0
+    new_bottom: float = float("nan")   # the new bottoms drawn under held-out notes' own tops (stage 1)
+    new_bottom_count: int = 0
 
 
 @dataclass
@@ -336,11 +338,14 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     # the bottom prior alone: a new bottom under each note's own top map, one draw, the grid's guidance
     new_bottom = [passing_notes[i] for i in _spread(len(passing_notes), settings.new_bottom_notes)]
     new_bottom_kept = 0
+    new_bottom_features: list[torch.Tensor] = []   # for the family classifier (stage 3)
     for j, (maps_j, record) in enumerate(new_bottom):
         drawn = model.regenerate_bottom(maps_j, record.pitch, record.family, n=1, temperature=settings.temperature,
                                         top_p=settings.top_p, top_k=settings.top_k, seed=settings.seed + j,
                                         guidance=settings.guidance)
-        new_bottom_kept += int(check_pitch(model.decode(drawn)[0], record.pitch))
+        decoded = model.decode(drawn)
+        new_bottom_kept += int(check_pitch(decoded[0], record.pitch))
+        new_bottom_features.append(family_features(_images_of(decoded, transform)))
     reconstruction_result = ReconstructionResult(
         notes=len(chosen), lsd_db=float(np.mean(lsd)), spectral_convergence=float(np.mean(sc)),
         ceiling_lsd_db=float(np.mean(ceiling_lsd)), ceiling_spectral_convergence=float(np.mean(ceiling_sc)),
@@ -459,11 +464,15 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
         real_grid_count=len(real_labels), generated_count=len(generated_labels),
         reconstructed=classifier.accuracy(torch.cat(reconstructed_features),
                                           torch.tensor([records[i].family_index for i in chosen])),
-        reconstructed_count=len(chosen))
+        reconstructed_count=len(chosen),
+        new_bottom=(classifier.accuracy(torch.cat(new_bottom_features),
+                                        torch.tensor([record.family_index for _, record in new_bottom]))
+                    if new_bottom_features else float("nan")),
+        new_bottom_count=len(new_bottom_features))
     seconds["family"] = time.monotonic() - t0
     log(f"family classifier: {family.generated:.1%} on generated, {family.real_grid:.1%} on real grid notes, "
-        f"{family.real_heldout_all:.1%} on all held-out, {family.reconstructed:.1%} on the reconstructions "
-        f"[{seconds['family']:.0f} s]")
+        f"{family.real_heldout_all:.1%} on all held-out, {family.reconstructed:.1%} on the reconstructions, "
+        f"{family.new_bottom:.1%} on the new bottoms under real tops [{seconds['family']:.0f} s]")
 
     # --- 4. the paper's three operations on one held-out note --------------------------------
     t0 = time.monotonic()
@@ -580,7 +589,7 @@ def headline(report: EvalReport) -> list[str]:
            f"{g.first_draw_on_real_cells:.1%})" if g.candidates > 1 else ""),
         f"family classifier: generated {f.generated:.1%}, real held-out (grid) {f.real_grid:.1%}, "
         f"all held-out {f.real_heldout_all:.1%}, reconstructions of {f.reconstructed_count} held-out notes "
-        f"{f.reconstructed:.1%}",
+        f"{f.reconstructed:.1%}, new bottoms under {f.new_bottom_count} of their real tops {f.new_bottom:.1%}",
         f"codebook usage: top perplexity {c.top_perplexity:.1f} ({c.top_fraction_used:.1%} of codes), "
         f"bottom perplexity {c.bottom_perplexity:.1f} ({c.bottom_fraction_used:.1%} of codes)",
     ]
@@ -653,7 +662,9 @@ def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
               f"notes of the same grid cells: {_cell(f.real_grid)} ({f.real_grid_count} notes); on held-out notes of "
               f"all pitches: {_cell(f.real_heldout_all)}; on the VQ-VAE's reconstructions of the "
               f"{f.reconstructed_count} held-out notes reconstructed above: {_cell(f.reconstructed)} (what the decoder "
-              f"keeps of the family: generated sounds below it lose the rest in the priors).", "",
+              f"keeps of the family: generated sounds below it lose the rest in the priors); on the "
+              f"{f.new_bottom_count} new bottoms drawn under held-out notes' own top maps (above): "
+              f"{_cell(f.new_bottom)} (what the bottom prior alone keeps).", "",
               "## The paper's operations on a held-out note", "",
               f"Guidance {report.sampling.get('operations_guidance', settings.guidance):g}, one sample each.", "",
               "| operation | what | pitch within 50 cents | audio |", "| --- | --- | --- | --- |"]
