@@ -275,16 +275,22 @@ def _parameter_groups(model) -> list[dict[str, Any]]:
             {"params": list(null.parameters())}]
 
 
+def _upgraded(model, what: str, added: set[str], **changes):
+    """A copy of a prior with its config changed by `changes`, every weight it had kept; `added`
+    names the weights the change brings, which keep the new prior's initialisation."""
+    import dataclasses
+
+    upgraded = type(model)(dataclasses.replace(model.config, **changes)).to(model.head.weight.device)
+    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or set(missing) != added:
+        raise ValueError(f"cannot add {what}: missing {missing}, unexpected {unexpected}")
+    return upgraded
+
+
 def _add_unconditioned_input(model):
     """A copy of a prior trained without condition dropout, with the unconditioned input added and
     initialised to the mean pitch and family embeddings; every other weight is kept."""
-    import dataclasses
-
-    config = dataclasses.replace(model.config, unconditional=True)
-    upgraded = type(model)(config).to(model.head.weight.device)
-    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or set(missing) != {"null_condition.weight"}:
-        raise ValueError(f"cannot add an unconditioned input: missing {missing}, unexpected {unexpected}")
+    upgraded = _upgraded(model, "an unconditioned input", {"null_condition.weight"}, unconditional=True)
     with torch.no_grad():
         upgraded.null_condition.weight[0] = torch.cat([model.pitch_embedding.weight.mean(0),
                                                        model.family_embedding.weight.mean(0)])
@@ -294,13 +300,7 @@ def _add_unconditioned_input(model):
 def _add_pitch_comb(model):
     """A copy of a prior without the pitch comb, with it added (its map zero, so the copy computes
     what the prior did); every other weight is kept."""
-    import dataclasses
-
-    upgraded = type(model)(dataclasses.replace(model.config, pitch_comb=True)).to(model.head.weight.device)
-    missing, unexpected = upgraded.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or set(missing) != {"comb.weight", "comb.bias"}:
-        raise ValueError(f"cannot add the pitch comb: missing {missing}, unexpected {unexpected}")
-    return upgraded
+    return _upgraded(model, "the pitch comb", {"comb.weight", "comb.bias"}, pitch_comb=True)
 
 
 # --- Training loop --------------------------------------------------------------------------
