@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -40,6 +41,21 @@ def test_family_classifier_recognises_real_notes(small_corpus, spectrogram_cache
     held = family_features(torch.stack([heldout.image(i) for i in range(len(heldout))]))
     accuracy = classifier.accuracy(held, torch.tensor([r.family_index for r in heldout.records]))
     assert accuracy > 2.0 / constants.NUM_FAMILIES     # well above chance (1/11) on unseen notes
+
+
+def test_band_bias_reads_where_paired_spectra_differ():
+    from notono_live.evaluation.classifier import band_bias, family_features
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.uniform(-0.8, 0.8, (3, 2, 1024, 128)).astype(np.float32))
+    brighter = images.clone()
+    brighter[:, 0, 768:, :8] += 0.5        # the upper quarter of the Mel rows, louder in the attack (8 frames: 0.25 s)
+    bias = band_bias(family_features(brighter), family_features(images))
+    assert bias["attack"][:3] == [0.0, 0.0, 0.0] and bias["attack"][3] == pytest.approx(0.5, abs=1e-4)
+    assert bias["mean"][3] == pytest.approx(0.5 * 8 / 128, abs=1e-4) and bias["mean"][:3] == [0.0, 0.0, 0.0]
+    assert bias["release"] == [0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="paired"):
+        band_bias(family_features(brighter), family_features(images[:2]))
 
 
 def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache, capsys):
@@ -86,6 +102,11 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     family = metrics["family"]
     assert family["reconstructed_count"] == reconstruction["notes"] and 0.0 <= family["reconstructed"] <= 1.0
     assert family["new_bottom_count"] == reconstruction["new_bottom_notes"] and 0.0 <= family["new_bottom"] <= 1.0
+    # and how those new bottoms' spectra differ from the same notes' reconstructions
+    bias = family["new_bottom_bias"]
+    assert list(bias) == ["mean", "std", "max", "attack", "release"]
+    assert all(len(values) == 4 and all(math.isfinite(v) for v in values) for values in bias.values())
+    assert any(v != 0.0 for v in bias["mean"])    # an untrained bottom prior's draws are not its notes
     assert 1.0 <= metrics["codebook"]["top_perplexity"] <= constants.CODEBOOK_SIZE
     assert [bar["name"] for bar in metrics["bars"]] == ["reconstruction keeps pitch",
                                                           "generated pitch accuracy / real",
@@ -94,6 +115,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     assert "![original vs reconstruction](reconstruction.png)" in text and "quick mode" in text
     assert "new bottom map drawn under the note's own top map" in text
     assert "on the VQ-VAE's reconstructions of the" in text
+    assert "| attack | " in text and "bands 49-64" in text
     assert f"best on pitch of {DEFAULT_CANDIDATES} draws" in text and "first draw" in text
     # --candidates 1: the priors' single draws, judged as they come
     single = tmp_path / "single"

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from .. import constants
 
 FEATURE_BANDS = 64
+FEATURE_STATISTICS = ("mean", "std", "max", "attack", "release")   # the order of `family_features`
+BIAS_RANGES = 4   # `band_bias` averages the 64 bands over this many equal ranges, low to high
 
 
 def family_features(images: torch.Tensor) -> torch.Tensor:
@@ -33,6 +35,25 @@ def family_features(images: torch.Tensor) -> torch.Tensor:
     held = int(round(constants.NOTE_HOLD_S * frames_per_second))
     return torch.cat([bands.mean(2), bands.std(2), bands.amax(2), bands[:, :, :attack].mean(2),
                       bands[:, :, held:held + release].mean(2)], dim=1)
+
+
+def band_bias(drawn: torch.Tensor, reference: torch.Tensor, ranges: int = BIAS_RANGES) -> dict[str, list[float]]:
+    """How drawn sounds' `family_features` differ from paired reference sounds' (row i of each is the
+    same note), in the features' own unit (ln Mel power): for each statistic of FEATURE_STATISTICS,
+    the mean difference over the notes and over `ranges` equal ranges of the bands, low to high.
+
+    What the family classifier sees a generated sound get wrong: for example a bottom prior whose
+    new bottoms put more energy than the reconstructions in the upper bands during the attack shows
+    a positive `attack` in the upper ranges."""
+    if drawn.shape != reference.shape or drawn.dim() != 2 or drawn.shape[1] != len(FEATURE_STATISTICS) * FEATURE_BANDS:
+        raise ValueError(f"expected two paired feature tensors [N, {len(FEATURE_STATISTICS) * FEATURE_BANDS}], "
+                         f"got {tuple(drawn.shape)} and {tuple(reference.shape)}")
+    if FEATURE_BANDS % ranges:
+        raise ValueError(f"{ranges} ranges do not split {FEATURE_BANDS} bands evenly")
+    if len(drawn) == 0:
+        return {name: [float("nan")] * ranges for name in FEATURE_STATISTICS}
+    difference = (drawn.double() - reference.double()).mean(0).view(len(FEATURE_STATISTICS), ranges, -1).mean(2)
+    return {name: [round(float(v), 4) for v in row] for name, row in zip(FEATURE_STATISTICS, difference)}
 
 
 @dataclass

@@ -29,6 +29,7 @@ import torch
 from .. import codemaps, constants
 # One definition shared with the round-trip ceiling, so model and ceiling are measured alike.
 from ..data.roundtrip import spectral_distances
+from .text import headline, ratio, render_markdown   # the words; this module measures
 
 # Bars of issue 3 for the shipped model.
 BAR_RECONSTRUCTION_PITCH = 0.95
@@ -122,11 +123,11 @@ class ReconstructionResult:
 
     @property
     def pitch_kept(self) -> float:
-        return _ratio(self.reconstructions_keeping_pitch, self.originals_passing_pitch)
+        return ratio(self.reconstructions_keeping_pitch, self.originals_passing_pitch)
 
     @property
     def new_bottom_pitch_kept(self) -> float:
-        return _ratio(self.new_bottoms_keeping_pitch, self.new_bottom_notes)
+        return ratio(self.new_bottoms_keeping_pitch, self.new_bottom_notes)
 
 
 @dataclass
@@ -163,6 +164,8 @@ class FamilyResult:
     reconstructed_count: int = 0
     new_bottom: float = float("nan")   # the new bottoms drawn under held-out notes' own tops (stage 1)
     new_bottom_count: int = 0
+    # `classifier.band_bias` of those new bottoms against the same notes' reconstructions
+    new_bottom_bias: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -220,10 +223,6 @@ class EvalReport:
 
 # --- Helpers --------------------------------------------------------------------------------
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator) / float(denominator) if denominator else float("nan")
-
-
 def _finite(value: Any) -> Any:
     """JSON has no NaN: write None instead."""
     if isinstance(value, float):
@@ -273,7 +272,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     from ..training.data import open_split
     from ..training.priors import code_usage
     from . import figures
-    from .classifier import FamilyClassifier, family_features
+    from .classifier import FamilyClassifier, band_bias, family_features
 
     settings = settings.apply_quick()
     started = time.monotonic()
@@ -309,7 +308,8 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     chosen = _spread(len(records), settings.reconstruction_notes)
     lsd, sc, ceiling_lsd, ceiling_sc = [], [], [], []
     passing = kept = 0
-    passing_notes: list[tuple[codemaps.Codemaps, Any]] = []   # (codes, record) of the notes whose original passes
+    # (codes, record, the reconstruction's family features) of the notes whose original passes
+    passing_notes: list[tuple[codemaps.Codemaps, Any, torch.Tensor]] = []
     passes_original: dict[int, bool] = {}
     all_maps: list[codemaps.Codemaps] = []
     reconstructed_features: list[torch.Tensor] = []   # for the family classifier (stage 3)
@@ -332,14 +332,14 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
             if ok:
                 passing += 1
                 kept += int(check_pitch(reconstruction[k], records[i].pitch))
-                passing_notes.append((maps[k], records[i]))
+                passing_notes.append((maps[k], records[i], reconstructed_features[-1][k]))
         if example is None:
             example = (indices[0], audio[0], reconstruction[0], maps[0])
     # the bottom prior alone: a new bottom under each note's own top map, one draw, the grid's guidance
     new_bottom = [passing_notes[i] for i in _spread(len(passing_notes), settings.new_bottom_notes)]
     new_bottom_kept = 0
     new_bottom_features: list[torch.Tensor] = []   # for the family classifier (stage 3)
-    for j, (maps_j, record) in enumerate(new_bottom):
+    for j, (maps_j, record, _) in enumerate(new_bottom):
         drawn = model.regenerate_bottom(maps_j, record.pitch, record.family, n=1, temperature=settings.temperature,
                                         top_p=settings.top_p, top_k=settings.top_k, seed=settings.seed + j,
                                         guidance=settings.guidance)
@@ -428,9 +428,9 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     grid = GridResult(
         families=grid_families, pitches=grid_pitches, generated_accuracy=generated.tolist(),
         real_accuracy=real.tolist(), generated_count=gen_total, real_count=real_total,
-        generated_overall=_ratio(gen_ok_total, gen_total), generated_on_real_cells=_ratio(gen_ok_real_cells, gen_real_cells),
-        real_overall=_ratio(real_ok_total, real_total), candidates=settings.candidates,
-        first_draw_on_real_cells=_ratio(first_ok_real_cells, gen_real_cells))
+        generated_overall=ratio(gen_ok_total, gen_total), generated_on_real_cells=ratio(gen_ok_real_cells, gen_real_cells),
+        real_overall=ratio(real_ok_total, real_total), candidates=settings.candidates,
+        first_draw_on_real_cells=ratio(first_ok_real_cells, gen_real_cells))
     seconds["generation"] = time.monotonic() - t0
     log(f"generation: pitch accuracy {grid.generated_on_real_cells:.1%} on cells with real notes, each sound "
         f"the best on pitch of {settings.candidates} draw(s); the first draws alone "
@@ -466,9 +466,11 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
                                           torch.tensor([records[i].family_index for i in chosen])),
         reconstructed_count=len(chosen),
         new_bottom=(classifier.accuracy(torch.cat(new_bottom_features),
-                                        torch.tensor([record.family_index for _, record in new_bottom]))
+                                        torch.tensor([record.family_index for _, record, _ in new_bottom]))
                     if new_bottom_features else float("nan")),
-        new_bottom_count=len(new_bottom_features))
+        new_bottom_count=len(new_bottom_features),
+        new_bottom_bias=(band_bias(torch.cat(new_bottom_features), torch.stack([f for _, _, f in new_bottom]))
+                         if new_bottom_features else {}))
     seconds["family"] = time.monotonic() - t0
     log(f"family classifier: {family.generated:.1%} on generated, {family.real_grid:.1%} on real grid notes, "
         f"{family.real_heldout_all:.1%} on all held-out, {family.reconstructed:.1%} on the reconstructions, "
@@ -553,8 +555,8 @@ def _operations(model, records, passes_original: dict[int, bool], check_pitch, o
 
 
 def _bars(reconstruction: ReconstructionResult, grid: GridResult, family: FamilyResult) -> list[BarCheck]:
-    pitch_ratio = _ratio(grid.generated_on_real_cells, grid.real_overall)
-    family_ratio = _ratio(family.generated, family.real_grid)
+    pitch_ratio = ratio(grid.generated_on_real_cells, grid.real_overall)
+    family_ratio = ratio(family.generated, family.real_grid)
 
     def check(name, value, threshold, detail) -> BarCheck:
         return BarCheck(name, value, threshold, bool(math.isfinite(value) and value >= threshold), detail)
@@ -566,110 +568,8 @@ def _bars(reconstruction: ReconstructionResult, grid: GridResult, family: Family
         check("generated pitch accuracy / real", pitch_ratio, BAR_GENERATED_PITCH_RATIO,
               f"{grid.generated_on_real_cells:.1%} generated vs {grid.real_overall:.1%} real"
               + (f"; each the best on pitch of {grid.candidates} draws, the first draws alone "
-                 f"{grid.first_draw_on_real_cells:.1%} = {_ratio(grid.first_draw_on_real_cells, grid.real_overall):.3f}"
+                 f"{grid.first_draw_on_real_cells:.1%} = {ratio(grid.first_draw_on_real_cells, grid.real_overall):.3f}"
                  if grid.candidates > 1 else "")),
         check("family accuracy generated / real", family_ratio, BAR_FAMILY_RATIO,
               f"{family.generated:.1%} generated vs {family.real_grid:.1%} real"),
     ]
-
-
-def headline(report: EvalReport) -> list[str]:
-    """The lines `notono-live eval` prints at the end."""
-    r, g, f, c = report.reconstruction, report.grid, report.family, report.codebook
-    lines = [
-        f"reconstruction LSD {r.lsd_db:.2f} dB (Mel-IF round-trip ceiling {r.ceiling_lsd_db:.2f} dB), "
-        f"spectral convergence {r.spectral_convergence:.3f} (ceiling {r.ceiling_spectral_convergence:.3f}) "
-        f"over {r.notes} held-out notes",
-        f"pitch kept by reconstruction: {r.pitch_kept:.1%} ({r.reconstructions_keeping_pitch}/{r.originals_passing_pitch}); "
-        f"with a new bottom under the note's own top (the bottom prior alone): {r.new_bottom_pitch_kept:.1%} "
-        f"({r.new_bottoms_keeping_pitch}/{r.new_bottom_notes})",
-        f"generated pitch accuracy: {g.generated_on_real_cells:.1%} on cells with real notes, "
-        f"{g.generated_overall:.1%} over all {g.generated_count} sounds; real held-out notes {g.real_overall:.1%}"
-        + (f"; each sound the best on pitch of {g.candidates} draws (the first draws alone: "
-           f"{g.first_draw_on_real_cells:.1%})" if g.candidates > 1 else ""),
-        f"family classifier: generated {f.generated:.1%}, real held-out (grid) {f.real_grid:.1%}, "
-        f"all held-out {f.real_heldout_all:.1%}, reconstructions of {f.reconstructed_count} held-out notes "
-        f"{f.reconstructed:.1%}, new bottoms under {f.new_bottom_count} of their real tops {f.new_bottom:.1%}",
-        f"codebook usage: top perplexity {c.top_perplexity:.1f} ({c.top_fraction_used:.1%} of codes), "
-        f"bottom perplexity {c.bottom_perplexity:.1f} ({c.bottom_fraction_used:.1%} of codes)",
-    ]
-    for op in report.operations:
-        lines.append(f"operation {op.name}: pitch {'ok' if op.pitch_ok else 'off'} -> {op.wav}")
-    for bar in report.bars:
-        lines.append(f"{'PASS' if bar.passed else 'FAIL'} {bar.name}: {bar.value:.3f} (bar {bar.threshold:.2f}; {bar.detail})")
-    return lines
-
-
-def _cell(value: float) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.2f}"
-
-
-def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
-    """The report.md text."""
-    r, g, f, c = report.reconstruction, report.grid, report.family, report.codebook
-    lines = [
-        "# NOTONO Live evaluation report", "",
-        f"- model: `{report.model.get('name', settings.models)}`; corpus: `{report.corpus}` "
-        f"({report.heldout_notes} held-out notes, split seed {settings.split_seed})"
-        + (" — **quick mode (subsampled)**" if report.quick else ""),
-        f"- time: {report.seconds.get('total', 0):.0f} s", "",
-        "## Bars (issue 3)", "",
-        "| bar | value | threshold | result | detail |", "| --- | --- | --- | --- | --- |",
-    ]
-    lines += [f"| {b.name} | {_cell(b.value)} | {b.threshold:.2f} | {'PASS' if b.passed else 'FAIL'} | {b.detail} |"
-              for b in report.bars]
-    lines += [
-        "", "## Reconstruction", "",
-        f"Over {r.notes} held-out notes (linear STFT, n_fft 2048, hop 512); every image is turned into audio "
-        f"with {report.sampling.get('phase_iterations', constants.PHASE_ITERATIONS)} Griffin-Lim pass(es) "
-        f"after the IF's own phase:", "",
-        "| | log-spectral distance (dB) | spectral convergence |", "| --- | --- | --- |",
-        f"| VQ-VAE reconstruction | {r.lsd_db:.2f} | {r.spectral_convergence:.3f} |",
-        f"| Mel-IF round trip (ceiling) | {r.ceiling_lsd_db:.2f} | {r.ceiling_spectral_convergence:.3f} |", "",
-        f"Pitch kept (pyin f0 within {constants.PITCH_TOLERANCE_CENTS:.0f} cents of the label): "
-        f"{r.reconstructions_keeping_pitch}/{r.originals_passing_pitch} = {_cell(r.pitch_kept)} of the notes whose "
-        f"original passes.", "",
-        f"A new bottom map drawn under the note's own top map (one draw per note, the grid's sampling "
-        f"settings), which isolates the bottom prior: pitch kept on {r.new_bottoms_keeping_pitch}/"
-        f"{r.new_bottom_notes} = {_cell(r.new_bottom_pitch_kept)} of the notes whose original passes.", "",
-        "![original vs reconstruction](reconstruction.png)", "", "![codemaps](codemaps.png)", "",
-        "## Codebook usage", "",
-        f"Over {c.notes} held-out notes: top map perplexity {c.top_perplexity:.1f} "
-        f"({c.top_fraction_used:.1%} of the 512 codes used), bottom map perplexity {c.bottom_perplexity:.1f} "
-        f"({c.bottom_fraction_used:.1%} used).", "",
-        "## Generation: pitch accuracy on the family × pitch grid", "",
-        f"{settings.samples_per_cell} samples per cell (temperature {settings.temperature}, top-p {settings.top_p}, "
-        f"guidance {settings.guidance:g}), "
-        f"beside up to {settings.real_per_cell} real held-out notes per cell. Generated: "
-        f"{_cell(g.generated_on_real_cells)} on the cells that have real notes, {_cell(g.generated_overall)} over all "
-        f"{g.generated_count} sounds. Real: {_cell(g.real_overall)} over {g.real_count} notes.", "",
-        (f"Each generated sound is the best on pitch of {g.candidates} draws by harmonic score "
-         f"(`generate_sounds`; not the pyin check above). The priors alone, judged on each sound's first draw: "
-         f"{_cell(g.first_draw_on_real_cells)} on the cells that have real notes, "
-         f"{_cell(_ratio(g.first_draw_on_real_cells, g.real_overall))} of the real notes' accuracy."
-         if g.candidates > 1 else "Each generated sound is the priors' single draw (no pitch selection)."), "",
-        "| family | " + " | ".join(str(p) for p in g.pitches) + " |",
-        "| --- | " + " | ".join("---" for _ in g.pitches) + " |",
-    ]
-    for k, family in enumerate(g.families):
-        cells = [f"{_cell(a)} / {_cell(b)}" for a, b in zip(g.generated_accuracy[k], g.real_accuracy[k])]
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells read generated / real.", "", "![generated](grid_generated.png) ![real](grid_real.png)", "",
-              "![generated codemaps](codemaps_generated.png)", "",
-              "## Family recognisability", "",
-              f"Logistic regression on log-mel statistics, trained on {f.training_notes} real training notes. "
-              f"Accuracy on generated sounds: {_cell(f.generated)} ({f.generated_count} sounds); on real held-out "
-              f"notes of the same grid cells: {_cell(f.real_grid)} ({f.real_grid_count} notes); on held-out notes of "
-              f"all pitches: {_cell(f.real_heldout_all)}; on the VQ-VAE's reconstructions of the "
-              f"{f.reconstructed_count} held-out notes reconstructed above: {_cell(f.reconstructed)} (what the decoder "
-              f"keeps of the family: generated sounds below it lose the rest in the priors); on the "
-              f"{f.new_bottom_count} new bottoms drawn under held-out notes' own top maps (above): "
-              f"{_cell(f.new_bottom)} (what the bottom prior alone keeps).", "",
-              "## The paper's operations on a held-out note", "",
-              f"Guidance {report.sampling.get('operations_guidance', settings.guidance):g}, one sample each.", "",
-              "| operation | what | pitch within 50 cents | audio |", "| --- | --- | --- | --- |"]
-    lines += [f"| {op.name} | {op.description} | {'yes' if op.pitch_ok else 'no'} | [{op.wav}]({op.wav}) |"
-              for op in report.operations]
-    lines += ["", "![operations](operations.png)", "", "## Timing", "",
-              ", ".join(f"{k} {v:.0f} s" for k, v in report.seconds.items()), ""]
-    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""What a bottom prior keeps of the instrument family, under which sampling settings, and why.
+
+Usage (from the repository root, package importable):
+
+    python benchmarks/bottom_prior_family.py MODEL --corpus CORPUS [--cache CACHE] [--notes 240]
+        [--settings 2@1@0.8,1@1@0.8,4@1@0.8] [--wrong-family 2@1@0.8] [--consistency-notes 64] [--seed 1]
+
+Held-out notes spread over the corpus's split are encoded; each gets one new bottom map under its
+own top map (its pitch and family as labels), drawn in batches of 16 for every setting
+GUIDANCE@TEMPERATURE@TOP_P. Each setting prints what the eval's family classifier (trained on the
+training split, seeded as `eval --seed`) makes of the decoded new bottoms, against the same notes'
+reconstructions, and `evaluation.classifier.band_bias` of the new bottoms against those
+reconstructions. `--wrong-family` draws under another family's label (the note's family + 5,
+modulo 11) and scores against the true family: near the reconstructions' figure means the prior
+ignores its label, near zero that it follows it.
+
+The consistency check draws new bottoms at temperature 1, top-p 1, guidance 1 (the conditioned
+prior as trained) and teacher-forces them back through the prior: the mean of (−log p of each drawn
+code − entropy of the distribution it was drawn from) is zero when the sampler draws from exactly
+the conditionals the prior is trained on (a sampler bug shows as a positive gap); the entropy along
+the drawn bottoms, against the cross-entropy along the real ones, says how far the prior drifts on
+its own draws. Untimed; the figures of docs/training.md ("The family is lost in the bottom prior")
+come from it on the campaign's models.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from notono_live import constants
+from notono_live.evaluation.classifier import FamilyClassifier, band_bias, family_features
+from notono_live.evaluation.report import _images_of, _load_audio, _spread
+from notono_live.models.bundle import NotonoModel, _to_maps
+from notono_live.models.sampling import SamplingOptions, grid_to_sequence, inpaint_codes
+from notono_live.representation import MelIF
+from notono_live.training.data import open_split
+
+BATCH = 16
+WRONG_FAMILY_SHIFT = 5
+
+
+def parse_setting(text: str) -> SamplingOptions:
+    try:
+        guidance, temperature, top_p = (float(v) for v in text.split("@"))
+    except ValueError:
+        raise SystemExit(f"setting {text!r}: expected GUIDANCE@TEMPERATURE@TOP_P, e.g. 2@1@0.8") from None
+    return SamplingOptions(temperature, 0, top_p, guidance)
+
+
+def new_bottoms(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, pitch: torch.Tensor,
+                family: torch.Tensor, options: SamplingOptions, seed: int) -> torch.Tensor:
+    """One new bottom [N, 64, 8] under each top [N, 32, 4], in batches, from one seeded stream."""
+    generator = torch.Generator().manual_seed(seed)
+    whole_bottom = np.ones(constants.BOTTOM_SHAPE, dtype=bool)
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(tops), BATCH):
+            part = slice(s, s + BATCH)
+            _, drawn = inpaint_codes(model.top_prior, model.bottom_prior, tops[part], bottoms[part], None,
+                                     whole_bottom, pitch_index=pitch[part], family_index=family[part],
+                                     options=options, generator=generator)
+            out.append(drawn)
+    return torch.cat(out)
+
+
+def features_of(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, transform: MelIF) -> torch.Tensor:
+    maps = _to_maps(tops, bottoms)
+    return torch.cat([family_features(_images_of(model.decode(maps[s:s + BATCH]), transform))
+                      for s in range(0, len(maps), BATCH)])
+
+
+def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, pitch: torch.Tensor,
+                   family: torch.Tensor) -> tuple[float, float, float, float]:
+    """(cross-entropy, entropy, mean gap, its standard error) in nats per bottom cell."""
+    prior = model.bottom_prior
+    ce, entropy = [], []
+    with torch.inference_mode():
+        for s in range(0, len(tops), BATCH):
+            part = slice(s, s + BATCH)
+            targets = grid_to_sequence("bottom", bottoms[part])
+            logits = prior(targets, grid_to_sequence("top", tops[part]), pitch[part], family[part]).float()
+            log_p = logits.log_softmax(-1)
+            ce.append(F.nll_loss(log_p.transpose(1, 2), targets, reduction="none").flatten())
+            entropy.append(-(log_p.exp() * log_p).sum(-1).flatten())
+    ce_all, entropy_all = torch.cat(ce), torch.cat(entropy)
+    gap = ce_all - entropy_all
+    return (float(ce_all.mean()), float(entropy_all.mean()), float(gap.mean()),
+            float(gap.std() / gap.numel() ** 0.5))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--cache", default=None)
+    parser.add_argument("--notes", type=int, default=240)
+    parser.add_argument("--settings", default="2@1@0.8")
+    parser.add_argument("--wrong-family", default="", help="settings drawn under a wrong family label")
+    parser.add_argument("--consistency-notes", type=int, default=64)
+    parser.add_argument("--classifier-notes", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    train = open_split(args.corpus, "train", constants.DEFAULT_SPLIT_SEED, args.cache)
+    heldout = open_split(args.corpus, "heldout", constants.DEFAULT_SPLIT_SEED, args.cache)
+    chosen = _spread(len(train), args.classifier_notes)
+    features = torch.cat([family_features(torch.stack([train.image(i) for i in chosen[s:s + 64]]))
+                          for s in range(0, len(chosen), 64)])
+    classifier = FamilyClassifier.fit(features, torch.tensor([train.records[i].family_index for i in chosen]),
+                                      seed=args.seed)
+    records = [heldout.records[i] for i in _spread(len(heldout), args.notes)]
+    model = NotonoModel.load(args.model)
+    transform = MelIF()
+    maps = []
+    for s in range(0, len(records), BATCH):
+        maps += model.encode(np.stack([_load_audio(r) for r in records[s:s + BATCH]]))
+    tops = torch.stack([torch.as_tensor(m.top) for m in maps])
+    bottoms = torch.stack([torch.as_tensor(m.bottom) for m in maps])
+    pitch = torch.tensor([r.pitch - constants.PITCH_MIN for r in records])
+    family = torch.tensor([r.family_index for r in records])
+    reconstructed = features_of(model, tops, bottoms, transform)
+    print(json.dumps({"model": args.model, "notes": len(records),
+                      "reconstructions": classifier.accuracy(reconstructed, family)}), flush=True)
+
+    runs = [(text, False) for text in args.settings.split(",") if text]
+    runs += [(text, True) for text in args.wrong_family.split(",") if text]
+    for text, wrong in runs:
+        labels = (family + WRONG_FAMILY_SHIFT) % constants.NUM_FAMILIES if wrong else family
+        drawn = new_bottoms(model, tops, bottoms, pitch, labels, parse_setting(text), args.seed)
+        drawn_features = features_of(model, tops, drawn, transform)
+        bias = band_bias(drawn_features, reconstructed)
+        print(json.dumps({"setting": text, "label": "wrong family" if wrong else "own family",
+                          "family": classifier.accuracy(drawn_features, family),
+                          "attack": bias["attack"], "mean": bias["mean"]}), flush=True)
+
+    n = min(args.consistency_notes, len(records))
+    if n:
+        part = slice(0, n)
+        drawn = new_bottoms(model, tops[part], bottoms[part], pitch[part], family[part],
+                            SamplingOptions(1.0, 0, 1.0, 1.0), args.seed)
+        for name, grid in (("real bottoms", bottoms[part]), ("drawn bottoms", drawn)):
+            ce, entropy, gap, error = teacher_forced(model, tops[part], grid, pitch[part], family[part])
+            print(json.dumps({"teacher-forced": name, "notes": n, "cross_entropy": round(ce, 4),
+                              "entropy": round(entropy, 4), "gap": round(gap, 4), "gap_error": round(error, 4)}),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
