@@ -9,8 +9,8 @@ Held-out notes spread over the corpus's split are encoded; each gets one new bot
 own top map (its pitch and family as labels), drawn in batches of 16 for every setting
 GUIDANCE@TEMPERATURE@TOP_P. Each setting prints what the eval's family classifier (trained on the
 training split, seeded as `eval --seed`) makes of the decoded new bottoms, against the same notes'
-reconstructions, and `evaluation.classifier.band_bias` of the new bottoms against those
-reconstructions. `--wrong-family` draws under another family's label (the note's family + 5,
+reconstructions (and how many it puts in each family), and `evaluation.classifier.band_bias` of
+the new bottoms against those reconstructions. `--wrong-family` draws under another family's label (the note's family + 5,
 modulo 11) and scores against the true family: near the reconstructions' figure means the prior
 ignores its label, near zero that it follows it.
 
@@ -92,6 +92,12 @@ def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor
             float(gap.std() / gap.numel() ** 0.5))
 
 
+def _counts(families: torch.Tensor) -> dict[str, int]:
+    """How many of `families` (indices) fall in each family, by name."""
+    counts = torch.bincount(families.long(), minlength=constants.NUM_FAMILIES).tolist()
+    return dict(zip(constants.FAMILIES, counts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
@@ -126,7 +132,9 @@ def main() -> None:
     family = torch.tensor([r.family_index for r in records])
     reconstructed = features_of(model, tops, bottoms, transform)
     print(json.dumps({"model": args.model, "notes": len(records),
-                      "reconstructions": classifier.accuracy(reconstructed, family)}), flush=True)
+                      "reconstructions": classifier.accuracy(reconstructed, family),
+                      "families": _counts(family), "reconstructions_predicted": _counts(classifier.predict(reconstructed))}),
+          flush=True)
 
     runs = [(text, False) for text in args.settings.split(",") if text]
     runs += [(text, True) for text in args.wrong_family.split(",") if text]
@@ -137,6 +145,7 @@ def main() -> None:
         bias = band_bias(drawn_features, reconstructed)
         print(json.dumps({"setting": text, "label": "wrong family" if wrong else "own family",
                           "family": classifier.accuracy(drawn_features, family),
+                          "predicted": _counts(classifier.predict(drawn_features)),
                           "attack": bias["attack"], "mean": bias["mean"]}), flush=True)
 
     n = min(args.consistency_notes, len(records))
