@@ -11,6 +11,7 @@ drawing all candidates in one batch under classifier-free guidance (2 × candida
 KV-cached one-token step, on untrained weights of each size (the arithmetic does not depend on the
 values). A size is `lite`, `reference`, or `dDxL`: d_model D, L decoder layers (and L // 2 encoder
 layers, at least 1), heads D // 32, feed-forward 4 D, conditions D // 8, the lite layout otherwise.
+`--top-size` keeps one size for every top prior (the sizes then vary the bottom prior alone).
 `--bottom-group`, `--label-layers` and `--pitch-comb` give the priors those `train priors` options
 (the model campaign's small priors use all three: `d128x3` with them is its layout), and `--compile`
 samples with the compiled step as `serve` does for small priors (tens of seconds to build per size,
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--label-layers", action="store_true")
     parser.add_argument("--pitch-comb", action="store_true")
     parser.add_argument("--compile", action="store_true", help="sample with the compiled step")
+    parser.add_argument("--top-size", default=None, help="one size for every top prior (default: each size's own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.step_precision == "bfloat16" else None
@@ -71,8 +73,10 @@ def main() -> None:
     print("| size | parameters (top + bottom) | sampling ms | ms/token |\n|---|---|---|---|")
     for size in args.sizes.split(","):
         config = dataclasses.replace(config_of(size), label_layers=args.label_layers, pitch_comb=args.pitch_comb)
+        top_config = dataclasses.replace(config_of(args.top_size), label_layers=args.label_layers,
+                                         pitch_comb=args.pitch_comb) if args.top_size else config
         torch.manual_seed(0)
-        top = TopPrior(config).eval()
+        top = TopPrior(top_config).eval()
         bottom = BottomPrior(dataclasses.replace(config, bottom_group=args.bottom_group)).eval()
         for prior in (top, bottom):
             prior.set_step_precision(dtype)
@@ -91,7 +95,8 @@ def main() -> None:
                     times.append(time.perf_counter() - started)
         ms = 1000 * statistics.median(times)
         tokens = constants.TOP_TOKENS + constants.BOTTOM_TOKENS
-        print(f"| {size} (d{config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers) | "
+        print(f"| {size} (d{config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers)"
+              f"{f', top {args.top_size}' if args.top_size else ''} | "
               f"{parameters / 1e6:.1f} M | {ms:.0f} | {ms / tokens:.2f} |", flush=True)
 
 
