@@ -3,8 +3,8 @@
 Usage (from the repository root, package importable):
 
     python benchmarks/prior_sizes.py [--runs 3] [--candidates 4] [--guidance 2] [--threads 1]
-        [--step-precision bfloat16] [--sizes lite,d192x3,d128x4] [--bottom-group 4] [--label-layers]
-        [--pitch-comb] [--compile]
+        [--step-precision bfloat16] [--sizes lite,d192x3,d128x4] [--top-size d128x3] [--bottom-group 4]
+        [--label-layers] [--pitch-comb] [--compile]
 
 Times what a new sound's sampling costs the daemon with its defaults: the top and bottom priors
 drawing all candidates in one batch under classifier-free guidance (2 × candidates rows), with the
@@ -31,8 +31,8 @@ import torch
 from notono_live import constants
 from notono_live.models.bundle import NotonoModel, _default_stats
 from notono_live.models.priors import BottomPrior, PriorConfig, TopPrior
-from notono_live.models.vqvae import VQVAE2, VQVAE2Config
 from notono_live.models.sampling import SamplingOptions, generate_codes
+from notono_live.models.vqvae import VQVAE2, VQVAE2Config
 
 
 def config_of(size: str) -> PriorConfig:
