@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from notono_live import constants
-from notono_live.evaluation.classifier import FamilyClassifier, band_bias, family_features
-from notono_live.evaluation.report import _images_of, _load_audio, _spread
+from notono_live.evaluation.classifier import band_bias, family_features
+from notono_live.evaluation.report import _images_of, _load_audio, _spread, fit_family_classifier
 from notono_live.models.bundle import NotonoModel, _to_maps
 from notono_live.models.sampling import SamplingOptions, grid_to_sequence, inpaint_codes
 from notono_live.representation import MelIF
@@ -115,11 +115,7 @@ def main() -> None:
 
     train = open_split(args.corpus, "train", constants.DEFAULT_SPLIT_SEED, args.cache)
     heldout = open_split(args.corpus, "heldout", constants.DEFAULT_SPLIT_SEED, args.cache)
-    chosen = _spread(len(train), args.classifier_notes)
-    features = torch.cat([family_features(torch.stack([train.image(i) for i in chosen[s:s + 64]]))
-                          for s in range(0, len(chosen), 64)])
-    classifier = FamilyClassifier.fit(features, torch.tensor([train.records[i].family_index for i in chosen]),
-                                      seed=args.seed)
+    classifier, _ = fit_family_classifier(train, args.classifier_notes, args.seed)
     records = [heldout.records[i] for i in _spread(len(heldout), args.notes)]
     model = NotonoModel.load(args.model)
     transform = MelIF()

@@ -261,6 +261,18 @@ def _images_of(audio: np.ndarray, transform) -> torch.Tensor:
         return transform.forward(torch.as_tensor(np.atleast_2d(audio), dtype=torch.float32)).cpu()
 
 
+def fit_family_classifier(train, notes: int, seed: int):
+    """The eval's family classifier, fitted on up to `notes` notes spread over the training split
+    `train` (images from its cache); returns it and how many notes it saw."""
+    from .classifier import FamilyClassifier, family_features
+
+    chosen = _spread(len(train), notes)
+    features = torch.cat([family_features(torch.stack([train.image(i) for i in chosen[s:s + 64]]))
+                          for s in range(0, len(chosen), 64)])
+    labels = torch.tensor([train.records[i].family_index for i in chosen])
+    return FamilyClassifier.fit(features, labels, seed=seed), len(chosen)
+
+
 # --- The evaluation -------------------------------------------------------------------------
 
 def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -> EvalReport:
@@ -272,7 +284,7 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     from ..training.data import open_split
     from ..training.priors import code_usage
     from . import figures
-    from .classifier import FamilyClassifier, band_bias, family_features
+    from .classifier import band_bias, family_features
 
     settings = settings.apply_quick()
     started = time.monotonic()
@@ -446,17 +458,13 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
 
     # --- 3. family recognisability -----------------------------------------------------------
     t0 = time.monotonic()
-    train_indices = _spread(len(train), settings.classifier_notes)
-    train_features = torch.cat([family_features(torch.stack([train.image(i) for i in train_indices[s:s + 64]]))
-                                for s in range(0, len(train_indices), 64)])
-    train_labels = torch.tensor([train.records[i].family_index for i in train_indices])
-    classifier = FamilyClassifier.fit(train_features, train_labels, seed=settings.seed)
+    classifier, training_notes = fit_family_classifier(train, settings.classifier_notes, settings.seed)
     all_heldout = _spread(len(records), max(settings.classifier_notes // 4, 32))
     heldout_features = torch.cat([family_features(torch.stack([heldout.image(i) for i in all_heldout[s:s + 64]]))
                                   for s in range(0, len(all_heldout), 64)])
     heldout_labels = torch.tensor([records[i].family_index for i in all_heldout])
     family = FamilyResult(
-        training_notes=len(train_indices),
+        training_notes=training_notes,
         real_heldout_all=classifier.accuracy(heldout_features, heldout_labels),
         real_grid=(classifier.accuracy(torch.cat(real_features), torch.tensor(real_labels))
                    if real_features else float("nan")),
