@@ -3,7 +3,8 @@
 Usage (from the repository root, package importable):
 
     python benchmarks/bottom_prior_family.py MODEL --corpus CORPUS [--cache CACHE] [--notes 240]
-        [--settings 2@1@0.8,1@1@0.8,4@1@0.8] [--wrong-family 2@1@0.8] [--consistency-notes 64] [--seed 1]
+        [--settings 2@1@0.8,1@1@0.8,4@1@0.8] [--wrong-family 2@1@0.8] [--columns all,0-1,2-7]
+        [--consistency-notes 64] [--seen-in CORPUS] [--seed 1]
 
 Held-out notes spread over the corpus's split are encoded; each gets one new bottom map under its
 own top map (its pitch and family as labels), drawn in batches of 16 for every setting
@@ -12,14 +13,20 @@ training split, seeded as `eval --seed`) makes of the decoded new bottoms, again
 reconstructions (and how many it puts in each family), and `evaluation.classifier.band_bias` of
 the new bottoms against those reconstructions. `--wrong-family` draws under another family's label (the note's family + 5,
 modulo 11) and scores against the true family: near the reconstructions' figure means the prior
-ignores its label, near zero that it follows it.
+ignores its label, near zero that it follows it. `--columns` redraws only some of the bottom map's
+columns (0.5 s each; `0-1` is the first second, `all` the whole map) and keeps the note's own codes
+in the others, which says where in the note the family is lost. `--seen-in CORPUS` splits the
+held-out notes by whether they are in CORPUS's training split (a model trained on another corpus,
+whose notes this one repeats, may have learnt some of them) and prints the family figures and the
+prior's cross-entropy along the real bottoms for each part.
 
 The consistency check draws new bottoms at temperature 1, top-p 1, guidance 1 (the conditioned
 prior as trained) and teacher-forces them back through the prior: the mean of (−log p of each drawn
 code − entropy of the distribution it was drawn from) is zero when the sampler draws from exactly
 the conditionals the prior is trained on (a sampler bug shows as a positive gap); the entropy along
 the drawn bottoms, against the cross-entropy along the real ones, says how far the prior drifts on
-its own draws. Untimed; the figures of docs/training.md ("The family is lost in the bottom prior")
+its own draws. Both are also printed by column of the bottom map, which says where in the
+note the prior is least sure. Untimed; the figures of docs/training.md ("The family is lost in the bottom prior")
 come from it on the campaign's models.
 """
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from notono_live import constants
+from notono_live.codemaps import BOTTOM_ORDER
 from notono_live.evaluation.classifier import band_bias, family_features
 from notono_live.evaluation.report import _images_of, _load_audio, _spread, fit_family_classifier
 from notono_live.models.bundle import NotonoModel, _to_maps
@@ -51,11 +59,31 @@ def parse_setting(text: str) -> SamplingOptions:
     return SamplingOptions(temperature, 0, top_p, guidance)
 
 
+def column_mask(text: str) -> np.ndarray:
+    """`all`, `C` or `FIRST-LAST` (bottom map columns, 0-based, inclusive) -> a bottom mask [64, 8]."""
+    mask = np.zeros(constants.BOTTOM_SHAPE, dtype=bool)
+    columns = constants.BOTTOM_SHAPE[1]
+    if text == "all":
+        mask[:] = True
+        return mask
+    try:
+        first, _, last = text.partition("-")
+        first, last = int(first), int(last or first)
+    except ValueError:
+        raise SystemExit(f"columns {text!r}: expected all, C or FIRST-LAST, e.g. 0-1") from None
+    if not 0 <= first <= last < columns:
+        raise SystemExit(f"columns {text!r}: the bottom map has columns 0 to {columns - 1}")
+    mask[:, first:last + 1] = True
+    return mask
+
+
 def new_bottoms(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, pitch: torch.Tensor,
-                family: torch.Tensor, options: SamplingOptions, seed: int) -> torch.Tensor:
-    """One new bottom [N, 64, 8] under each top [N, 32, 4], in batches, from one seeded stream."""
+                family: torch.Tensor, options: SamplingOptions, seed: int,
+                mask: np.ndarray | None = None) -> torch.Tensor:
+    """One new bottom [N, 64, 8] under each top [N, 32, 4], in batches, from one seeded stream; with
+    `mask`, only its cells are drawn and the others keep `bottoms`' codes."""
     generator = torch.Generator().manual_seed(seed)
-    whole_bottom = np.ones(constants.BOTTOM_SHAPE, dtype=bool)
+    whole_bottom = np.ones(constants.BOTTOM_SHAPE, dtype=bool) if mask is None else mask
     out = []
     with torch.inference_mode():
         for s in range(0, len(tops), BATCH):
@@ -74,8 +102,9 @@ def features_of(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, t
 
 
 def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, pitch: torch.Tensor,
-                   family: torch.Tensor) -> tuple[float, float, float, float]:
-    """(cross-entropy, entropy, mean gap, its standard error) in nats per bottom cell."""
+                   family: torch.Tensor) -> tuple[float, float, float, float, list[float], list[float]]:
+    """(cross-entropy, entropy, mean gap, its standard error, cross-entropy by bottom column, entropy
+    by bottom column) in nats per bottom cell."""
     prior = model.bottom_prior
     ce, entropy = [], []
     with torch.inference_mode():
@@ -88,8 +117,11 @@ def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor
             entropy.append(-(log_p.exp() * log_p).sum(-1).flatten())
     ce_all, entropy_all = torch.cat(ce), torch.cat(entropy)
     gap = ce_all - entropy_all
+    column = torch.as_tensor(BOTTOM_ORDER[:, 1]).repeat(len(tops))
+    by_column = [[round(float(values[column == c].mean()), 3) for c in range(constants.BOTTOM_SHAPE[1])]
+                 for values in (ce_all, entropy_all)]
     return (float(ce_all.mean()), float(entropy_all.mean()), float(gap.mean()),
-            float(gap.std() / gap.numel() ** 0.5))
+            float(gap.std() / gap.numel() ** 0.5), *by_column)
 
 
 def _counts(families: torch.Tensor) -> dict[str, int]:
@@ -106,17 +138,25 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=240)
     parser.add_argument("--settings", default="2@1@0.8")
     parser.add_argument("--wrong-family", default="", help="settings drawn under a wrong family label")
+    parser.add_argument("--columns", default="all", help="bottom columns to redraw: all, C or FIRST-LAST, comma-separated")
     parser.add_argument("--consistency-notes", type=int, default=64)
+    parser.add_argument("--seen-in", default=None, help="corpus whose training split may hold some of the held-out notes")
     parser.add_argument("--classifier-notes", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    regions = [(text, column_mask(text)) for text in args.columns.split(",") if text]
 
     train = open_split(args.corpus, "train", constants.DEFAULT_SPLIT_SEED, args.cache)
     heldout = open_split(args.corpus, "heldout", constants.DEFAULT_SPLIT_SEED, args.cache)
     classifier, _ = fit_family_classifier(train, args.classifier_notes, args.seed)
     records = [heldout.records[i] for i in _spread(len(heldout), args.notes)]
+    parts = {"all": torch.ones(len(records), dtype=torch.bool)}
+    if args.seen_in:
+        trained_on = {r.note for r in open_split(args.seen_in, "train", constants.DEFAULT_SPLIT_SEED).records}
+        seen = torch.tensor([r.note in trained_on for r in records])
+        parts = {"seen": seen, "unseen": ~seen}
     model = NotonoModel.load(args.model)
     transform = MelIF()
     maps = []
@@ -127,32 +167,41 @@ def main() -> None:
     pitch = torch.tensor([r.pitch - constants.PITCH_MIN for r in records])
     family = torch.tensor([r.family_index for r in records])
     reconstructed = features_of(model, tops, bottoms, transform)
-    print(json.dumps({"model": args.model, "notes": len(records),
-                      "reconstructions": classifier.accuracy(reconstructed, family),
+    print(json.dumps({"model": args.model, "notes": {name: int(part.sum()) for name, part in parts.items()},
+                      "reconstructions": {name: classifier.accuracy(reconstructed[part], family[part])
+                                          for name, part in parts.items()},
                       "families": _counts(family), "reconstructions_predicted": _counts(classifier.predict(reconstructed))}),
           flush=True)
 
     runs = [(text, False) for text in args.settings.split(",") if text]
     runs += [(text, True) for text in args.wrong_family.split(",") if text]
-    for text, wrong in runs:
+    for (text, wrong), (columns, mask) in ((run, region) for run in runs for region in regions):
         labels = (family + WRONG_FAMILY_SHIFT) % constants.NUM_FAMILIES if wrong else family
-        drawn = new_bottoms(model, tops, bottoms, pitch, labels, parse_setting(text), args.seed)
+        drawn = new_bottoms(model, tops, bottoms, pitch, labels, parse_setting(text), args.seed, mask)
         drawn_features = features_of(model, tops, drawn, transform)
         bias = band_bias(drawn_features, reconstructed)
-        print(json.dumps({"setting": text, "label": "wrong family" if wrong else "own family",
-                          "family": classifier.accuracy(drawn_features, family),
+        print(json.dumps({"setting": text, "label": "wrong family" if wrong else "own family", "columns": columns,
+                          "family": {name: classifier.accuracy(drawn_features[part], family[part])
+                                     for name, part in parts.items()},
                           "predicted": _counts(classifier.predict(drawn_features)),
                           "attack": bias["attack"], "mean": bias["mean"]}), flush=True)
 
+    if args.seen_in:
+        for name, part in parts.items():
+            ce = teacher_forced(model, tops[part], bottoms[part], pitch[part], family[part])
+            print(json.dumps({"teacher-forced": "real bottoms", "notes": name, "cross_entropy": round(ce[0], 4),
+                              "cross_entropy_by_column": ce[4]}), flush=True)
     n = min(args.consistency_notes, len(records))
     if n:
         part = slice(0, n)
         drawn = new_bottoms(model, tops[part], bottoms[part], pitch[part], family[part],
                             SamplingOptions(1.0, 0, 1.0, 1.0), args.seed)
         for name, grid in (("real bottoms", bottoms[part]), ("drawn bottoms", drawn)):
-            ce, entropy, gap, error = teacher_forced(model, tops[part], grid, pitch[part], family[part])
+            ce, entropy, gap, error, ce_columns, entropy_columns = teacher_forced(
+                model, tops[part], grid, pitch[part], family[part])
             print(json.dumps({"teacher-forced": name, "notes": n, "cross_entropy": round(ce, 4),
-                              "entropy": round(entropy, 4), "gap": round(gap, 4), "gap_error": round(error, 4)}),
+                              "entropy": round(entropy, 4), "gap": round(gap, 4), "gap_error": round(error, 4),
+                              "cross_entropy_by_column": ce_columns, "entropy_by_column": entropy_columns}),
                   flush=True)
 
 
