@@ -75,7 +75,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     assert status == 0
     printed = capsys.readouterr().out
     assert "reconstruction LSD" in printed and "family classifier" in printed
-    assert sum(line.startswith(("PASS ", "FAIL ")) for line in printed.splitlines()) == 3
+    assert sum(line.startswith(("PASS ", "FAIL ")) for line in printed.splitlines()) == 5
     for name in ("report.md", "metrics.json", "reconstruction.png", "codemaps.png", "grid_generated.png",
                  "grid_real.png", "operations.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -109,8 +109,16 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     assert any(v != 0.0 for v in bias["mean"])    # an untrained bottom prior's draws are not its notes
     assert 1.0 <= metrics["codebook"]["top_perplexity"] <= constants.CODEBOOK_SIZE
     assert [bar["name"] for bar in metrics["bars"]] == ["reconstruction keeps pitch",
-                                                          "generated pitch accuracy / real",
+                                                          "reconstruction spectral convergence",
+                                                          "first-draw pitch accuracy / real",
+                                                          "picked pitch accuracy / real",
                                                           "family accuracy generated / real"]
+    bars = {bar["name"]: bar for bar in metrics["bars"]}
+    # spectral convergence is a bar from above: an untrained VQ-VAE's is far over it
+    sc = bars["reconstruction spectral convergence"]
+    assert sc["at_most"] and sc["value"] == reconstruction["spectral_convergence"] > sc["threshold"]
+    assert not sc["passed"] and "FAIL reconstruction spectral convergence" in printed and "(bar ≤ 0.30;" in printed
+    assert bars["picked pitch accuracy / real"]["threshold"] == 0.95
     text = (out / "report.md").read_text()
     assert "![original vs reconstruction](reconstruction.png)" in text and "quick mode" in text
     assert "new bottom map drawn under the note's own top map" in text
@@ -128,6 +136,8 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     one = json.loads((single / "metrics.json").read_text())
     assert one["sampling"]["candidates"] == one["grid"]["candidates"] == one["model"]["candidates"] == 1
     assert one["grid"]["first_draw_on_real_cells"] == one["grid"]["generated_on_real_cells"]
+    # one draw per sound: nothing is picked, so there is no picked bar
+    assert "picked pitch accuracy / real" not in [bar["name"] for bar in one["bars"]]
     assert "the priors' single draw" in (single / "report.md").read_text()
 
 

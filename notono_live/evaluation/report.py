@@ -1,6 +1,6 @@
 """`notono-live eval`: measure a model folder on the held-out split and write a markdown report.
 
-What is measured (issue 3), each against a reference that says how good "good" is:
+What is measured, each against a reference that says how good "good" is:
 - reconstruction: log-spectral distance and spectral convergence of VQ-VAE reconstructions, beside
   the model-free Mel-IF round trip of the same notes (the ceiling any model on this representation
   can reach);
@@ -12,7 +12,8 @@ What is measured (issue 3), each against a reference that says how good "good" i
   generated sounds beside its accuracy on real held-out notes of the same grid cells;
 - codebook usage (perplexity, fraction of codes used) of both maps over the held-out notes;
 - the paper's three operations on one held-out note, written as WAVs with their pitch check.
-The bars of the issue are printed as PASS/FAIL lines and kept in metrics.json.
+The model's bars (issue 15's "Done when") are printed as PASS/FAIL lines and
+kept in metrics.json.
 """
 from __future__ import annotations
 
@@ -31,10 +32,15 @@ from .. import codemaps, constants
 from ..data.roundtrip import spectral_distances
 from .text import headline, ratio, render_markdown   # the words; this module measures
 
-# Bars of issue 3 for the shipped model.
-BAR_RECONSTRUCTION_PITCH = 0.95
-BAR_GENERATED_PITCH_RATIO = 0.85
-BAR_FAMILY_RATIO = 0.70
+# The model's bars (issue 15): reconstruction keeps the pitch of this share of the
+# notes whose original passes, with at most this spectral convergence; the priors' first draws are on
+# pitch this share as often as real notes, the picked sounds (when picking is on) this share, and the
+# family classifier recognises the generated sounds this share as often as real notes.
+BAR_RECONSTRUCTION_PITCH = 0.97
+BAR_RECONSTRUCTION_SC = 0.30
+BAR_FIRST_DRAW_PITCH_RATIO = 0.85
+BAR_PICKED_PITCH_RATIO = 0.95
+BAR_FAMILY_RATIO = 0.90
 
 
 @dataclass
@@ -196,6 +202,7 @@ class BarCheck:
     threshold: float
     passed: bool
     detail: str
+    at_most: bool = False    # the value must not exceed the threshold (else: must reach it)
 
 
 @dataclass
@@ -563,21 +570,29 @@ def _operations(model, records, passes_original: dict[int, bool], check_pitch, o
 
 
 def _bars(reconstruction: ReconstructionResult, grid: GridResult, family: FamilyResult) -> list[BarCheck]:
-    pitch_ratio = ratio(grid.generated_on_real_cells, grid.real_overall)
+    first_ratio = ratio(grid.first_draw_on_real_cells, grid.real_overall)
+    picked_ratio = ratio(grid.generated_on_real_cells, grid.real_overall)
     family_ratio = ratio(family.generated, family.real_grid)
+    sounds = (f"each the best on pitch of {grid.candidates} draws" if grid.candidates > 1
+              else "one draw each")
 
-    def check(name, value, threshold, detail) -> BarCheck:
-        return BarCheck(name, value, threshold, bool(math.isfinite(value) and value >= threshold), detail)
+    def check(name, value, threshold, detail, at_most=False) -> BarCheck:
+        passed = math.isfinite(value) and (value <= threshold if at_most else value >= threshold)
+        return BarCheck(name, value, threshold, bool(passed), detail, at_most)
 
-    return [
+    bars = [
         check("reconstruction keeps pitch", reconstruction.pitch_kept, BAR_RECONSTRUCTION_PITCH,
               f"{reconstruction.reconstructions_keeping_pitch}/{reconstruction.originals_passing_pitch} "
               f"held-out notes whose original passes"),
-        check("generated pitch accuracy / real", pitch_ratio, BAR_GENERATED_PITCH_RATIO,
-              f"{grid.generated_on_real_cells:.1%} generated vs {grid.real_overall:.1%} real"
-              + (f"; each the best on pitch of {grid.candidates} draws, the first draws alone "
-                 f"{grid.first_draw_on_real_cells:.1%} = {ratio(grid.first_draw_on_real_cells, grid.real_overall):.3f}"
-                 if grid.candidates > 1 else "")),
-        check("family accuracy generated / real", family_ratio, BAR_FAMILY_RATIO,
-              f"{family.generated:.1%} generated vs {family.real_grid:.1%} real"),
+        check("reconstruction spectral convergence", reconstruction.spectral_convergence, BAR_RECONSTRUCTION_SC,
+              f"{reconstruction.notes} held-out notes; the Mel-IF round trip "
+              f"{reconstruction.ceiling_spectral_convergence:.3f}", at_most=True),
+        check("first-draw pitch accuracy / real", first_ratio, BAR_FIRST_DRAW_PITCH_RATIO,
+              f"the priors alone: {grid.first_draw_on_real_cells:.1%} of first draws vs {grid.real_overall:.1%} real"),
     ]
+    if grid.candidates > 1:   # with one draw per sound the picked sounds are the first draws
+        bars.append(check("picked pitch accuracy / real", picked_ratio, BAR_PICKED_PITCH_RATIO,
+                          f"{grid.generated_on_real_cells:.1%} generated ({sounds}) vs {grid.real_overall:.1%} real"))
+    bars.append(check("family accuracy generated / real", family_ratio, BAR_FAMILY_RATIO,
+                      f"{family.generated:.1%} generated ({sounds}) vs {family.real_grid:.1%} real"))
+    return bars

@@ -55,7 +55,8 @@ def headline(report: EvalReport) -> list[str]:
     for op in report.operations:
         lines.append(f"operation {op.name}: pitch {'ok' if op.pitch_ok else 'off'} -> {op.wav}")
     for bar in report.bars:
-        lines.append(f"{'PASS' if bar.passed else 'FAIL'} {bar.name}: {bar.value:.3f} (bar {bar.threshold:.2f}; {bar.detail})")
+        lines.append(f"{'PASS' if bar.passed else 'FAIL'} {bar.name}: {bar.value:.3f} "
+                     f"(bar {'≤ ' if bar.at_most else '≥ '}{bar.threshold:.2f}; {bar.detail})")
     return lines
 
 
@@ -72,10 +73,11 @@ def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
         f"({report.heldout_notes} held-out notes, split seed {settings.split_seed})"
         + (" — **quick mode (subsampled)**" if report.quick else ""),
         f"- time: {report.seconds.get('total', 0):.0f} s", "",
-        "## Bars (issue 3)", "",
+        "## Bars (issue 15)", "",
         "| bar | value | threshold | result | detail |", "| --- | --- | --- | --- | --- |",
     ]
-    lines += [f"| {b.name} | {_cell(b.value)} | {b.threshold:.2f} | {'PASS' if b.passed else 'FAIL'} | {b.detail} |"
+    lines += [f"| {b.name} | {_cell(b.value)} | {'≤' if b.at_most else '≥'} {b.threshold:.2f} | "
+              f"{'PASS' if b.passed else 'FAIL'} | {b.detail} |"
               for b in report.bars]
     lines += [
         "", "## Reconstruction", "",
