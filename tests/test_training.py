@@ -445,6 +445,25 @@ def test_cli_refuses_a_missing_vqvae(tmp_path, small_corpus):
               "--out", str(tmp_path / "p"), "--size", "tiny", "--max-steps", "1"])
 
 
+def test_cli_layer_counts_shape_new_priors_and_refuse_zero(tmp_path, small_corpus, spectrogram_cache, vqvae_run):
+    from notono_live.cli import main
+    from notono_live.models.priors import PriorConfig
+    from notono_live.training import modelio
+
+    out = tmp_path / "deep_encoder"
+    assert main(["train", "priors", "--corpus", str(small_corpus), "--vqvae", str(vqvae_run[0]), "--out", str(out),
+                 "--size", "tiny", "--which", "bottom", "--max-steps", "1", "--batch-size", "4",
+                 "--cache", str(spectrogram_cache), "--encoder-layers", "3"]) == 0
+    prior = modelio.load_prior(common.find_checkpoint_dir(out), "bottom", torch.device("cpu"))
+    tiny = PriorConfig.from_size("tiny")
+    assert (prior.config.encoder_layers, prior.config.decoder_layers) == (3, tiny.decoder_layers)
+    assert len(prior.encoder_layers) == 3
+    with pytest.raises(SystemExit):
+        main(["train", "priors", "--corpus", str(small_corpus), "--vqvae", str(vqvae_run[0]),
+              "--out", str(tmp_path / "none"), "--size", "tiny", "--decoder-layers", "0"])
+    assert not (tmp_path / "none").exists()
+
+
 def test_the_magnitude_weight_weighs_the_log_power_channel_and_keeps_the_loss_scale():
     from notono_live.training.vqvae import reconstruction_loss
 

@@ -10,6 +10,13 @@ import argparse
 from pathlib import Path
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _add_common(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="NSynth-layout corpus folder")
     parser.add_argument("--out", type=Path, required=True,
@@ -80,6 +87,11 @@ def register(subparsers) -> None:
     priors.add_argument("--pitch-comb", action="store_true",
                         help="new priors also get, at each position, where the pitch's harmonics fall in the "
                              "Mel rows under it (ours; models.pitch_comb); with --init-from, added to those priors")
+    priors.add_argument("--encoder-layers", type=_positive_int, default=None, metavar="N",
+                        help="encoder layers of new priors (default: the size's); the bottom prior's encoder "
+                             "reads the top map once per draw, so its depth costs a sampled cell nothing")
+    priors.add_argument("--decoder-layers", type=_positive_int, default=None, metavar="N",
+                        help="decoder layers of new priors (default: the size's); each costs every sampled step")
     priors.add_argument("--init-from", type=Path, default=None, metavar="FOLDER",
                         help="start new priors from the trained ones in this model folder or `train priors` run "
                              "(fine-tuning; they must model this --vqvae's codes)")
@@ -133,7 +145,9 @@ def _run_priors(args: argparse.Namespace) -> int:
         cache=args.cache, extraction_batch_size=args.extraction_batch_size, workers=args.workers,
         device=args.device, checkpoint_minutes=args.checkpoint_minutes, precision=args.precision,
         condition_dropout=args.condition_dropout, label_layers=args.label_layers,
-        bottom_group=args.bottom_group, pitch_comb=args.pitch_comb, init_from=args.init_from))
+        bottom_group=args.bottom_group, pitch_comb=args.pitch_comb, init_from=args.init_from,
+        model_overrides={f"{part}_layers": n for part, n in (("encoder", args.encoder_layers),
+                                                             ("decoder", args.decoder_layers)) if n}))
     _print_summary(result.summary)
     return 0
 
