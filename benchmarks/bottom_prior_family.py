@@ -67,8 +67,8 @@ def column_mask(text: str) -> np.ndarray:
         mask[:] = True
         return mask
     try:
-        first, _, last = text.partition("-")
-        first, last = int(first), int(last or first)
+        first, dash, last = text.partition("-")
+        first, last = int(first), int(last if dash else first)
     except ValueError:
         raise SystemExit(f"columns {text!r}: expected all, C or FIRST-LAST, e.g. 0-1") from None
     if not 0 <= first <= last < columns:
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    regions = [(text, column_mask(text)) for text in args.columns.split(",") if text]
+    regions = [(text, column_mask(text)) for text in args.columns.split(",")]
 
     train = open_split(args.corpus, "train", constants.DEFAULT_SPLIT_SEED, args.cache)
     heldout = open_split(args.corpus, "heldout", constants.DEFAULT_SPLIT_SEED, args.cache)
@@ -156,7 +156,7 @@ def main() -> None:
     if args.seen_in:
         trained_on = {r.note for r in open_split(args.seen_in, "train", constants.DEFAULT_SPLIT_SEED).records}
         seen = torch.tensor([r.note in trained_on for r in records])
-        parts = {"seen": seen, "unseen": ~seen}
+        parts.update((name, part) for name, part in (("seen", seen), ("unseen", ~seen)) if part.any())
     model = NotonoModel.load(args.model)
     transform = MelIF()
     maps = []
@@ -189,8 +189,8 @@ def main() -> None:
     if args.seen_in:
         for name, part in parts.items():
             ce = teacher_forced(model, tops[part], bottoms[part], pitch[part], family[part])
-            print(json.dumps({"teacher-forced": "real bottoms", "notes": name, "cross_entropy": round(ce[0], 4),
-                              "cross_entropy_by_column": ce[4]}), flush=True)
+            print(json.dumps({"teacher-forced": "real bottoms", "part": name, "notes": int(part.sum()),
+                              "cross_entropy": round(ce[0], 4), "cross_entropy_by_column": ce[4]}), flush=True)
     n = min(args.consistency_notes, len(records))
     if n:
         part = slice(0, n)

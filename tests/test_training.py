@@ -445,7 +445,8 @@ def test_cli_refuses_a_missing_vqvae(tmp_path, small_corpus):
               "--out", str(tmp_path / "p"), "--size", "tiny", "--max-steps", "1"])
 
 
-def test_cli_layer_counts_shape_new_priors_and_refuse_zero(tmp_path, small_corpus, spectrogram_cache, vqvae_run):
+def test_cli_layer_counts_shape_new_priors_and_refuse_zero(tmp_path, small_corpus, spectrogram_cache, vqvae_run,
+                                                           capsys):
     from notono_live.cli import main
     from notono_live.models.priors import PriorConfig
     from notono_live.training import modelio
@@ -453,11 +454,20 @@ def test_cli_layer_counts_shape_new_priors_and_refuse_zero(tmp_path, small_corpu
     out = tmp_path / "deep_encoder"
     assert main(["train", "priors", "--corpus", str(small_corpus), "--vqvae", str(vqvae_run[0]), "--out", str(out),
                  "--size", "tiny", "--which", "bottom", "--max-steps", "1", "--batch-size", "4",
-                 "--cache", str(spectrogram_cache), "--encoder-layers", "3"]) == 0
+                 "--cache", str(spectrogram_cache), "--encoder-layers", "3", "--decoder-layers", "2"]) == 0
     prior = modelio.load_prior(common.find_checkpoint_dir(out), "bottom", torch.device("cpu"))
     tiny = PriorConfig.from_size("tiny")
-    assert (prior.config.encoder_layers, prior.config.decoder_layers) == (3, tiny.decoder_layers)
-    assert len(prior.encoder_layers) == 3
+    assert (tiny.encoder_layers, tiny.decoder_layers) == (1, 1)
+    assert (prior.config.encoder_layers, prior.config.decoder_layers) == (3, 2)
+    assert (len(prior.encoder_layers), len(prior.decoder_layers)) == (3, 2)
+    # resuming keeps the run's own shape, and says so
+    capsys.readouterr()
+    assert main(["train", "priors", "--corpus", str(small_corpus), "--vqvae", str(vqvae_run[0]), "--out", str(out),
+                 "--size", "tiny", "--which", "bottom", "--max-steps", "2", "--batch-size", "4",
+                 "--cache", str(spectrogram_cache), "--encoder-layers", "1"]) == 0
+    assert "has 3 encoder layers and keeps them; --encoder-layers 1 only shapes new priors" in capsys.readouterr().out
+    resumed = modelio.load_prior(common.find_checkpoint_dir(out), "bottom", torch.device("cpu"))
+    assert (resumed.config.encoder_layers, resumed.config.decoder_layers) == (3, 2)
     with pytest.raises(SystemExit):
         main(["train", "priors", "--corpus", str(small_corpus), "--vqvae", str(vqvae_run[0]),
               "--out", str(tmp_path / "none"), "--size", "tiny", "--decoder-layers", "0"])

@@ -10,7 +10,7 @@ def register(subparsers) -> None:
         "eval", help="measure a model on the held-out split; writes report.md, PNGs, WAVs, metrics.json",
         description="Reconstruction (LSD, spectral convergence vs the Mel-IF round trip), pitch kept, "
                     "generation pitch accuracy on the family x pitch grid, family recognisability, codebook "
-                    "usage and the paper's three operations, with PASS/FAIL lines for the issue's bars.")
+                    "usage and the paper's three operations, with PASS/FAIL lines for the model's bars (issue 15).")
     parser.add_argument("--models", type=Path, default=None,
                         help="model folder (default: $NOTONO_MODELS or the repository's models/)")
     parser.add_argument("--corpus", type=Path, required=True, help="NSynth-layout corpus the model was trained on")

@@ -287,6 +287,13 @@ def _upgraded(model, what: str, added: set[str], **changes):
     return upgraded
 
 
+def _kept_shape_notes(name: str, model, overrides: dict[str, Any], how: str) -> list[str]:
+    """What a resumed or --init-from prior keeps of its own shape against the layer counts asked for."""
+    return [f"the {name} prior ({how}) has {getattr(model.config, key)} {key.replace('_', ' ')} and keeps them; "
+            f"--{key.replace('_', '-')} {value} only shapes new priors"
+            for key, value in overrides.items() if key.endswith("_layers") and getattr(model.config, key) != value]
+
+
 def _add_unconditioned_input(model):
     """A copy of a prior trained without condition dropout, with the unconditioned input added and
     initialised to the mean pitch and family embeddings; every other weight is kept."""
@@ -364,6 +371,7 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 if config.condition_dropout > 0 and models[name].null_condition is None:
                     models[name] = _add_unconditioned_input(models[name])
                     upgraded.add(name)
+                logger_notes += _kept_shape_notes(name, models[name], config.model_overrides, "resumed")
             elif config.init_from is not None:
                 source = common.find_checkpoint_dir(Path(config.init_from)) or Path(config.init_from)
                 if not modelio.has_prior(source, name):
@@ -377,6 +385,7 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 if config.pitch_comb and not models[name].config.pitch_comb:
                     models[name] = _add_pitch_comb(models[name])
                     logger_notes.append(f"added the pitch comb to the {name} prior")
+                logger_notes += _kept_shape_notes(name, models[name], config.model_overrides, "from --init-from")
             else:
                 overrides = dict(config.model_overrides)
                 if config.condition_dropout > 0:
