@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -101,10 +102,20 @@ def features_of(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, t
                       for s in range(0, len(maps), BATCH)])
 
 
+class TeacherForced(NamedTuple):
+    """Nats per bottom cell along given bottoms: the prior's cross-entropy, the entropy of its
+    conditionals, their mean gap and its standard error, and the first two by bottom column."""
+    cross_entropy: float
+    entropy: float
+    gap: float
+    gap_error: float
+    cross_entropy_by_column: list[float]
+    entropy_by_column: list[float]
+
+
 def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, pitch: torch.Tensor,
-                   family: torch.Tensor) -> tuple[float, float, float, float, list[float], list[float]]:
-    """(cross-entropy, entropy, mean gap, its standard error, cross-entropy by bottom column, entropy
-    by bottom column) in nats per bottom cell."""
+                   family: torch.Tensor) -> TeacherForced:
+    """The bottom prior teacher-forced along `bottoms` (see `TeacherForced`)."""
     prior = model.bottom_prior
     ce, entropy = [], []
     with torch.inference_mode():
@@ -120,8 +131,8 @@ def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor
     column = torch.as_tensor(BOTTOM_ORDER[:, 1]).repeat(len(tops))
     by_column = [[round(float(values[column == c].mean()), 3) for c in range(constants.BOTTOM_SHAPE[1])]
                  for values in (ce_all, entropy_all)]
-    return (float(ce_all.mean()), float(entropy_all.mean()), float(gap.mean()),
-            float(gap.std() / gap.numel() ** 0.5), *by_column)
+    return TeacherForced(float(ce_all.mean()), float(entropy_all.mean()), float(gap.mean()),
+                         float(gap.std() / gap.numel() ** 0.5), *by_column)
 
 
 def _counts(families: torch.Tensor) -> dict[str, int]:
@@ -188,9 +199,10 @@ def main() -> None:
 
     if args.seen_in:
         for name, part in parts.items():
-            ce = teacher_forced(model, tops[part], bottoms[part], pitch[part], family[part])
+            real = teacher_forced(model, tops[part], bottoms[part], pitch[part], family[part])
             print(json.dumps({"teacher-forced": "real bottoms", "part": name, "notes": int(part.sum()),
-                              "cross_entropy": round(ce[0], 4), "cross_entropy_by_column": ce[4]}), flush=True)
+                              "cross_entropy": round(real.cross_entropy, 4),
+                              "cross_entropy_by_column": real.cross_entropy_by_column}), flush=True)
     n = min(args.consistency_notes, len(records))
     if n:
         part = slice(0, n)

@@ -268,16 +268,23 @@ def _images_of(audio: np.ndarray, transform) -> torch.Tensor:
         return transform.forward(torch.as_tensor(np.atleast_2d(audio), dtype=torch.float32)).cpu()
 
 
+def _split_features(split, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The family classifier's features of those notes of a split (images from its cache, 64 at a
+    time) and their family labels."""
+    from .classifier import family_features
+
+    features = torch.cat([family_features(torch.stack([split.image(i) for i in indices[s:s + 64]]))
+                          for s in range(0, len(indices), 64)])
+    return features, torch.tensor([split.records[i].family_index for i in indices])
+
+
 def fit_family_classifier(train, notes: int, seed: int):
     """The eval's family classifier, fitted on up to `notes` notes spread over the training split
-    `train` (images from its cache); returns it and how many notes it saw."""
-    from .classifier import FamilyClassifier, family_features
+    `train`; returns it and how many notes it saw."""
+    from .classifier import FamilyClassifier
 
     chosen = _spread(len(train), notes)
-    features = torch.cat([family_features(torch.stack([train.image(i) for i in chosen[s:s + 64]]))
-                          for s in range(0, len(chosen), 64)])
-    labels = torch.tensor([train.records[i].family_index for i in chosen])
-    return FamilyClassifier.fit(features, labels, seed=seed), len(chosen)
+    return FamilyClassifier.fit(*_split_features(train, chosen), seed=seed), len(chosen)
 
 
 # --- The evaluation -------------------------------------------------------------------------
@@ -466,10 +473,8 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
     # --- 3. family recognisability -----------------------------------------------------------
     t0 = time.monotonic()
     classifier, training_notes = fit_family_classifier(train, settings.classifier_notes, settings.seed)
-    all_heldout = _spread(len(records), max(settings.classifier_notes // 4, 32))
-    heldout_features = torch.cat([family_features(torch.stack([heldout.image(i) for i in all_heldout[s:s + 64]]))
-                                  for s in range(0, len(all_heldout), 64)])
-    heldout_labels = torch.tensor([records[i].family_index for i in all_heldout])
+    heldout_features, heldout_labels = _split_features(
+        heldout, _spread(len(records), max(settings.classifier_notes // 4, 32)))
     family = FamilyResult(
         training_notes=training_notes,
         real_heldout_all=classifier.accuracy(heldout_features, heldout_labels),
