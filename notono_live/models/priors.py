@@ -81,9 +81,9 @@ class PriorConfig:
             step's state predicts the group's cells one after the other through a small head that
             also reads the group's earlier cells (`group_head.GroupHead`), so the factorisation is
             still exact, p(c_i | c_<i, top). Ours, for real-time sampling on a CPU
-            (`docs/performance.md`); the paper decodes one bottom cell per step. Measured
-            (`docs/training.md`): one cell per step learns much faster after its first ~500
-            steps, where groups of 4 do not. The top prior ignores it.
+            (`docs/performance.md`); the paper decodes one bottom cell per step. Measured on the
+            shipped VQ-VAE's codes (`docs/training.md`): one cell per step learns much faster
+            after its first ~500 steps, where groups of 4 do not. The top prior ignores it.
         pitch_comb: whether each decoder position also gets where the pitch's fundamental and
             harmonics fall in the Mel rows its cells cover (`pitch_comb`), through a linear map
             that is zero at initialisation; rows whose labels are dropped get none (ours).

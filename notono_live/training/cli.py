@@ -83,9 +83,9 @@ def register(subparsers) -> None:
     priors.add_argument("--bottom-group", type=int, choices=(1, 2, 4), default=1,
                         help="bottom cells a new bottom prior decodes per step: 4 runs its decoder 128 steps "
                              "instead of 512 when sampling, each cell still conditioned on every earlier one "
-                             "(ours, for real-time sampling; the paper uses 1). Measured: groups of 4 miss the "
-                             "drop in held-out loss that one cell per step shows after about 500 steps "
-                             "(docs/training.md)")
+                             "(ours, for real-time sampling; the paper uses 1). Measured on the shipped VQ-VAE's "
+                             "codes: groups of 4 miss the drop in held-out loss that one cell per step shows "
+                             "after about 500 steps (docs/training.md)")
     priors.add_argument("--pitch-comb", action="store_true",
                         help="new priors also get, at each position, where the pitch's harmonics fall in the "
                              "Mel rows under it (ours; models.pitch_comb); with --init-from, added to those priors")
