@@ -42,21 +42,28 @@ def _recorded_causal_attention(weights: list[torch.Tensor]):
         transformer._attend = attend
 
 
-def offset_shares(weights: torch.Tensor, skip: int) -> list[dict[tuple[int, int], float]]:
-    """Per head, attention share by grid offset. weights [heads, L, L] over decoder positions;
-    position p predicts cell p and its key holds cell p - 1 (the decoder's input is shifted)."""
+def offset_shares(weights: torch.Tensor) -> list[dict[tuple[int, int], float]]:
+    """Per head, attention share by grid offset, over the positions past the first second.
+
+    weights [heads, L, L] over decoder positions; position p predicts cell p and its key j holds
+    cell j - 1 (the decoder's input is shifted), so key j + 1 stands for cell j.
+    """
     order = torch.as_tensor(BOTTOM_ORDER)
-    length = order.shape[0]
-    queries = torch.arange(skip, length)
+    rows, columns = order[:, 0], order[:, 1]
+    length = len(order)
+    # pairs (query p, cell k < p) with p past the first second; one offset id per pair, for every head
+    query, cell = torch.tril_indices(length, length, offset=-1)
+    keep = columns[query] >= 2
+    query, cell = query[keep], cell[keep]
+    row_offset, column_offset = rows[cell] - rows[query], columns[cell] - columns[query]
+    span = constants.BOTTOM_SHAPE[1]
+    ids = (row_offset + constants.BOTTOM_SHAPE[0] - 1) * span + column_offset + span - 1
+    offsets = {i: (r, c) for i, r, c in zip(ids.tolist(), row_offset.tolist(), column_offset.tolist())}
     shares = []
     for head in weights:
-        totals: dict[tuple[int, int], float] = {}
-        for p in queries.tolist():
-            held = order[: p] - order[p]              # keys 1..p hold cells 0..p-1
-            for (row, col), w in zip(held.tolist(), head[p, 1: p + 1].tolist()):
-                totals[(row, col)] = totals.get((row, col), 0.0) + w
-        total = sum(totals.values())
-        shares.append({offset: value / total for offset, value in totals.items()})
+        totals = torch.bincount(ids, weights=head[query, cell + 1].double())
+        totals = totals / totals.sum()
+        shares.append({offsets[i]: float(totals[i]) for i in offsets})
     return shares
 
 
@@ -82,9 +89,8 @@ def main() -> None:
     with torch.no_grad(), _recorded_causal_attention(weights):
         prior(held_out.bottom_tokens()[index], held_out.top_tokens()[index],
               held_out.pitch[index] - constants.PITCH_MIN, held_out.family[index])
-    first_second = 2 * constants.BOTTOM_SHAPE[0]    # the cells of columns 0 and 1
     for layer, layer_weights in enumerate(weights):
-        for head, shares in enumerate(offset_shares(layer_weights, first_second)):
+        for head, shares in enumerate(offset_shares(layer_weights)):
             largest = sorted(shares.items(), key=lambda item: -item[1])[:3]
             print(f"layer {layer} head {head}: " + ", ".join(f"{offset}: {share:.2f}" for offset, share in largest))
 

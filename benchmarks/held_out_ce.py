@@ -15,7 +15,6 @@ cross-entropy without the labels.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -26,9 +25,7 @@ from notono_live.training.priors import CodeSet, evaluate_priors, load_codes
 
 
 def _subset(codes: CodeSet, index: torch.Tensor) -> CodeSet:
-    return dataclasses.replace(codes, **{field.name: getattr(codes, field.name)[index]
-                                         for field in dataclasses.fields(codes)
-                                         if isinstance(getattr(codes, field.name), torch.Tensor)})
+    return CodeSet(codes.top[index], codes.bottom[index], codes.pitch[index], codes.family[index])
 
 
 def main() -> None:
