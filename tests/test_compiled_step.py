@@ -63,12 +63,13 @@ def test_the_compiled_float32_step_draws_the_recorded_codes(inductor_cache, one_
     assert not model.compiled_step and model.top_prior.compiled_step is None
 
 
-@pytest.mark.parametrize("extra", [{"bottom_cross_attention": True}, {"bottom_group": 4, "pitch_comb": True}],
-                         ids=["cross-attention", "groups-of-4-and-comb"])
+@pytest.mark.parametrize("extra", [{"bottom_cross_attention": True, "previous_column": True},
+                                   {"bottom_group": 4, "pitch_comb": True, "previous_column": True}],
+                         ids=["cross-attention-and-previous-column", "groups-of-4-comb-and-previous-column"])
 def test_a_compiled_bottom_prior_draws_what_the_eager_one_draws(extra, inductor_cache, one_torch_thread):
     """Paths the shipped priors do not take: labels in every layer with cross-attention, and groups
-    of 4 cells per step with the pitch comb; a whole map under guidance, a region (partial groups)
-    without."""
+    of 4 cells per step with the pitch comb, both with the band's previous code as an input; a
+    whole map under guidance, a region (partial groups) without."""
     torch.manual_seed(0)
     config = PriorConfig(**{**PriorConfig.from_size("tiny").to_dict(), "label_layers": True,
                             "unconditional": True, **extra})
@@ -79,6 +80,7 @@ def test_a_compiled_bottom_prior_draws_what_the_eager_one_draws(extra, inductor_
             prior.group_head.earlier.weight.normal_(0, 0.05)
         if prior.comb is not None:
             prior.comb.weight.normal_(0, 0.2)
+        prior.previous_column_embedding.weight.normal_(0, 0.5)   # zero at first with groups
     top = torch.randint(0, 512, (2, 128), generator=torch.Generator().manual_seed(1))
     region = torch.zeros(512, dtype=torch.bool)
     region[37:200] = True   # starts and ends inside a group

@@ -324,8 +324,8 @@ def test_condition_dropout_on_resume_adds_the_unconditioned_input(tmp_path, prio
     assert guided.top.shape == constants.TOP_SHAPE and not np.array_equal(guided.bottom, plain.bottom)
 
 
-def test_a_run_started_from_trained_priors_keeps_them_and_adds_the_pitch_comb(tmp_path, priors_run, vqvae_run,
-                                                                                small_corpus, spectrogram_cache):
+def test_a_run_started_from_trained_priors_keeps_them_and_adds_the_comb_and_previous_column(
+        tmp_path, priors_run, vqvae_run, small_corpus, spectrogram_cache):
     from notono_live.models.bundle import NotonoModel
     from notono_live.training import modelio
     from notono_live.training.export import export_model
@@ -336,18 +336,23 @@ def test_a_run_started_from_trained_priors_keeps_them_and_adds_the_pitch_comb(tm
     run_dir = tmp_path / "comb"
     config = PriorsTrainConfig(corpus=small_corpus, vqvae=vqvae_run[0], out=run_dir, size="tiny", which="bottom",
                                max_steps=1, batch_size=8, lr=1e-3, cache=spectrogram_cache, validation_maps=8,
-                               init_from=source, pitch_comb=True)
+                               init_from=source, pitch_comb=True, previous_column=True)
     assert train_priors(config).summary.step == 1
     started = modelio.load_prior(run_dir / common.CHECKPOINT_DIR, "bottom", torch.device("cpu"))
     assert started.config.pitch_comb and not trained.config.pitch_comb
-    # every trained weight is where it was but for one Adam step (at most lr); the comb has started
+    assert started.config.previous_column and not trained.config.previous_column
+    # every trained weight is where it was but for one Adam step (at most lr); the comb and the
+    # previous column's embedding (both zero at first) have started
     for name, tensor in trained.state_dict().items():
         assert (started.state_dict()[name] - tensor).abs().max() <= 1.01e-3, name
     assert started.comb.weight.any()
+    embedding = started.previous_column_embedding.weight
+    assert embedding.any() and embedding.abs().max() <= 1.01e-3
     # the run resumes from its own checkpoint, not the source's
     assert train_priors(PriorsTrainConfig(**{**config.__dict__, "max_steps": 3})).summary.step == 3
     model = NotonoModel.load(export_model(vqvae_run[0], [run_dir, source], tmp_path / "model"))
     assert model.bottom_prior.config.pitch_comb and not model.top_prior.config.pitch_comb
+    assert model.bottom_prior.config.previous_column
     assert model.generate(48, "organ", n=1, seed=4)[0].bottom.shape == constants.BOTTOM_SHAPE
     with pytest.raises(ValueError, match="no top prior"):
         train_priors(PriorsTrainConfig(**{**config.__dict__, "out": tmp_path / "none", "which": "top",

@@ -613,9 +613,10 @@ def _size_name(vqvae: VQVAE2, top: TopPrior, bottom: BottomPrior) -> str:
     """The named size whose configs all three components have, else "custom"."""
     for size in PRIOR_SIZES:
         prior = PriorConfig.from_size(size)
-        # the unconditioned input (condition dropout), the labels in every layer and the pitch comb add
-        # inputs, and groups of bottom cells a small head: none of them is a size
-        extras = {"unconditional": False, "label_layers": False, "pitch_comb": False, "bottom_group": 1}
+        # the unconditioned input (condition dropout), the labels in every layer, the pitch comb and the
+        # previous column add inputs, and groups of bottom cells a small head: none of them is a size
+        extras = {"unconditional": False, "label_layers": False, "pitch_comb": False, "bottom_group": 1,
+                  "previous_column": False}
         if (vqvae.config == VQVAE2Config.from_size(size)
                 and dataclasses.replace(top.config, **extras) == prior
                 and dataclasses.replace(bottom.config, **extras) == prior):

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import codemaps
 from ..constants import BOTTOM_TOKENS, CODEBOOK_SIZE, NUM_FAMILIES, NUM_PITCHES, TOP_TOKENS
 from . import pitch_comb
 from .compiled_step import CompiledStep
@@ -87,6 +88,16 @@ class PriorConfig:
         pitch_comb: whether each decoder position also gets where the pitch's fundamental and
             harmonics fall in the Mel rows its cells cover (`pitch_comb`), through a linear map
             that is zero at initialisation; rows whose labels are dropped get none (ours).
+        previous_column: whether the bottom prior's decoder position i also gets the embedding of
+            the code of the same band one column (0.5 s) earlier than cell i, or a learned "none"
+            in the first column. That cell always comes before cell i in the bottom order, so the
+            factorisation stays exact; what it changes is that the commonest relation between
+            bottom codes, a band keeping its code from one column to the next, is an input rather
+            than something attention has to learn to look up (ours; measured in
+            `docs/training.md`). With groups the decoder step does not know all of its cells'
+            previous codes (in a group of 4 the last two cells' are the first two cells), so each
+            cell's goes to the group head instead, added to its state before the final norm
+            (zero at initialisation). The top prior ignores it.
     """
 
     d_model: int = 512
@@ -104,6 +115,7 @@ class PriorConfig:
     label_layers: bool = False
     bottom_group: int = 1
     pitch_comb: bool = False
+    previous_column: bool = False
 
     @classmethod
     def from_size(cls, size: str) -> "PriorConfig":
@@ -482,10 +494,31 @@ class BottomPrior(_CodePrior):
             self.group_head = GroupHead(self.group, config.d_model, token_dim)
             # the previous group's cells, embedded and concatenated, make one decoder input
             self.group_input = nn.Linear(self.group * token_dim, token_dim)
+        self.previous_column_embedding = None
+        if config.previous_column:
+            # one cell per step: added to the decoder's token input; groups: to a cell's state in the
+            # group head, from zero. Index codebook_size is the first column's "none"
+            width = config.d_model if self.group > 1 else config.d_model - 2 * config.condition_dim
+            self.previous_column_embedding = nn.Embedding(config.codebook_size + 1, width)
+            if self.group > 1:
+                nn.init.zeros_(self.previous_column_embedding.weight)
+            self.register_buffer("previous_column_index", previous_column_index(), persistent=False)
+            self._previous_column_list = self.previous_column_index.tolist()   # read by every step
+
+    def _previous_column(self, sequence: Tensor, where: Tensor) -> Tensor:
+        """The embeddings [B, P, token_dim] of the cells one column before decoder positions
+        `where` [P] (`PriorConfig.previous_column`)."""
+        index = self.previous_column_index[where]
+        cells = sequence.index_select(1, index.clamp(min=0))
+        cells = torch.where(index >= 0, cells, self.config.codebook_size)
+        return self.previous_column_embedding(cells)
 
     def _previous(self, sequence: Tensor, start: int, end: int) -> Tensor:
         if self.group == 1:
-            return super()._previous(sequence, start, end)
+            previous = super()._previous(sequence, start, end)
+            if self.previous_column_embedding is not None:
+                previous = previous + self._previous_column(sequence, torch.arange(start, end, device=sequence.device))
+            return previous
         g = self.group
         cells = sequence[:, max(start - 1, 0) * g:(end - 1) * g]
         previous = self.group_input(self.decoder_token(cells).reshape(sequence.shape[0], -1, g * self.decoder_token.embedding_dim))
@@ -494,6 +527,10 @@ class BottomPrior(_CodePrior):
         return previous
 
     def _step_input(self, sequence: Tensor, position: int) -> Tensor:
+        if self.previous_column_embedding is not None and self.group == 1:
+            index = self._previous_column_list[position]
+            cell = sequence[:, index] if index >= 0 else sequence.new_full((sequence.shape[0],), self.config.codebook_size)
+            return super()._step_input(sequence, position) + F.embedding(cell, self.previous_column_embedding.weight)
         if self.group == 1 or position == 0:
             return super()._step_input(sequence, position)
         g = self.group
@@ -507,7 +544,10 @@ class BottomPrior(_CodePrior):
         g = self.group
         start = position - position % g
         embedded = self.decoder_token(sequence[:, start:start + g])
-        return self.head(self.decoder_norm(self.group_head.states(hidden, embedded, position % g)))
+        states = self.group_head.states(hidden, embedded, position % g)
+        if self.previous_column_embedding is not None:
+            states = states + self._previous_column(sequence, self.previous_column_index.new_tensor([position]))[:, 0]
+        return self.head(self.decoder_norm(states))
 
     def encode_context(self, top_tokens: Tensor, condition: Tensor) -> Tensor:
         """Encode the whole top map [B, 128] -> memory [B, 128, d]."""
@@ -527,7 +567,18 @@ class BottomPrior(_CodePrior):
         b = bottom_tokens.shape[0]
         embedded = self.decoder_token(bottom_tokens).view(b, self.decoder_length, self.group, -1)
         states = self.group_head.states(hidden, embedded)   # [B, groups, G, d]
+        if self.previous_column_embedding is not None:
+            every = torch.arange(BOTTOM_TOKENS, device=bottom_tokens.device)
+            states = states + self._previous_column(bottom_tokens, every).view(states.shape)
         return self.head(self.decoder_norm(states)).view(b, BOTTOM_TOKENS, -1)
+
+
+def previous_column_index() -> Tensor:
+    """For each bottom position i, the position of the cell of the same band one column earlier,
+    or -1 in the first column -> int64 [512]; always below i (`PriorConfig.previous_column`)."""
+    order = codemaps.BOTTOM_ORDER.tolist()   # position -> (row, column)
+    position = {(row, column): i for i, (row, column) in enumerate(order)}
+    return torch.tensor([position.get((row, column - 1), -1) for row, column in order])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -68,6 +68,10 @@ class PriorsTrainConfig:
         pitch_comb: give new priors where the pitch's harmonics fall under each position
             (`PriorConfig.pitch_comb`), and add it to priors started from `init_from`; a resumed
             prior keeps the architecture it was saved with.
+        previous_column: give a new bottom prior the code of the same band one column earlier as
+            an input (`PriorConfig.previous_column`), and add it to a bottom
+            prior started from `init_from` (its embedding zero, so it starts as that prior); a
+            resumed prior keeps the architecture it was saved with.
         init_from: a model folder or `train priors` run folder whose priors a new run starts from
             (fine-tuning; they must model the codes of `vqvae`); ignored once the run has a
             checkpoint of its own.
@@ -97,6 +101,7 @@ class PriorsTrainConfig:
     label_layers: bool = False
     bottom_group: int = 1
     pitch_comb: bool = False
+    previous_column: bool = False
     init_from: Path | None = None
 
 
@@ -310,6 +315,16 @@ def _add_pitch_comb(model):
     return _upgraded(model, "the pitch comb", {"comb.weight", "comb.bias"}, pitch_comb=True)
 
 
+def _add_previous_column(model):
+    """A copy of a bottom prior without the previous column's input, with it added (its embedding
+    zero, so the copy computes what the prior did); every other weight is kept."""
+    upgraded = _upgraded(model, "the previous column's input", {"previous_column_embedding.weight"},
+                         previous_column=True)
+    with torch.no_grad():
+        upgraded.previous_column_embedding.weight.zero_()
+    return upgraded
+
+
 # --- Training loop --------------------------------------------------------------------------
 
 def train_priors(config: PriorsTrainConfig) -> TrainResult:
@@ -368,6 +383,9 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 if config.pitch_comb and not models[name].config.pitch_comb:
                     logger_notes.append(f"the {name} prior was saved without --pitch-comb and keeps its "
                                         f"architecture; start a new run with --init-from to add it")
+                if config.previous_column and name == "bottom" and not models[name].config.previous_column:
+                    logger_notes.append("the bottom prior was saved without --previous-column and keeps its "
+                                        "architecture; start a new run with --init-from to add it")
                 if config.condition_dropout > 0 and models[name].null_condition is None:
                     models[name] = _add_unconditioned_input(models[name])
                     upgraded.add(name)
@@ -385,6 +403,9 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 if config.pitch_comb and not models[name].config.pitch_comb:
                     models[name] = _add_pitch_comb(models[name])
                     logger_notes.append(f"added the pitch comb to the {name} prior")
+                if config.previous_column and name == "bottom" and not models[name].config.previous_column:
+                    models[name] = _add_previous_column(models[name])
+                    logger_notes.append("added the previous column's input to the bottom prior")
                 logger_notes += _kept_shape_notes(name, models[name], config.model_overrides, "from --init-from")
             else:
                 overrides = dict(config.model_overrides)
@@ -396,6 +417,8 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                     overrides["bottom_group"] = config.bottom_group
                 if config.pitch_comb:
                     overrides["pitch_comb"] = True
+                if config.previous_column and name == "bottom":
+                    overrides["previous_column"] = True
                 prior_config = _prior_config(PriorConfig, config.size, overrides)
                 models[name] = (TopPrior if name == "top" else BottomPrior)(prior_config).to(context.device)
         groups = {name: _parameter_groups(model) for name, model in models.items()}
