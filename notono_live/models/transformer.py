@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:   # pragma: no cover
-    from .priors import PriorConfig
+    from .prior_config import PriorConfig
 
 
 class LayerCache:
