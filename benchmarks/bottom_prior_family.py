@@ -25,7 +25,8 @@ prior as trained) and teacher-forces them back through the prior: the mean of (�
 code − entropy of the distribution it was drawn from) is zero when the sampler draws from exactly
 the conditionals the prior is trained on (a sampler bug shows as a positive gap); the entropy along
 the drawn bottoms, against the cross-entropy along the real ones, says how far the prior drifts on
-its own draws. Both are also printed by column of the bottom map, which says where in the
+its own draws. `repeats` says how often a cell holds the same code as its band half a second
+earlier, in the notes' own codes (first line) and in each setting's redrawn cells. Both are also printed by column of the bottom map, which says where in the
 note the prior is least sure. Untimed; the figures of docs/training.md ("The family is lost in the bottom prior")
 come from it on the campaign's models.
 """
@@ -135,6 +136,17 @@ def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor
                          float(gap.std() / gap.numel() ** 0.5), *by_column)
 
 
+def repeats(grids: torch.Tensor, mask: np.ndarray | None = None) -> dict[str, object]:
+    """How often a bottom cell holds the same code as its band half a second earlier, over the
+    cells of `mask` [64, 8] from the second column on (all of them without one): the fraction
+    overall and by column 1 … 7."""
+    same = grids[:, :, 1:] == grids[:, :, :-1]                       # [N, 64, 7]
+    chosen = torch.ones(same.shape[1:], dtype=torch.bool) if mask is None else torch.as_tensor(mask[:, 1:])
+    by_column = [round(float(same[:, chosen[:, c], c].float().mean()), 3) if chosen[:, c].any() else None
+                 for c in range(same.shape[2])]
+    return {"all": round(float(same[:, chosen].float().mean()), 4), "by_column": by_column}
+
+
 def _counts(families: torch.Tensor) -> dict[str, int]:
     """How many of `families` (indices) fall in each family, by name."""
     counts = torch.bincount(families.long(), minlength=constants.NUM_FAMILIES).tolist()
@@ -181,7 +193,8 @@ def main() -> None:
     print(json.dumps({"model": args.model, "notes": {name: int(part.sum()) for name, part in parts.items()},
                       "reconstructions": {name: classifier.accuracy(reconstructed[part], family[part])
                                           for name, part in parts.items()},
-                      "families": _counts(family), "reconstructions_predicted": _counts(classifier.predict(reconstructed))}),
+                      "families": _counts(family), "reconstructions_predicted": _counts(classifier.predict(reconstructed)),
+                      "repeats": repeats(bottoms)}),
           flush=True)
 
     runs = [(text, False) for text in args.settings.split(",") if text]
@@ -195,7 +208,8 @@ def main() -> None:
                           "family": {name: classifier.accuracy(drawn_features[part], family[part])
                                      for name, part in parts.items()},
                           "predicted": _counts(classifier.predict(drawn_features)),
-                          "attack": bias["attack"], "mean": bias["mean"]}), flush=True)
+                          "attack": bias["attack"], "mean": bias["mean"], "repeats": repeats(drawn, mask)}),
+              flush=True)
 
     if args.seen_in:
         for name, part in parts.items():

@@ -80,7 +80,6 @@ def test_a_compiled_bottom_prior_draws_what_the_eager_one_draws(extra, inductor_
             prior.group_head.earlier.weight.normal_(0, 0.05)
         if prior.comb is not None:
             prior.comb.weight.normal_(0, 0.2)
-        prior.previous_column_embedding.weight.normal_(0, 0.5)   # zero at first with groups
     top = torch.randint(0, 512, (2, 128), generator=torch.Generator().manual_seed(1))
     region = torch.zeros(512, dtype=torch.bool)
     region[37:200] = True   # starts and ends inside a group

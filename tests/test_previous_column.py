@@ -15,7 +15,7 @@ import torch
 
 from notono_live import codemaps
 from notono_live.models.bundle import NotonoModel
-from notono_live.models.priors import BottomPrior, PriorConfig, previous_column_index
+from notono_live.models.priors import BottomPrior, PriorConfig, previous_column_index, previous_column_inputs
 
 
 def prior_with_previous_column(group: int = 1, cross_attention: bool = False) -> BottomPrior:
@@ -23,8 +23,7 @@ def prior_with_previous_column(group: int = 1, cross_attention: bool = False) ->
     config = dataclasses.replace(PriorConfig.from_size("tiny"), previous_column=True, bottom_group=group,
                                  unconditional=True, label_layers=True, bottom_cross_attention=cross_attention)
     prior = BottomPrior(config).eval()
-    with torch.no_grad():   # zero at first (groups, the modulation, the group map); give them weights
-        prior.previous_column_embedding.weight.normal_(0, 1.0)
+    with torch.no_grad():   # these start at zero; give them weights so that they matter here
         prior.label_modulation.weight.normal_(0, 0.2)
         if prior.group_head is not None:
             prior.group_head.earlier.weight.normal_(0, 0.3)
@@ -46,6 +45,19 @@ def test_each_cell_reads_its_band_one_column_earlier():
             assert index[position] == -1
         else:
             assert index[position] < position and order[index[position]] == [row, column - 1]
+
+
+@pytest.mark.parametrize("group", [1, 2, 4])
+def test_a_step_reads_the_previous_cells_that_come_before_its_group(group):
+    index = previous_column_index()
+    inputs = previous_column_inputs(group)
+    assert inputs.shape == (512 // group, group)
+    for position, cells in enumerate(inputs.tolist()):
+        for slot, cell in enumerate(cells):
+            wanted = int(index[position * group + slot])
+            assert cell == (wanted if wanted < position * group else -1)
+    if group == 4:   # the last two cells' previous cells are the group's first two
+        assert (inputs[:, 2:] == -1).all() and (inputs[32:, :2] >= 0).all()
 
 
 @pytest.mark.parametrize("group", [1, 4])
@@ -90,3 +102,17 @@ def test_a_model_with_the_previous_column_generates_saves_and_loads(tmp_path):
     again = [m.bottom.tolist() for m in NotonoModel.load(tmp_path / "model").generate(pitch=48, family="organ",
                                                                                       n=2, seed=5)]
     assert first == again and len(first) == 2
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_added_to_a_trained_prior_it_starts_as_that_prior(group):
+    """`train priors --init-from … --previous-column` adds it at zero."""
+    from notono_live.training.priors import _add_previous_column
+
+    torch.manual_seed(0)
+    prior = BottomPrior(dataclasses.replace(PriorConfig.from_size("tiny"), bottom_group=group)).eval()
+    added = _add_previous_column(prior).eval()
+    bottom, top, pitch, family = inputs(2)
+    with torch.inference_mode():
+        assert torch.equal(added(bottom, top, pitch, family), prior(bottom, top, pitch, family))
+    assert added.config.previous_column and added.previous_column_embedding is not None

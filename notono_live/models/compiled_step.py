@@ -115,13 +115,13 @@ class StepGraph(nn.Module):
             cells = sequence.index_select(1, previous * self.group + self.cells)
             embedded = prior.group_input(F.embedding(cells, prior.decoder_token.weight).flatten(1))
         embedded = torch.where(position == 0, prior.start_symbol.expand(b, -1), embedded)
-        if self.group > 1 or getattr(prior, "previous_column_embedding", None) is None:
+        if getattr(prior, "previous_column_embedding", None) is None:
             return embedded
-        # the cell of the same band one column earlier, or "none" in the first column
-        index = prior.previous_column_index.index_select(0, position.view(1))
-        cell = sequence.index_select(1, index.clamp(min=0)).squeeze(1)
-        cell = torch.where(index >= 0, cell, prior.config.codebook_size)
-        return embedded + F.embedding(cell, prior.previous_column_embedding.weight)
+        # the cells of the same bands one column earlier, or "none" (`BottomPrior._previous_column`)
+        index = prior.previous_column_index.index_select(0, position.view(1)).squeeze(0)   # [G]
+        cells = sequence.index_select(1, index.clamp(min=0))
+        cells = torch.where(index >= 0, cells, prior.config.codebook_size)
+        return embedded + prior._previous_column(cells)
 
     def hidden(self, static: Tensor, sequence: Tensor, position: Tensor, length: int,
                keys: list[Tensor], values: list[Tensor], modulation: Tensor | None,
@@ -186,31 +186,15 @@ class StepGraph(nn.Module):
         prior = self.prior
         hidden = self.hidden(*inputs)
         embedded = hidden.new_zeros(hidden.shape[0], self.group, self.token_dim)
-        previous_column = prior.previous_column_embedding
-        first = position * self.group
         codes = []
         for cell in range(self.group):   # each cell from the state and the group's earlier cells
-            states = prior.group_head.states(hidden, embedded, cell)
-            if previous_column is not None:   # its band's code a column earlier: drawn before, or here
-                states = states + F.embedding(self._previous_column_code(sequence, codes, first, cell),
-                                              previous_column.weight)
-            code = _draw(prior.head(prior.decoder_norm(states)), uniforms[cell], *options)
+            logits = prior.head(prior.decoder_norm(prior.group_head.states(hidden, embedded, cell)))
+            code = _draw(logits, uniforms[cell], *options)
             codes.append(code)
             if cell + 1 < self.group:
                 embedded = embedded.index_copy(1, self.cells[cell:cell + 1],
                                                F.embedding(code, prior.decoder_token.weight)[:, None])
         return torch.stack(codes, 1)
-
-    def _previous_column_code(self, sequence: Tensor, drawn: list[Tensor], first: Tensor, cell: int) -> Tensor:
-        """The code [B] of the cell one column before cell `cell` of the group whose first bottom
-        cell is `first` (0-d), or "none" in the first column; a cell of this group is read from
-        `drawn`, the group's codes so far."""
-        prior = self.prior
-        index = prior.previous_column_index.index_select(0, (first + cell).view(1))
-        code = sequence.index_select(1, index.clamp(min=0)).squeeze(1)
-        for k, drawn_code in enumerate(drawn):
-            code = torch.where(index == first + k, drawn_code, code)
-        return torch.where(index >= 0, code, prior.config.codebook_size)
 
 
 def _draw(logits: Tensor, uniform: Tensor, temperature: Tensor, top_p: Tensor, guidance: Tensor,

@@ -64,10 +64,11 @@ class PriorConfig:
             factorisation stays exact; what it changes is that the commonest relation between
             bottom codes, a band keeping its code from one column to the next, is an input rather
             than something attention has to learn to look up (ours; measured in
-            `docs/training.md`). With groups the decoder step does not know all of its cells'
-            previous codes (in a group of 4 the last two cells' are the first two cells), so each
-            cell's goes to the group head instead, added to its state before the final norm
-            (zero at initialisation). The top prior ignores it.
+            `docs/training.md`). With groups, a decoder step gets the previous codes of those
+            of its group's cells whose previous cell lies in an earlier group, embedded,
+            concatenated and mapped to one input, as the previous group's cells are (in a group
+            of 4 the last two cells' previous cells are the group's first two, which the group
+            head already reads). The top prior ignores it.
     """
 
     d_model: int = 512

@@ -374,47 +374,57 @@ class BottomPrior(_CodePrior):
             # the previous group's cells, embedded and concatenated, make one decoder input
             self.group_input = nn.Linear(self.group * token_dim, token_dim)
         self.previous_column_embedding = None
+        self.previous_column_input = None
         if config.previous_column:
-            # one cell per step: added to the decoder's token input; groups: to a cell's state in the
-            # group head, from zero. Index codebook_size is the first column's "none"
-            width = config.d_model if self.group > 1 else config.d_model - 2 * config.condition_dim
-            self.previous_column_embedding = nn.Embedding(config.codebook_size + 1, width)
-            if self.group > 1:
-                nn.init.zeros_(self.previous_column_embedding.weight)
-            self.register_buffer("previous_column_index", previous_column_index(), persistent=False)
-            self._previous_column_list = self.previous_column_index.tolist()   # read by every step
+            token_dim = config.d_model - 2 * config.condition_dim
+            # index codebook_size: "none" (the first column, or a cell of the step's own group)
+            self.previous_column_embedding = nn.Embedding(config.codebook_size + 1, token_dim)
+            if self.group > 1:   # a group's cells' previous codes, embedded and concatenated
+                self.previous_column_input = nn.Linear(self.group * token_dim, token_dim)
+            index = previous_column_inputs(self.group)
+            self.register_buffer("previous_column_index", index, persistent=False)
+            self._previous_column_list = index.tolist()   # read by every eager step
 
-    def _previous_column(self, sequence: Tensor, where: Tensor) -> Tensor:
-        """The embeddings [B, P, token_dim] of the cells one column before decoder positions
-        `where` [P] (`PriorConfig.previous_column`)."""
-        index = self.previous_column_index[where]
-        cells = sequence.index_select(1, index.clamp(min=0))
-        cells = torch.where(index >= 0, cells, self.config.codebook_size)
-        return self.previous_column_embedding(cells)
+    def _previous_column(self, cells: Tensor) -> Tensor:
+        """The previous-column term of decoder inputs from the codes [..., G] that
+        `previous_column_index` picks (the vocabulary size for "none") -> [..., token_dim]."""
+        embedded = self.previous_column_embedding(cells)
+        if self.previous_column_input is None:
+            return embedded[..., 0, :]
+        return self.previous_column_input(embedded.flatten(-2))
+
+    def _previous_column_cells(self, sequence: Tensor, index: Tensor) -> Tensor:
+        """The codes [B, ..., G] of `sequence` [B, 512] at `index` [..., G], "none" where it is −1."""
+        cells = sequence[:, index.clamp(min=0)]
+        return torch.where(index >= 0, cells, self.config.codebook_size)
 
     def _previous(self, sequence: Tensor, start: int, end: int) -> Tensor:
         if self.group == 1:
             previous = super()._previous(sequence, start, end)
-            if self.previous_column_embedding is not None:
-                previous = previous + self._previous_column(sequence, torch.arange(start, end, device=sequence.device))
+        else:
+            g = self.group
+            cells = sequence[:, max(start - 1, 0) * g:(end - 1) * g]
+            previous = self.group_input(self.decoder_token(cells).reshape(sequence.shape[0], -1,
+                                                                          g * self.decoder_token.embedding_dim))
+            if start == 0:
+                previous = torch.cat([self.start_symbol.expand(sequence.shape[0], 1, -1), previous], 1)
+        if self.previous_column_embedding is None:
             return previous
-        g = self.group
-        cells = sequence[:, max(start - 1, 0) * g:(end - 1) * g]
-        previous = self.group_input(self.decoder_token(cells).reshape(sequence.shape[0], -1, g * self.decoder_token.embedding_dim))
-        if start == 0:
-            previous = torch.cat([self.start_symbol.expand(sequence.shape[0], 1, -1), previous], 1)
-        return previous
+        return previous + self._previous_column(
+            self._previous_column_cells(sequence, self.previous_column_index[start:end]))
 
     def _step_input(self, sequence: Tensor, position: int) -> Tensor:
-        if self.previous_column_embedding is not None and self.group == 1:
-            index = self._previous_column_list[position]
-            cell = sequence[:, index] if index >= 0 else sequence.new_full((sequence.shape[0],), self.config.codebook_size)
-            return super()._step_input(sequence, position) + F.embedding(cell, self.previous_column_embedding.weight)
         if self.group == 1 or position == 0:
-            return super()._step_input(sequence, position)
-        g = self.group
-        cells = F.embedding(sequence[:, (position - 1) * g:position * g], self.decoder_token.weight)
-        return self.group_input(cells.flatten(1))
+            token = super()._step_input(sequence, position)
+        else:
+            g = self.group
+            token = self.group_input(F.embedding(sequence[:, (position - 1) * g:position * g],
+                                                 self.decoder_token.weight).flatten(1))
+        if self.previous_column_embedding is None:
+            return token
+        cells = [sequence[:, index] if index >= 0 else sequence.new_full((sequence.shape[0],), self.config.codebook_size)
+                 for index in self._previous_column_list[position]]
+        return token + self._previous_column(torch.stack(cells, 1))
 
     def cell_logits(self, hidden: Tensor, sequence: Tensor, position: int) -> Tensor:
         """With bottom groups: logits [B, V] of bottom cell `position` from the state [B, d] of its
@@ -423,10 +433,7 @@ class BottomPrior(_CodePrior):
         g = self.group
         start = position - position % g
         embedded = self.decoder_token(sequence[:, start:start + g])
-        states = self.group_head.states(hidden, embedded, position % g)
-        if self.previous_column_embedding is not None:
-            states = states + self._previous_column(sequence, self.previous_column_index.new_tensor([position]))[:, 0]
-        return self.head(self.decoder_norm(states))
+        return self.head(self.decoder_norm(self.group_head.states(hidden, embedded, position % g)))
 
     def encode_context(self, top_tokens: Tensor, condition: Tensor) -> Tensor:
         """Encode the whole top map [B, 128] -> memory [B, 128, d]."""
@@ -446,9 +453,6 @@ class BottomPrior(_CodePrior):
         b = bottom_tokens.shape[0]
         embedded = self.decoder_token(bottom_tokens).view(b, self.decoder_length, self.group, -1)
         states = self.group_head.states(hidden, embedded)   # [B, groups, G, d]
-        if self.previous_column_embedding is not None:
-            every = torch.arange(BOTTOM_TOKENS, device=bottom_tokens.device)
-            states = states + self._previous_column(bottom_tokens, every).view(states.shape)
         return self.head(self.decoder_norm(states)).view(b, BOTTOM_TOKENS, -1)
 
 
@@ -458,6 +462,16 @@ def previous_column_index() -> Tensor:
     order = codemaps.BOTTOM_ORDER.tolist()   # position -> (row, column)
     position = {(row, column): i for i, (row, column) in enumerate(order)}
     return torch.tensor([position.get((row, column - 1), -1) for row, column in order])
+
+
+def previous_column_inputs(group: int) -> Tensor:
+    """For each decoder position of a bottom prior with `group` cells per step, the positions of
+    its cells' previous-column cells that come before the step's group, else -1 -> int64
+    [512 / group, group]. With one cell per step that is `previous_column_index`; in a group of 4
+    the last two cells' previous cells are the group's first two, which the group head reads."""
+    index = previous_column_index().view(-1, group)
+    first = torch.arange(0, BOTTOM_TOKENS, group)[:, None]
+    return torch.where(index < first, index, -1)
 
 
 # ----------------------------------------------------------------------------------------------

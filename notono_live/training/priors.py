@@ -316,12 +316,18 @@ def _add_pitch_comb(model):
 
 
 def _add_previous_column(model):
-    """A copy of a bottom prior without the previous column's input, with it added (its embedding
-    zero, so the copy computes what the prior did); every other weight is kept."""
-    upgraded = _upgraded(model, "the previous column's input", {"previous_column_embedding.weight"},
-                         previous_column=True)
+    """A copy of a bottom prior without the previous column's input, with it added (zero: its
+    embedding, or with groups the map of a group's embeddings, so the copy computes what the prior
+    did); every other weight is kept."""
+    added = {"previous_column_embedding.weight"}
+    if model.config.bottom_group > 1:
+        added |= {"previous_column_input.weight", "previous_column_input.bias"}
+    upgraded = _upgraded(model, "the previous column's input", added, previous_column=True)
     with torch.no_grad():
-        upgraded.previous_column_embedding.weight.zero_()
+        zeroed = (upgraded.previous_column_embedding if upgraded.previous_column_input is None
+                  else upgraded.previous_column_input)
+        for parameter in zeroed.parameters():
+            parameter.zero_()
     return upgraded
 
 
