@@ -25,9 +25,9 @@ prior as trained) and teacher-forces them back through the prior: the mean of (â
 code âˆ’ entropy of the distribution it was drawn from) is zero when the sampler draws from exactly
 the conditionals the prior is trained on (a sampler bug shows as a positive gap); the entropy along
 the drawn bottoms, against the cross-entropy along the real ones, says how far the prior drifts on
-its own draws. `repeats` says how often a cell holds the same code as its band half a second
-earlier, in the notes' own codes (first line) and in each setting's redrawn cells. Both are also printed by column of the bottom map, which says where in the
-note the prior is least sure. Untimed; the figures of docs/training.md ("The family is lost in the bottom prior")
+its own draws. Both are also printed by column of the bottom map, which says where in the
+note the prior is least sure. `repeats` says how often a cell holds the same code as its band half
+a second earlier, in the notes' own codes (first line) and in each setting's redrawn cells. Untimed; the figures of docs/training.md ("The family is lost in the bottom prior")
 come from it on the campaign's models.
 """
 from __future__ import annotations

@@ -45,8 +45,8 @@ def inputs(rows: int = 3, seed: int = 1):
                          [(4, False, False), (2, True, False), (4, False, True), (2, True, True), (1, True, True),
                           (1, False, True)])
 def test_cached_cell_logits_equal_the_teacher_forced_pass(group, cross_attention, previous_column):
-    """Also with the band's previous code as an input (`PriorConfig.previous_column`), which
-    one cell per step adds to the decoder's input and groups to the group head."""
+    """Also with the band's previous code as an input (`PriorConfig.previous_column`), one cell
+    per step or groups."""
     prior = grouped_prior(group, cross_attention, previous_column=previous_column)
     bottom, top, pitch, family = inputs()
     with torch.inference_mode():
