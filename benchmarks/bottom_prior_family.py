@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from code_statistics import along_time   # benchmarks/, on the path when run as a script
 from notono_live import constants
 from notono_live.codemaps import BOTTOM_ORDER
 from notono_live.evaluation.classifier import band_bias, family_features
@@ -139,12 +140,9 @@ def teacher_forced(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor
 def repeats(grids: torch.Tensor, mask: np.ndarray | None = None) -> dict[str, object]:
     """How often a bottom cell holds the same code as its band half a second earlier, over the
     cells of `mask` [64, 8] from the second column on (all of them without one): the fraction
-    overall and by column 1 … 7."""
-    same = grids[:, :, 1:] == grids[:, :, :-1]                       # [N, 64, 7]
-    chosen = torch.ones(same.shape[1:], dtype=torch.bool) if mask is None else torch.as_tensor(mask[:, 1:])
-    by_column = [round(float(same[:, chosen[:, c], c].float().mean()), 3) if chosen[:, c].any() else None
-                 for c in range(same.shape[2])]
-    return {"all": round(float(same[:, chosen].float().mean()), 4), "by_column": by_column}
+    overall and by column 1 … 7 (`code_statistics.along_time`)."""
+    overall, by_column = along_time(grids, mask)
+    return {"all": round(overall, 4), "by_column": by_column}
 
 
 def _counts(families: torch.Tensor) -> dict[str, int]:

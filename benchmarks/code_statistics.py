@@ -21,11 +21,21 @@ import torch
 from notono_live.training.priors import code_usage, load_codes
 
 
+def along_time(grids: torch.Tensor, mask=None) -> tuple[float, list[float | None]]:
+    """grids [N, rows, columns] -> how often a cell holds the same code as its band one column
+    earlier, overall and by column 1 … columns − 1, over the cells of `mask` [rows, columns] (bool,
+    numpy or torch; None: all) from the second column on; None for a column with no such cell."""
+    same = grids[:, :, 1:] == grids[:, :, :-1]
+    chosen = torch.ones(same.shape[1:], dtype=torch.bool) if mask is None else torch.as_tensor(mask)[:, 1:]
+    by_column = [round(float(same[:, chosen[:, c], c].float().mean()), 3) if chosen[:, c].any() else None
+                 for c in range(same.shape[2])]
+    return float(same[:, chosen].float().mean()), by_column
+
+
 def repeats(grids: torch.Tensor) -> dict:
     """grids [N, rows, columns] -> how often a cell repeats its left and lower neighbours."""
-    along_time = grids[:, :, 1:] == grids[:, :, :-1]
-    return {"same_as_previous_column": round(along_time.float().mean().item(), 4),
-            "by_column": [round(v, 3) for v in along_time.float().mean(dim=(0, 1)).tolist()],
+    overall, by_column = along_time(grids)
+    return {"same_as_previous_column": round(overall, 4), "by_column": by_column,
             "same_as_band_below": round((grids[:, 1:, :] == grids[:, :-1, :]).float().mean().item(), 4)}
 
 

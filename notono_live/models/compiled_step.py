@@ -119,9 +119,7 @@ class StepGraph(nn.Module):
             return embedded
         # the cells of the same bands one column earlier, or "none" (`BottomPrior._previous_column`)
         index = prior.previous_column_index.index_select(0, position.view(1)).squeeze(0)   # [G]
-        cells = sequence.index_select(1, index.clamp(min=0))
-        cells = torch.where(index >= 0, cells, prior.config.codebook_size)
-        return embedded + prior._previous_column(cells)
+        return embedded + prior._previous_column(prior._previous_column_cells(sequence, index))
 
     def hidden(self, static: Tensor, sequence: Tensor, position: Tensor, length: int,
                keys: list[Tensor], values: list[Tensor], modulation: Tensor | None,

@@ -383,7 +383,6 @@ class BottomPrior(_CodePrior):
                 self.previous_column_input = nn.Linear(self.group * token_dim, token_dim)
             index = previous_column_inputs(self.group)
             self.register_buffer("previous_column_index", index, persistent=False)
-            self._previous_column_list = index.tolist()   # read by every eager step
 
     def _previous_column(self, cells: Tensor) -> Tensor:
         """The previous-column term of decoder inputs from the codes [..., G] that
@@ -422,9 +421,8 @@ class BottomPrior(_CodePrior):
                                                  self.decoder_token.weight).flatten(1))
         if self.previous_column_embedding is None:
             return token
-        cells = [sequence[:, index] if index >= 0 else sequence.new_full((sequence.shape[0],), self.config.codebook_size)
-                 for index in self._previous_column_list[position]]
-        return token + self._previous_column(torch.stack(cells, 1))
+        return token + self._previous_column(
+            self._previous_column_cells(sequence, self.previous_column_index[position]))
 
     def cell_logits(self, hidden: Tensor, sequence: Tensor, position: int) -> Tensor:
         """With bottom groups: logits [B, V] of bottom cell `position` from the state [B, d] of its

@@ -91,7 +91,7 @@ def register(subparsers) -> None:
                              "Mel rows under it (ours; models.pitch_comb); with --init-from, added to those priors")
     priors.add_argument("--previous-column", action="store_true",
                         help="a new bottom prior also gets, at each cell, the code of the same band half a "
-                             "second earlier (ours; PriorConfig.previous_column; with groups, through the group head); "
+                             "second earlier (ours; PriorConfig.previous_column; with groups, at the decoder's input); "
                              "with --init-from, added to that bottom prior. On the campaign's codes, one cell per step: "
                              "0.68 nats per cell lower held-out cross-entropy at 300 steps, and no better family "
                              "in its new sounds (docs/training.md)")
