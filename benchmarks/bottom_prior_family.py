@@ -151,6 +151,14 @@ def _counts(families: torch.Tensor) -> dict[str, int]:
     return dict(zip(constants.FAMILIES, counts))
 
 
+def splits_and_classifier(corpus, cache, classifier_notes: int, seed: int):
+    """The corpus's training and held-out splits and the eval's family classifier fitted on
+    `classifier_notes` training notes (seeded as `eval --seed`)."""
+    train = open_split(corpus, "train", constants.DEFAULT_SPLIT_SEED, cache)
+    heldout = open_split(corpus, "heldout", constants.DEFAULT_SPLIT_SEED, cache)
+    return train, heldout, fit_family_classifier(train, classifier_notes, seed)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
@@ -169,9 +177,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     regions = [(text, column_mask(text)) for text in args.columns.split(",")]
 
-    train = open_split(args.corpus, "train", constants.DEFAULT_SPLIT_SEED, args.cache)
-    heldout = open_split(args.corpus, "heldout", constants.DEFAULT_SPLIT_SEED, args.cache)
-    classifier, _ = fit_family_classifier(train, args.classifier_notes, args.seed)
+    train, heldout, classifier = splits_and_classifier(args.corpus, args.cache, args.classifier_notes, args.seed)
     records = [heldout.records[i] for i in _spread(len(heldout), args.notes)]
     parts = {"all": torch.ones(len(records), dtype=torch.bool)}
     if args.seen_in:

@@ -37,7 +37,10 @@ def shipped():
     return NotonoModel.load(MODELS)
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16", "auto"])
+# the bf16 draws were recorded on a CPU whose oneDNN has bf16 kernels (AVX512_BF16); a CPU without
+# them multiplies bf16 through another kernel that rounds differently (seen on an AVX2-only CPU)
+@pytest.mark.parametrize("precision", ["float32", pytest.param("bfloat16", marks=pytest.mark.skipif(
+    not PACKED, reason="bf16 draws recorded with oneDNN's bf16 kernels, which this CPU lacks")), "auto"])
 def test_the_same_seed_draws_the_recorded_codes(shipped, precision, one_torch_thread):
     recorded = np.load(DRAWS)
     drawn = _draws(shipped, precision)

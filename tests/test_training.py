@@ -509,3 +509,20 @@ def test_the_spectral_convergence_loss_scores_the_magnitude_error_against_the_ma
     grad = image.clone().requires_grad_(True)
     spectral_convergence_loss(grad, image + 0.1).backward()
     assert grad.grad is not None and grad.grad[:, 0].abs().sum() > 0
+
+
+def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_and_fp32_never_does():
+    import warnings
+
+    from notono_live.models.step import packed_bf16_available
+
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        common.forward_autocast("fp32", cpu)
+        common.forward_autocast("bf16", cpu)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if packed_bf16_available(cpu):
+        assert messages == []
+    else:
+        assert len(messages) == 1 and "use --precision fp32" in messages[0]

@@ -436,15 +436,20 @@ class Engine(ControlSurface):
                 missed.append(self.store.add_notices(record.sound, record.version, [miss]))
         return missed
 
+    def _codebook_size(self, layer: str) -> int:
+        """Codes of the model's codebook for `layer` (its cells lie below it)."""
+        return self.model.codebook_sizes[LAYERS.index(layer)]
+
     def set_cells(self, sound: int, layer: str, cells: Sequence[tuple[int, int, int]],
                   progress: Progress = _no_progress) -> VersionRecord:
         self.check_layer(layer)
         base = self.store.get(sound)
         self.cells_mask(layer, [(r, c) for r, c, _ in cells])
         grid = base.codemaps.layer(layer).copy()
+        codes = self._codebook_size(layer)
         for r, c, code in cells:
-            if not (0 <= code < CODEBOOK_SIZE):
-                raise ValueError(f"code {code} at cell ({r}, {c}) is outside 0..{CODEBOOK_SIZE - 1}")
+            if not (0 <= code < codes):
+                raise ValueError(f"code {code} at cell ({r}, {c}) is outside 0..{codes - 1}")
             grid[r, c] = code
         maps = base.codemaps.replace(layer, grid)
         return self._render_version(base, maps, base.pitch, base.family, "set",
@@ -506,7 +511,7 @@ class Engine(ControlSurface):
         seed = self._seed(seed)
         grid = base.codemaps.layer(layer).copy()
         rng = np.random.default_rng(seed)
-        grid[mask] = rng.integers(0, CODEBOOK_SIZE, size=int(mask.sum()))
+        grid[mask] = rng.integers(0, self._codebook_size(layer), size=int(mask.sum()))
         params = {"layer": layer, "region": [row, col, height, width], "seed": seed}
         return self._render_version(base, base.codemaps.replace(layer, grid), base.pitch, base.family,
                                     "randomize", params, progress)

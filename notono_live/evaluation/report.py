@@ -379,8 +379,8 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
         new_bottoms_keeping_pitch=new_bottom_kept)
     tops = np.stack([m.top for m in all_maps])
     bottoms = np.stack([m.bottom for m in all_maps])
-    top_perplexity, top_used = code_usage(tops)
-    bottom_perplexity, bottom_used = code_usage(bottoms)
+    top_perplexity, top_used = code_usage(tops, model.codebook_sizes[0])
+    bottom_perplexity, bottom_used = code_usage(bottoms, model.codebook_sizes[1])
     usage = CodebookUsage(len(all_maps), top_perplexity, top_used, bottom_perplexity, bottom_used)
     seconds["reconstruction"] = time.monotonic() - t0
     log(f"reconstruction: LSD {reconstruction_result.lsd_db:.2f} dB (ceiling {reconstruction_result.ceiling_lsd_db:.2f}), "

@@ -176,6 +176,21 @@ class NotonoModel:
         self.candidates = DEFAULT_CANDIDATES
         self.set_step_precision(step_precision)
 
+    @property
+    def codebook_sizes(self) -> tuple[int, int]:
+        """Codes of the VQ-VAE's (top, bottom) codebooks: a code map's cells lie below them."""
+        return self.vqvae.config.codebook_sizes
+
+    def check_codes(self, maps: list[Codemaps]) -> None:
+        """Raise ValueError, naming the map and layer, if a code lies outside this model's
+        codebooks (a map written by a model with a larger codebook, say)."""
+        for i, maps_i in enumerate(maps):
+            for layer, size in zip(LAYERS, self.codebook_sizes):
+                grid = maps_i.layer(layer)
+                if grid.size and int(grid.max()) >= size:
+                    raise ValueError(f"code map {i}: {layer} code {int(grid.max())} is outside this model's "
+                                     f"{layer} codebook (0..{size - 1})")
+
     def set_step_precision(self, dtype: torch.dtype | str | None) -> None:
         """Weights dtype of the KV-cached one-token step of both priors: a name of
         `constants.STEP_PRECISIONS`, a torch dtype, or None (the model's own dtype)."""
@@ -284,6 +299,10 @@ class NotonoModel:
             stats = NormalizationStats.from_dict(stats_doc)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{vqvae_json}: bad normalisation statistics ({error})") from None
+        mismatch = vocabulary_mismatch(components["vqvae"][0], components["top_prior"][0],
+                                       components["bottom_prior"][0])
+        if mismatch:
+            raise CheckpointError(f"{folder}: {mismatch}; export the priors trained on this VQ-VAE's codes")
         return cls(components["vqvae"][0], components["top_prior"][0], components["bottom_prior"][0],
                    stats, device=device, name=folder.name,
                    size=_size_name(components["vqvae"][0], components["top_prior"][0],
@@ -359,6 +378,7 @@ class NotonoModel:
     def decode_images(self, maps: list[Codemaps]) -> torch.Tensor:
         """Codemaps -> unnormalised Mel-IF images [N, 2, 1024, 128] (before inversion)."""
         maps = _as_map_list(maps)
+        self.check_codes(maps)
         top = torch.as_tensor(np.stack([m.top for m in maps]), device=self.device)
         bottom = torch.as_tensor(np.stack([m.bottom for m in maps]), device=self.device)
         return self.stats.denormalize(self.vqvae.decode_codes(top, bottom))
@@ -673,3 +693,18 @@ def _check_mask(layer: str, mask) -> np.ndarray:
             raise ValueError(f"{layer} mask must be boolean (or 0/1), got values {np.unique(mask)[:5]}")
         mask = mask.astype(bool)
     return mask
+
+
+def vocabulary_mismatch(vqvae: VQVAE2, top_prior: TopPrior, bottom_prior: BottomPrior) -> str:
+    """What in the priors' vocabularies disagrees with the VQ-VAE's codebooks ('' when nothing)."""
+    top, bottom = vqvae.config.codebook_sizes
+    problems = []
+    if top_prior.config.codebook_size != top:
+        problems.append(f"the top prior draws {top_prior.config.codebook_size} codes")
+    if bottom_prior.config.codebook_size != bottom:
+        problems.append(f"the bottom prior draws {bottom_prior.config.codebook_size} codes")
+    if bottom_prior.config.context_codebook_size != top:
+        problems.append(f"the bottom prior reads {bottom_prior.config.context_codebook_size} top codes")
+    if not problems:
+        return ""
+    return f"{' and '.join(problems)}, but the VQ-VAE's codebooks hold {top} (top) and {bottom} (bottom)"

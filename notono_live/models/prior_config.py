@@ -26,7 +26,10 @@ class PriorConfig:
             d_model − 2 × condition_dim so that the concatenation is d_model wide (ours).
         dropout: dropout on the residual branches (attention and feed-forward outputs) during
             training (ours).
-        codebook_size: vocabulary (paper: 512 codes).
+        codebook_size: vocabulary, the codes of the map the prior draws (paper: 512 codes).
+        top_codebook_size: codes of the top map that the bottom prior reads, where the VQ-VAE's
+            top codebook is not the size of its bottom one (None: `codebook_size`; ours). The top
+            prior ignores it.
         num_pitches: pitch classes, MIDI 24–84 (paper: 61).
         num_families: instrument families (NSynth: 11).
         bottom_cross_attention: whether the bottom decoder also cross-attends to the whole top
@@ -79,6 +82,7 @@ class PriorConfig:
     condition_dim: int = 64
     dropout: float = 0.1
     codebook_size: int = CODEBOOK_SIZE
+    top_codebook_size: int | None = None
     num_pitches: int = NUM_PITCHES
     num_families: int = NUM_FAMILIES
     bottom_cross_attention: bool = True
@@ -120,8 +124,16 @@ class PriorConfig:
             raise ValueError(f"condition_dim {self.condition_dim} leaves no room for the token "
                              f"embedding in d_model {self.d_model}")
 
+    @property
+    def context_codebook_size(self) -> int:
+        """Codes of the top map the bottom prior reads."""
+        return self.top_codebook_size or self.codebook_size
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        doc = asdict(self)
+        if doc["top_codebook_size"] is None:
+            del doc["top_codebook_size"]   # as before the option existed: older readers load it
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict) -> "PriorConfig":

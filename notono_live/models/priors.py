@@ -365,7 +365,7 @@ class BottomPrior(_CodePrior):
         self.group = config.bottom_group
         self.decoder_length = BOTTOM_TOKENS // self.group
         # decoder position g (cells g·G ..) sits under top cell g·G // 4
-        super().__init__(config, config.codebook_size, None, cross_attention=config.bottom_cross_attention,
+        super().__init__(config, config.context_codebook_size, None, cross_attention=config.bottom_cross_attention,
                          aligned_index=torch.arange(0, BOTTOM_TOKENS, self.group) // 4)
         self.group_head = None
         if self.group > 1:
@@ -439,9 +439,9 @@ class BottomPrior(_CodePrior):
 
     def forward(self, bottom_tokens: Tensor, top_tokens: Tensor, pitch_index: Tensor,
                 family_index: Tensor, drop_condition: Tensor | None = None) -> Tensor:
-        """Teacher-forced logits [B, 512, 512] for bottom tokens [B, 512] given top tokens [B, 128]
+        """Teacher-forced logits [B, 512, V] for bottom tokens [B, 512] given top tokens [B, 128]
         (drop_condition: see `condition`)."""
-        _check_tokens("top", top_tokens, TOP_TOKENS, self.config.codebook_size)
+        _check_tokens("top", top_tokens, TOP_TOKENS, self.config.context_codebook_size)
         _check_tokens("bottom", bottom_tokens, BOTTOM_TOKENS, self.config.codebook_size)
         condition = self.condition(pitch_index, family_index, drop_condition)
         memory = self.encode_context(top_tokens, condition)

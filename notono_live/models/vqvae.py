@@ -33,6 +33,9 @@ class VQVAE2Config:
         residual_blocks: residual blocks after each encoder/decoder trunk (paper: 2).
         residual_channels: hidden width inside a residual block (paper-style: 32).
         codebook_size: codes per codebook (paper: 512).
+        bottom_codebook_size: codes of the bottom codebook when it differs from the top's (None:
+            `codebook_size`; ours). A smaller bottom codebook leaves less detail to the bottom
+            codes, detail that a bottom prior has to draw (`docs/training.md`).
         codebook_dim: dimension of each code (paper: 64).
         ema_decay: EMA decay of the codebooks (paper: 0.99).
         commitment_weight: commitment loss weight (paper: 0.25).
@@ -43,6 +46,7 @@ class VQVAE2Config:
     residual_blocks: int = 2
     residual_channels: int = 32
     codebook_size: int = CODEBOOK_SIZE
+    bottom_codebook_size: int | None = None
     codebook_dim: int = CODEBOOK_DIM
     ema_decay: float = EMA_DECAY
     commitment_weight: float = COMMITMENT_WEIGHT
@@ -62,8 +66,16 @@ class VQVAE2Config:
             return cls(channels=(4, 8, 8, 16), residual_blocks=1, residual_channels=8)
         raise ValueError(f"unknown VQ-VAE size {size!r}; expected one of {', '.join(VQVAE_SIZES)}")
 
+    @property
+    def codebook_sizes(self) -> tuple[int, int]:
+        """Codes of the (top, bottom) codebooks."""
+        return self.codebook_size, self.bottom_codebook_size or self.codebook_size
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        doc = asdict(self)
+        if doc["bottom_codebook_size"] is None:
+            del doc["bottom_codebook_size"]   # as before the option existed: older readers load it
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict) -> "VQVAE2Config":
@@ -129,9 +141,10 @@ class VQVAE2(nn.Module):
         hidden, blocks, dim = config.residual_channels, config.residual_blocks, config.codebook_dim
         relu = nn.ReLU
 
-        def quantizer() -> EMAQuantizer:
-            return EMAQuantizer(config.codebook_size, dim, config.ema_decay, config.commitment_weight,
+        def quantizer(codes: int) -> EMAQuantizer:
+            return EMAQuantizer(codes, dim, config.ema_decay, config.commitment_weight,
                                 dead_code_threshold=config.dead_code_threshold)
+        top_codes, bottom_codes = config.codebook_sizes
 
         # bottom encoder: ×16 in both axes
         self.encoder_bottom = nn.Sequential(
@@ -147,14 +160,14 @@ class VQVAE2(nn.Module):
             nn.Conv2d(c4, c4, 3, padding=1),
             *_trunk(c4, hidden, blocks))
         self.pre_quantize_top = nn.Conv2d(c4, dim, 1)
-        self.quantize_top = quantizer()
+        self.quantize_top = quantizer(top_codes)
         # top codes decoded to the bottom resolution, seen by the bottom quantiser
         self.decoder_top = nn.Sequential(
             nn.Conv2d(dim, c4, 3, padding=1),
             *_trunk(c4, hidden, blocks),
             nn.ConvTranspose2d(c4, dim, 4, 2, 1))
         self.pre_quantize_bottom = nn.Conv2d(c4 + dim, dim, 1)
-        self.quantize_bottom = quantizer()
+        self.quantize_bottom = quantizer(bottom_codes)
         # decoder: upsampled top codes ‖ bottom codes -> image
         self.upsample_top = nn.ConvTranspose2d(dim, dim, 4, 2, 1)
         self.decoder = nn.Sequential(

@@ -187,7 +187,7 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
     Message(PREFIX + "/codemap/set", (SOUND, LAYER),
             "Set codemap cells to given codes and render; a new version.",
             repeated=(Arg("cell_row", int, "row"), Arg("cell_col", int, "column"),
-                      Arg("code", int, "code 0-511")),
+                      Arg("code", int, "code 0-511 (below the model's codebook size)")),
             replies=RENDER_REPLIES, queued=True),
     Message(PREFIX + "/codemap/get", (SOUND, VERSION_OR_CURRENT),
             "Read a version's codemaps: one /notono/codemap/row per row, top rows first, "
@@ -298,7 +298,7 @@ REPLIES: dict[str, Message] = {m.address: m for m in [
         Arg("sound", int, "sound id"), Arg("version", int, "version number"),
         Arg("layer", str, "top or bottom"), Arg("row", int, "row number (0 = lowest frequency)"),
     ), "One row of a codemap: the codes of its columns follow (4 for top, 8 for bottom).",
-        repeated=(Arg("code", int, "code 0-511"),)),
+        repeated=(Arg("code", int, "code 0-511 (below the model's codebook size)"),)),
     Message(PREFIX + "/sound/item", (
         Arg("sound", int, "sound id"), Arg("current", int, "current version"),
         Arg("versions", int, "number of versions"), Arg("pitch", int, "MIDI pitch of the current version"),

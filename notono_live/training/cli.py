@@ -63,6 +63,9 @@ def register(subparsers) -> None:
     vqvae.add_argument("--spectral-weight", type=float, default=0.0,
                        help="weight of a spectral-convergence term on the Mel magnitudes added to the loss "
                             "(0: none, the paper's)")
+    vqvae.add_argument("--bottom-codebook-size", type=_positive_int, default=None, metavar="CODES",
+                       help="codes of the bottom codebook (default: 512, as the top's); a new run only, "
+                            "a resumed one keeps its own")
     vqvae.add_argument("--decoder-from", type=Path, default=None, metavar="VQVAE",
                        help="start from this trained VQ-VAE (run or model folder) and train its decoder only: "
                             "encoders and codebooks stay frozen, so codes, and priors trained on them, stay valid")
@@ -135,7 +138,9 @@ def _run_vqvae(args: argparse.Namespace) -> int:
         cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
         validation_notes=args.validation_notes, decoder_from=args.decoder_from, precision=args.precision,
         magnitude_weight=args.magnitude_weight, spectral_weight=args.spectral_weight,
-        channels_last=args.channels_last))
+        channels_last=args.channels_last,
+        model_overrides={} if args.bottom_codebook_size is None
+        else {"bottom_codebook_size": args.bottom_codebook_size}))
     _print_summary(result.summary)
     return 0
 

@@ -189,7 +189,8 @@ def extract_codes(vqvae_path: Path, corpus: Path, out_file: Path, split_seed: in
     if context.is_main:
         header = {"format": CODES_FORMAT, "version": CODES_VERSION, "vqvae": str(source),
                   "vqvae_sha256": modelio.codes_identity(vqvae_metadata),
-                  "corpus": str(corpus), "split_seed": split_seed, "names": names}
+                  "corpus": str(corpus), "split_seed": split_seed, "names": names,
+                  "codebook_sizes": list(model.config.codebook_sizes)}
         temporary = out_file.with_suffix(".tmp")
         out_file.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(temporary), metadata={"notono": json.dumps(header)})
@@ -373,6 +374,8 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                              f"fall outside {constants.PITCH_MIN}-{constants.PITCH_MAX}")
 
         codes_info = {key: codes_header.get(key) for key in ("vqvae", "vqvae_sha256", "split_seed", "corpus")}
+        # files written before the header named them hold codes of two 512-code codebooks
+        codebook_sizes = tuple(codes_header.get("codebook_sizes", (constants.CODEBOOK_SIZE,) * 2))
         wanted = ("top", "bottom") if config.which == "both" else (config.which,)
         checkpoint = common.find_checkpoint_dir(run_dir)
         models: dict[str, torch.nn.Module] = {}
@@ -425,8 +428,11 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                     overrides["pitch_comb"] = True
                 if config.previous_column and name == "bottom":
                     overrides["previous_column"] = True
+                overrides.update(_vocabulary(name, codebook_sizes))
                 prior_config = _prior_config(PriorConfig, config.size, overrides)
                 models[name] = (TopPrior if name == "top" else BottomPrior)(prior_config).to(context.device)
+        for name, model in models.items():
+            _check_vocabulary(name, model, codebook_sizes, codes_path)
         groups = {name: _parameter_groups(model) for name, model in models.items()}
         optimizers = {name: torch.optim.Adam(groups[name][:1] if name in upgraded else groups[name], lr=config.lr)
                       for name in models}
@@ -566,6 +572,25 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                            {f"{name}_prior": model for name, model in models.items()})
     finally:
         common.teardown_distributed(context)
+
+
+def _vocabulary(name: str, codebook_sizes: tuple[int, int]) -> dict[str, Any]:
+    """The `PriorConfig` fields that give prior `name` the VQ-VAE's codebook sizes (top, bottom)."""
+    top, bottom = codebook_sizes
+    if name == "top":
+        return {"codebook_size": top}
+    return {"codebook_size": bottom, "top_codebook_size": None if top == bottom else top}
+
+
+def _check_vocabulary(name: str, model: torch.nn.Module, codebook_sizes: tuple[int, int], codes_path: Path) -> None:
+    """Refuse a resumed or --init-from prior whose vocabulary is not that of the codes it would learn."""
+    config = model.config
+    have = (config.codebook_size,) if name == "top" else (config.context_codebook_size, config.codebook_size)
+    want = codebook_sizes[:1] if name == "top" else codebook_sizes
+    if tuple(have) != tuple(want):
+        raise ValueError(f"the {name} prior reads codebooks of {'/'.join(map(str, have))} codes, but the codes "
+                         f"in {codes_path} come from codebooks of {'/'.join(map(str, want))} (top/bottom): "
+                         f"train a new {name} prior on them")
 
 
 def _prior_config(config_class, size: str, overrides: dict[str, Any]):

@@ -382,9 +382,9 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     model.train(was_training)
     values = {"validation/mse": total / seen, "validation/spectral_convergence": sum(sc) / len(sc),
               "validation/lsd_db": sum(lsd) / len(lsd)}
-    for layer in ("top", "bottom"):
+    for layer, codebook_size in zip(("top", "bottom"), model.config.codebook_sizes):
         every = torch.cat(codes_of[layer])
-        values[f"validation/{layer}_perplexity"] = code_usage(every.numpy(), model.config.codebook_size)[0]
+        values[f"validation/{layer}_perplexity"] = code_usage(every.numpy(), codebook_size)[0]
         if threshold is None:
             continue
         silent = torch.cat(silent_codes[layer])
