@@ -151,34 +151,40 @@ def _counts(families: torch.Tensor) -> dict[str, int]:
     return dict(zip(constants.FAMILIES, counts))
 
 
-def splits_and_classifier(corpus, cache, classifier_notes: int, seed: int):
-    """The corpus's training and held-out splits and the eval's family classifier fitted on
-    `classifier_notes` training notes (seeded as `eval --seed`)."""
-    train = open_split(corpus, "train", constants.DEFAULT_SPLIT_SEED, cache)
-    heldout = open_split(corpus, "heldout", constants.DEFAULT_SPLIT_SEED, cache)
-    return train, heldout, fit_family_classifier(train, classifier_notes, seed)[0]
+def add_held_out_arguments(parser: argparse.ArgumentParser, columns: str) -> None:
+    """The options this benchmark shares with `bottom_swap_family.py`."""
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--cache", default=None)
+    parser.add_argument("--notes", type=int, default=240)
+    parser.add_argument("--columns", default=columns, help="bottom columns to redraw: all, C or FIRST-LAST, comma-separated")
+    parser.add_argument("--classifier-notes", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def held_out_setup(args: argparse.Namespace):
+    """From those options: the regions to redraw, the corpus's training and held-out splits, the
+    eval's family classifier fitted on training notes (seeded as `eval --seed`), and the held-out
+    notes measured (indices spread over the split)."""
+    torch.set_num_threads(args.threads)
+    regions = [(text, column_mask(text)) for text in args.columns.split(",")]
+    train = open_split(args.corpus, "train", constants.DEFAULT_SPLIT_SEED, args.cache)
+    heldout = open_split(args.corpus, "heldout", constants.DEFAULT_SPLIT_SEED, args.cache)
+    classifier, _ = fit_family_classifier(train, args.classifier_notes, args.seed)
+    return regions, train, heldout, classifier, _spread(len(heldout), args.notes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--cache", default=None)
-    parser.add_argument("--notes", type=int, default=240)
+    add_held_out_arguments(parser, columns="all")
     parser.add_argument("--settings", default="2@1@0.8")
     parser.add_argument("--wrong-family", default="", help="settings drawn under a wrong family label")
-    parser.add_argument("--columns", default="all", help="bottom columns to redraw: all, C or FIRST-LAST, comma-separated")
     parser.add_argument("--consistency-notes", type=int, default=64)
     parser.add_argument("--seen-in", default=None, help="corpus whose training split may hold some of the held-out notes")
-    parser.add_argument("--classifier-notes", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    regions = [(text, column_mask(text)) for text in args.columns.split(",")]
-
-    train, heldout, classifier = splits_and_classifier(args.corpus, args.cache, args.classifier_notes, args.seed)
-    records = [heldout.records[i] for i in _spread(len(heldout), args.notes)]
+    regions, train, heldout, classifier, chosen = held_out_setup(args)
+    records = [heldout.records[i] for i in chosen]
     parts = {"all": torch.ones(len(records), dtype=torch.bool)}
     if args.seen_in:
         trained_on = {r.note for r in open_split(args.seen_in, "train", constants.DEFAULT_SPLIT_SEED).records}

@@ -32,7 +32,7 @@ import json
 import numpy as np
 import torch
 
-from bottom_prior_family import column_mask, splits_and_classifier   # benchmarks/, on the path as a script
+from bottom_prior_family import add_held_out_arguments, held_out_setup   # benchmarks/, on the path as a script
 from notono_live import constants
 from notono_live.evaluation.classifier import family_features
 from notono_live.evaluation.report import _images_of, _spread
@@ -41,7 +41,8 @@ from notono_live.training import modelio
 
 BATCH = 16
 BOTTOM_CELLS = constants.BOTTOM_SHAPE[0] * constants.BOTTOM_SHAPE[1]
-BACKOFF = 2.0   # pseudo-counts of the cell's own distribution added to each top code's counts
+BACKOFF = 5.0         # pseudo-counts of the cell's own distribution added to each top code's counts
+CELL_BACKOFF = 50.0   # pseudo-counts of the overall distribution added to each cell's counts
 
 
 def encode(vqvae, stats, split, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,10 +71,13 @@ class CellTable:
         key = self._keys(tops, top_codes).flatten()
         ones = torch.ones(key.numel(), dtype=torch.float32)
         self.joint = torch.sparse_coo_tensor(torch.stack([key, bottoms.flatten()]), ones,
-                                             (cells * top_codes, bottom_codes)).coalesce()
-        own = torch.zeros(cells, bottom_codes).index_put_(
-            (key // top_codes, bottoms.flatten()), ones, accumulate=True) + 1.0 / bottom_codes
-        self.own = own / own.sum(-1, keepdim=True)      # [cells, V]: the cell's own counts, smoothed
+                                             (cells * top_codes, bottom_codes), check_invariants=True).coalesce()
+        overall = torch.bincount(bottoms.flatten(), minlength=bottom_codes).float() + 1.0
+        overall = overall / overall.sum()               # every code's share, each counted once more
+        own = torch.zeros(cells, bottom_codes).index_put_((key // top_codes, bottoms.flatten()), ones,
+                                                          accumulate=True)
+        # the cell's own counts, backed off to the overall shares
+        self.own = (own + CELL_BACKOFF * overall) / (own.sum(-1, keepdim=True) + CELL_BACKOFF)
         self.top_codes = top_codes
 
     def _keys(self, tops: torch.Tensor, top_codes: int | None = None) -> torch.Tensor:
@@ -117,20 +121,10 @@ def features(vqvae, stats, tops: torch.Tensor, bottoms: torch.Tensor, transform:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("vqvae", nargs="+")
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--cache", default=None)
-    parser.add_argument("--notes", type=int, default=240)
+    add_held_out_arguments(parser, columns="0-1,all")
     parser.add_argument("--fit-notes", type=int, default=4000)
-    parser.add_argument("--classifier-notes", type=int, default=4000)
-    parser.add_argument("--columns", default="0-1,all")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    regions = [(text, column_mask(text)) for text in args.columns.split(",")]
-
-    train, heldout, classifier = splits_and_classifier(args.corpus, args.cache, args.classifier_notes, args.seed)
-    chosen = _spread(len(heldout), args.notes)
+    regions, train, heldout, classifier, chosen = held_out_setup(args)
     family = torch.tensor([heldout.records[i].family_index for i in chosen])
     transform = MelIF()
     for path in args.vqvae:
