@@ -17,12 +17,14 @@ table under the note's own top codes, the rest keep the note's codes, and the ev
 classifier (trained on the training split, seeded as `eval --seed`) scores the decoded audio
 against the same notes' reconstructions.
 
-It also prints the table's cross-entropy along the held-out notes' real bottom codes, by bottom
-column (nats per cell), beside the entropy of the codes' overall distribution: how far the top
-code above and the cell's position alone predict a bottom code. Two VQ-VAEs compare on one run:
-the one whose redrawn bottoms keep more of their reconstructions' family keeps more of it in its
-top map, where a prior conditioned on the family can reach it. Untimed; docs/training.md quotes
-its figures.
+Each VQ-VAE's line also holds its reconstructions' spectral convergence and log-spectral distance
+against the original audio and how many keep the pitch of those originals that pass the pitch check
+(as `eval` measures them, on these notes), and the table's cross-entropy along the held-out notes'
+real bottom codes, by bottom column (nats per cell), beside the entropy of the codes' overall
+distribution: how far the top code above and the cell's position alone predict a bottom code. Two
+VQ-VAEs compare on one run: the one whose redrawn bottoms keep more of their reconstructions'
+family keeps more of it in its top map, where a prior conditioned on the family can reach it.
+Untimed; docs/training.md quotes its figures.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ import torch
 from bottom_prior_family import add_held_out_arguments, held_out_setup   # benchmarks/, on the path as a script
 from notono_live import constants
 from notono_live.evaluation.classifier import family_features
-from notono_live.evaluation.report import _images_of, _spread
+from notono_live.data.roundtrip import spectral_distances
+from notono_live.evaluation.report import _images_of, _load_audio, _pitch_checker, _spread
 from notono_live.representation import MelIF
 from notono_live.training import modelio
 
@@ -107,15 +110,16 @@ class CellTable:
         return [round(float(-log_p[:, :, c].mean()), 3) for c in range(constants.BOTTOM_SHAPE[1])]
 
 
-def features(vqvae, stats, tops: torch.Tensor, bottoms: torch.Tensor, transform: MelIF) -> torch.Tensor:
-    """The family classifier's features of the decoded audio, re-analysed as the eval does."""
-    out = []
+def decoded(vqvae, stats, tops: torch.Tensor, bottoms: torch.Tensor, transform: MelIF) -> tuple[torch.Tensor, np.ndarray]:
+    """The family classifier's features of the decoded audio, re-analysed as the eval does, and
+    the audio [N, samples]."""
+    features, audio = [], []
     with torch.inference_mode():
         for s in range(0, len(tops), BATCH):
             image = stats.denormalize(vqvae.decode_codes(tops[s:s + BATCH], bottoms[s:s + BATCH]))
-            audio = transform.inverse(image).float().numpy()
-            out.append(family_features(_images_of(audio, transform)))
-    return torch.cat(out)
+            audio.append(transform.inverse(image).float().numpy())
+            features.append(family_features(_images_of(audio[-1], transform)))
+    return torch.cat(features), np.concatenate(audio)
 
 
 def main() -> None:
@@ -135,14 +139,21 @@ def main() -> None:
         tops, bottoms = encode(vqvae, stats, heldout, chosen)
         counts = torch.bincount(bottoms.flatten(), minlength=bottom_codes).double()
         p = counts[counts > 0] / counts.sum()
-        reconstructed = features(vqvae, stats, tops, bottoms, transform)
+        reconstructed, audio = decoded(vqvae, stats, tops, bottoms, transform)
+        originals = np.stack([_load_audio(heldout.records[i]) for i in chosen])
+        lsd, sc = spectral_distances(originals, audio)
+        check = _pitch_checker()
+        passing = [k for k, i in enumerate(chosen) if check(originals[k], heldout.records[i].pitch)]
+        kept = sum(check(audio[k], heldout.records[chosen[k]].pitch) for k in passing)
         row = {"vqvae": path, "codebooks": [top_codes, bottom_codes], "notes": len(chosen),
+               "spectral_convergence": round(float(np.mean(sc)), 4), "lsd_db": round(float(np.mean(lsd)), 3),
+               "pitch_kept": f"{kept}/{len(passing)}",
                "reconstructions": round(classifier.accuracy(reconstructed, family), 4),
                "bottom_entropy": round(float(-(p * p.log()).sum()), 3),
                "table_cross_entropy_by_column": table.cross_entropy_by_column(tops, bottoms)}
         for text, mask in regions:
             drawn = table.draw(tops, bottoms, mask, args.seed)
-            row[f"redrawn {text}"] = round(classifier.accuracy(features(vqvae, stats, tops, drawn, transform),
+            row[f"redrawn {text}"] = round(classifier.accuracy(decoded(vqvae, stats, tops, drawn, transform)[0],
                                                                family), 4)
         print(json.dumps(row), flush=True)
 
