@@ -36,13 +36,17 @@ def test_the_bottom_codebook_takes_its_own_size_and_round_trips():
 
 @pytest.fixture(scope="module")
 def small_bottom_runs(tmp_path_factory, small_corpus, spectrogram_cache):
+    from notono_live.cli import main
     from notono_live.training.priors import PriorsTrainConfig, train_priors
     from notono_live.training.vqvae import VQVAETrainConfig, train_vqvae
 
     runs = tmp_path_factory.mktemp("small_bottom")
-    train_vqvae(VQVAETrainConfig(corpus=small_corpus, out=runs / "vqvae", size="tiny", max_steps=3, batch_size=4,
-                                 lr=3e-3, cache=spectrogram_cache, validation_notes=2,
-                                 model_overrides={"bottom_codebook_size": BOTTOM_CODES}))
+    assert main(["train", "vqvae", "--corpus", str(small_corpus), "--out", str(runs / "vqvae"), "--size", "tiny",
+                 "--max-steps", "3", "--batch-size", "4", "--lr", "3e-3", "--cache", str(spectrogram_cache),
+                 "--validation-notes", "2", "--bottom-codebook-size", str(BOTTOM_CODES)]) == 0
+    # resuming with another size keeps the run's own codebook
+    train_vqvae(VQVAETrainConfig(corpus=small_corpus, out=runs / "vqvae", size="tiny", max_steps=4, batch_size=4,
+                                 cache=spectrogram_cache, validation_notes=2))
     result = train_priors(PriorsTrainConfig(corpus=small_corpus, vqvae=runs / "vqvae", out=runs / "priors",
                                             size="tiny", max_steps=2, batch_size=8, lr=3e-3,
                                             cache=spectrogram_cache, validation_maps=8))

@@ -588,8 +588,9 @@ def _check_vocabulary(name: str, model: torch.nn.Module, codebook_sizes: tuple[i
     have = (config.codebook_size,) if name == "top" else (config.context_codebook_size, config.codebook_size)
     want = codebook_sizes[:1] if name == "top" else codebook_sizes
     if tuple(have) != tuple(want):
+        layers = "top" if name == "top" else "top/bottom"
         raise ValueError(f"the {name} prior reads codebooks of {'/'.join(map(str, have))} codes, but the codes "
-                         f"in {codes_path} come from codebooks of {'/'.join(map(str, want))} (top/bottom): "
+                         f"in {codes_path} come from codebooks of {'/'.join(map(str, want))} ({layers}): "
                          f"train a new {name} prior on them")
 
 
