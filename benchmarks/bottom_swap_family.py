@@ -70,23 +70,23 @@ class CellTable:
     kept sparse (cells × top codes × bottom codes would not fit in memory dense)."""
 
     def __init__(self, tops: torch.Tensor, bottoms: torch.Tensor, top_codes: int, bottom_codes: int) -> None:
-        cells = BOTTOM_CELLS
-        key = self._keys(tops, top_codes).flatten()
+        self.top_codes = top_codes
+        key = self._keys(tops).flatten()
         ones = torch.ones(key.numel(), dtype=torch.float32)
         self.joint = torch.sparse_coo_tensor(torch.stack([key, bottoms.flatten()]), ones,
-                                             (cells * top_codes, bottom_codes), check_invariants=True).coalesce()
+                                             (BOTTOM_CELLS * top_codes, bottom_codes), check_invariants=True).coalesce()
         overall = torch.bincount(bottoms.flatten(), minlength=bottom_codes).float() + 1.0
         overall = overall / overall.sum()               # every code's share, each counted once more
-        own = torch.zeros(cells, bottom_codes).index_put_((key // top_codes, bottoms.flatten()), ones,
+        own = torch.zeros(BOTTOM_CELLS, bottom_codes).index_put_((key // top_codes, bottoms.flatten()), ones,
                                                           accumulate=True)
         # the cell's own counts, backed off to the overall shares
         self.own = (own + CELL_BACKOFF * overall) / (own.sum(-1, keepdim=True) + CELL_BACKOFF)
-        self.top_codes = top_codes
 
-    def _keys(self, tops: torch.Tensor, top_codes: int | None = None) -> torch.Tensor:
+    def _keys(self, tops: torch.Tensor) -> torch.Tensor:
+        """Each bottom cell's row of the table: its place × top codes + the top code above it."""
         rows, columns = constants.BOTTOM_SHAPE
         cell = torch.arange(BOTTOM_CELLS).view(1, rows, columns).expand(len(tops), -1, -1)
-        return cell * (top_codes or self.top_codes) + above(tops)
+        return cell * self.top_codes + above(tops)
 
     def of(self, tops: torch.Tensor) -> torch.Tensor:
         """Distributions [N, 64, 8, V] of each bottom cell under tops [N, 32, 4]."""
