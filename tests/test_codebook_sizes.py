@@ -77,6 +77,13 @@ def test_priors_learn_the_vqvae_vocabularies_and_the_model_draws_from_them(small
     foreign = Codemaps(maps[0].top, np.full(constants.BOTTOM_SHAPE, 300))
     with pytest.raises(ValueError, match="bottom code 300 is outside this model's bottom codebook"):
         model.decode([foreign])
+    # and so is inpainting it, whose kept cells the priors would read
+    mask = np.zeros(constants.TOP_SHAPE, dtype=bool)
+    mask[:, 0] = True
+    for edit in (lambda: model.inpaint(foreign, "top", mask, 48, "organ", seed=1),
+                 lambda: model.regenerate_bottom_sounds(foreign, 48, "organ", seed=1, candidates=1)):
+        with pytest.raises(ValueError, match="bottom code 300 is outside this model's bottom codebook"):
+            edit()
 
 
 def test_an_edit_outside_the_model_codebook_is_refused_and_random_codes_stay_inside(small_bottom_runs, tmp_path):

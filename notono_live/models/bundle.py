@@ -551,6 +551,7 @@ class NotonoModel:
 
     def _inpaint(self, maps, top_mask, bottom_mask, pitch_index, family_index, options, seed,
                  use_cache, generator: torch.Generator | None = None) -> list[Codemaps]:
+        self.check_codes([maps])   # the kept cells reach the priors' embeddings
         n = pitch_index.shape[0]
         top = torch.as_tensor(maps.top, device=self.device).expand(n, -1, -1).clone()
         bottom = torch.as_tensor(maps.bottom, device=self.device).expand(n, -1, -1).clone()

@@ -179,11 +179,25 @@ class VQVAE2(nn.Module):
             nn.ConvTranspose2d(c1, IMAGE_CHANNELS, 4, 2, 1))
 
     # ------------------------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> VQVAEOutput:
-        """Encode, quantise and decode a normalised image batch [B, 2, 1024, 128]."""
+    def forward(self, x: Tensor, drop_bottom: Tensor | None = None) -> VQVAEOutput:
+        """Encode, quantise and decode a normalised image batch [B, 2, 1024, 128].
+
+        Args:
+            x: the batch.
+            drop_bottom: optional bool [B]: the notes whose decoder input gets zeros in place of
+                their bottom vectors, so that it has their top codes alone to rebuild them from
+                (training's `bottom_dropout`). Codes, commitment and codebook updates are unchanged.
+        """
         _check_image(x)
         top, bottom = self._quantize(x)
-        reconstruction = self._decode_vectors(top.quantized, bottom.quantized)
+        bottom_vectors = bottom.quantized
+        if drop_bottom is not None:
+            if drop_bottom.shape != (x.shape[0],):
+                raise ValueError(f"drop_bottom must be one flag per note, [{x.shape[0]}], "
+                                 f"got {tuple(drop_bottom.shape)}")
+            keep = (~drop_bottom.bool()).to(bottom_vectors.dtype).view(-1, 1, 1, 1)
+            bottom_vectors = bottom_vectors * keep
+        reconstruction = self._decode_vectors(top.quantized, bottom_vectors)
         return VQVAEOutput(reconstruction, top.commitment_loss + bottom.commitment_loss,
                            top.codes, bottom.codes, top.perplexity, bottom.perplexity)
 

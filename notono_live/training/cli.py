@@ -17,6 +17,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 up to (not including) 1, got {value}")
+    return value
+
+
 def _add_common(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="NSynth-layout corpus folder")
     parser.add_argument("--out", type=Path, required=True,
@@ -63,6 +70,9 @@ def register(subparsers) -> None:
     vqvae.add_argument("--spectral-weight", type=float, default=0.0,
                        help="weight of a spectral-convergence term on the Mel magnitudes added to the loss "
                             "(0: none, the paper's)")
+    vqvae.add_argument("--bottom-dropout", type=_share, default=0.0, metavar="SHARE",
+                       help="share of each batch's notes decoded from their top codes alone, so the top "
+                            "codes carry more of the sound (0: none, the paper's)")
     vqvae.add_argument("--bottom-codebook-size", type=_positive_int, default=None, metavar="CODES",
                        help="codes of the bottom codebook (default: 512, as the top's); a new run only, "
                             "a resumed one keeps its own")
@@ -138,7 +148,7 @@ def _run_vqvae(args: argparse.Namespace) -> int:
         cache=args.cache, workers=args.workers, device=args.device, checkpoint_minutes=args.checkpoint_minutes,
         validation_notes=args.validation_notes, decoder_from=args.decoder_from, precision=args.precision,
         magnitude_weight=args.magnitude_weight, spectral_weight=args.spectral_weight,
-        channels_last=args.channels_last,
+        bottom_dropout=args.bottom_dropout, channels_last=args.channels_last,
         model_overrides={} if args.bottom_codebook_size is None
         else {"bottom_codebook_size": args.bottom_codebook_size}))
     _print_summary(result.summary)

@@ -65,6 +65,10 @@ class VQVAETrainConfig:
         decoder_from: a trained VQ-VAE (run folder, checkpoint or model folder) to start from and train
             the decoder of only, its encoders and codebooks frozen (None: train everything). Only read
             when RUN_DIR has no checkpoint yet; a run started this way stays decoder-only on resume.
+        bottom_dropout: the share of each batch's notes whose decoder input has its bottom vectors
+            zeroed (`VQVAE2.forward`'s `drop_bottom`), so the decoder learns to rebuild a note from
+            its top codes alone and the top codes learn to carry what it needs (0: none, the paper's;
+            ours, an experiment: `docs/training.md`). Inference always decodes both maps.
         precision: "fp32", or "bf16" to run forward passes under bfloat16 autocast; weights, Adam's
             state and the quantisers (distances, EMA codebook, commitment) stay fp32. A run may
             switch precision when it resumes.
@@ -92,6 +96,7 @@ class VQVAETrainConfig:
     decoder_from: Path | None = None
     magnitude_weight: float = 1.0
     spectral_weight: float = 0.0
+    bottom_dropout: float = 0.0
     precision: str = "fp32"
     channels_last: bool = True
 
@@ -150,6 +155,8 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
     from . import modelio
 
     common.check_precision(config.precision)
+    if not 0.0 <= config.bottom_dropout < 1.0:
+        raise ValueError(f"bottom_dropout must be from 0 up to (not including) 1, got {config.bottom_dropout}")
     invoked = time.monotonic()     # --minutes counts from here, statistics/extraction included
     context = common.setup_distributed(config.device)
     try:
@@ -251,8 +258,11 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
                 x = stats.normalize(images)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
+                drop = None
+                if config.bottom_dropout:
+                    drop = torch.rand(x.shape[0], device=x.device) < config.bottom_dropout
                 with autocast():
-                    output = ddp_model(x)
+                    output = ddp_model(x, drop)
                 mse = reconstruction_loss(output.reconstruction.float(), x, config.magnitude_weight)
                 loss = mse + output.commitment_loss
                 if config.spectral_weight:

@@ -1,0 +1,44 @@
+"""Bottom dropout: during training, some notes are decoded from their top codes alone, so the top
+codes learn to carry more of the sound. The codes and the codebooks are untouched by it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from notono_live.models.vqvae import VQVAE2, VQVAE2Config
+
+
+def test_a_dropped_note_is_decoded_from_its_top_codes_alone_and_the_others_as_before():
+    torch.manual_seed(0)
+    model = VQVAE2(VQVAE2Config.from_size("tiny")).eval()
+    x = torch.randn(3, 2, 1024, 128)
+    with torch.no_grad():
+        plain = model(x)
+        dropped = model(x, torch.tensor([True, False, False]))
+        top_alone = model.decoder(torch.cat([
+            model.upsample_top(model.quantize_top.lookup(plain.top_codes)),
+            torch.zeros_like(model.quantize_bottom.lookup(plain.bottom_codes))], dim=1))
+    assert torch.equal(dropped.top_codes, plain.top_codes)
+    assert torch.equal(dropped.bottom_codes, plain.bottom_codes)
+    assert torch.allclose(dropped.commitment_loss, plain.commitment_loss)
+    assert torch.allclose(dropped.reconstruction[1:], plain.reconstruction[1:])
+    assert torch.allclose(dropped.reconstruction[0], top_alone[0], atol=1e-5)
+    assert not torch.equal(dropped.reconstruction[0], plain.reconstruction[0])
+    with pytest.raises(ValueError, match=r"drop_bottom must be one flag per note, \[3\]"):
+        model(x, torch.tensor([True, False]))
+
+
+def test_training_with_bottom_dropout_records_the_share_and_refuses_one(
+        tmp_path, small_corpus, spectrogram_cache, capsys):
+    from notono_live.cli import main
+    from notono_live.training.vqvae import read_run_config
+
+    run = tmp_path / "vqvae"
+    args = ["train", "vqvae", "--corpus", str(small_corpus), "--out", str(run), "--size", "tiny",
+            "--max-steps", "2", "--batch-size", "4", "--cache", str(spectrogram_cache),
+            "--validation-notes", "2"]
+    assert main(args + ["--bottom-dropout", "0.5"]) == 0
+    assert read_run_config(run)["config"]["bottom_dropout"] == 0.5
+    with pytest.raises(SystemExit):
+        main(args + ["--bottom-dropout", "1"])
+    assert "--bottom-dropout: must be from 0 up to (not including) 1, got 1.0" in capsys.readouterr().err
