@@ -21,7 +21,10 @@ Each VQ-VAE's line also holds its reconstructions' spectral convergence and log-
 against the original audio and how many keep the pitch of those originals that pass the pitch check
 (as `eval` measures them, on these notes), and the table's cross-entropy along the held-out notes'
 real bottom codes, by bottom column (nats per cell), beside the entropy of the codes' overall
-distribution: how far the top code above and the cell's position alone predict a bottom code. Two
+distribution: how far the top code above and the cell's position alone predict a bottom code.
+`top alone` scores the notes decoded from their top codes only (`VQVAE2.decode_top`: what a VQ-VAE
+trained with `--bottom-dropout` learned to read; others decode it poorly): family, spectral
+convergence and pitch kept. Two
 VQ-VAEs compare on one run: the one whose redrawn bottoms keep more of their reconstructions'
 family keeps more of it in its top map, where a prior conditioned on the family can reach it.
 Untimed; docs/training.md quotes its figures.
@@ -110,13 +113,16 @@ class CellTable:
         return [round(float(-log_p[:, :, c].mean()), 3) for c in range(constants.BOTTOM_SHAPE[1])]
 
 
-def decoded(vqvae, stats, tops: torch.Tensor, bottoms: torch.Tensor, transform: MelIF) -> tuple[torch.Tensor, np.ndarray]:
+def decoded(vqvae, stats, tops: torch.Tensor, bottoms: torch.Tensor | None,
+            transform: MelIF) -> tuple[torch.Tensor, np.ndarray]:
     """The family classifier's features of the decoded audio, re-analysed as the eval does, and
-    the audio [N, samples]."""
+    the audio [N, samples]. bottoms None: the top codes alone (`VQVAE2.decode_top`)."""
     features, audio = [], []
     with torch.inference_mode():
         for s in range(0, len(tops), BATCH):
-            image = stats.denormalize(vqvae.decode_codes(tops[s:s + BATCH], bottoms[s:s + BATCH]))
+            top = tops[s:s + BATCH]
+            image = stats.denormalize(vqvae.decode_top(top) if bottoms is None
+                                      else vqvae.decode_codes(top, bottoms[s:s + BATCH]))
             audio.append(transform.inverse(image).float().numpy())
             features.append(family_features(_images_of(audio[-1], transform)))
     return torch.cat(features), np.concatenate(audio)
@@ -151,6 +157,12 @@ def main() -> None:
                "reconstructions": round(classifier.accuracy(reconstructed, family), 4),
                "bottom_entropy": round(float(-(p * p.log()).sum()), 3),
                "table_cross_entropy_by_column": table.cross_entropy_by_column(tops, bottoms)}
+        alone, alone_audio = decoded(vqvae, stats, tops, None, transform)
+        row["top alone"] = {
+            "family": round(classifier.accuracy(alone, family), 4),
+            "spectral_convergence": round(float(np.mean(spectral_distances(originals, alone_audio)[1])), 4),
+            "pitch_kept": f"{sum(check(alone_audio[k], heldout.records[chosen[k]].pitch) for k in passing)}"
+                          f"/{len(passing)}"}
         for text, mask in regions:
             drawn = table.draw(tops, bottoms, mask, args.seed)
             row[f"redrawn {text}"] = round(classifier.accuracy(decoded(vqvae, stats, tops, drawn, transform)[0],

@@ -15,15 +15,17 @@ def test_a_dropped_note_is_decoded_from_its_top_codes_alone_and_the_others_as_be
     with torch.no_grad():
         plain = model(x)
         dropped = model(x, torch.tensor([True, False, False]))
-        top_alone = model.decoder(torch.cat([
-            model.upsample_top(model.quantize_top.lookup(plain.top_codes)),
-            torch.zeros_like(model.quantize_bottom.lookup(plain.bottom_codes))], dim=1))
+        top_alone = model.decode_top(plain.top_codes)
+        both = model.decode_codes(plain.top_codes, plain.bottom_codes)
     assert torch.equal(dropped.top_codes, plain.top_codes)
     assert torch.equal(dropped.bottom_codes, plain.bottom_codes)
     assert torch.allclose(dropped.commitment_loss, plain.commitment_loss)
     assert torch.allclose(dropped.reconstruction[1:], plain.reconstruction[1:])
     assert torch.allclose(dropped.reconstruction[0], top_alone[0], atol=1e-5)
     assert not torch.equal(dropped.reconstruction[0], plain.reconstruction[0])
+    assert torch.allclose(both, plain.reconstruction, atol=1e-5)
+    with pytest.raises(ValueError, match="codes must be top"):
+        model.decode_top(plain.bottom_codes)
     with pytest.raises(ValueError, match=r"drop_bottom must be one flag per note, \[3\]"):
         model(x, torch.tensor([True, False]))
 

@@ -238,6 +238,16 @@ class VQVAE2(nn.Module):
         return self._decode_vectors(self.quantize_top.lookup(top.long()),
                                     self.quantize_bottom.lookup(bottom.long()))
 
+    def decode_top(self, top: Tensor) -> Tensor:
+        """Top codes [B, 32, 4] alone -> normalised image [B, 2, 1024, 128], zeros standing in for
+        the bottom vectors: what a decoder trained with bottom dropout learned to rebuild a note
+        from (`forward`'s `drop_bottom`); any other decoder gives a poor image."""
+        if tuple(top.shape[1:]) != TOP_SHAPE:
+            raise ValueError(f"codes must be top [B, {TOP_SHAPE[0]}, {TOP_SHAPE[1]}], got {tuple(top.shape)}")
+        vectors = self.quantize_top.lookup(top.long())
+        bottom = vectors.new_zeros(vectors.shape[0], vectors.shape[1], *BOTTOM_SHAPE)
+        return self._decode_vectors(vectors, bottom)
+
 
 def _check_image(x: Tensor) -> None:
     if x.dim() != 4 or tuple(x.shape[1:]) != (IMAGE_CHANNELS, IMAGE_FREQ, IMAGE_TIME):
