@@ -2,6 +2,8 @@
 codes learn to carry more of the sound. The codes and the codebooks are untouched by it."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -41,6 +43,9 @@ def test_training_with_bottom_dropout_records_the_share_and_refuses_one(
             "--validation-notes", "2"]
     assert main(args + ["--bottom-dropout", "0.5"]) == 0
     assert read_run_config(run)["config"]["bottom_dropout"] == 0.5
+    validation = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()
+                  if '"validation"' in line]
+    assert validation and all(0 < v["top_alone_spectral_convergence"] for v in validation)
     with pytest.raises(SystemExit):
         main(args + ["--bottom-dropout", "1"])
     assert "--bottom-dropout: must be from 0 up to (not including) 1, got 1.0" in capsys.readouterr().err

@@ -353,7 +353,8 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     decoded audio (Mel-IF inverse, as `eval` computes them); each codemap's code perplexity; and how
     far silence shares one code (the paper: phase thresholding lets the VQ-VAE learn one code for
     silence), as the share of each map's wholly silent cells (every pixel at the threshold floor)
-    that take the most common code among them."""
+    that take the most common code among them. A run with bottom dropout also logs the spectral
+    convergence of the notes decoded from their top codes alone."""
     if not context.is_main or config.validation_notes <= 0:
         return
     from ..data.roundtrip import select_spread, spectral_distances
@@ -367,7 +368,7 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     threshold = getattr(held_out.representation, "phase_threshold", None)
     was_training = model.training
     model.eval()
-    total, seen, lsd, sc = 0.0, 0, [], []
+    total, seen, lsd, sc, top_alone_sc = 0.0, 0, [], [], []
     codes_of: dict[str, list[torch.Tensor]] = {"top": [], "bottom": []}
     silent_codes: dict[str, list[torch.Tensor]] = {"top": [], "bottom": []}
     for start in range(0, len(chosen), config.batch_size):
@@ -379,9 +380,13 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
         total += F.mse_loss(reconstruction, x, reduction="sum").item()
         seen += x.numel()
         audio = held_out.representation.inverse(stats.denormalize(reconstruction.float()).cpu()).numpy()
-        a, b = spectral_distances(torch.stack([item["audio"] for item in items]).numpy(), audio)
+        originals = torch.stack([item["audio"] for item in items]).numpy()
+        a, b = spectral_distances(originals, audio)
         lsd += a.tolist()
         sc += b.tolist()
+        if config.bottom_dropout:   # what the top codes alone rebuild (`VQVAE2.decode_top`)
+            alone = stats.denormalize(model.decode_top(output.top_codes).float()).cpu()
+            top_alone_sc += spectral_distances(originals, held_out.representation.inverse(alone).numpy())[1].tolist()
         for layer, codes in (("top", output.top_codes), ("bottom", output.bottom_codes)):   # eval mode: no EMA
             codes = codes.cpu()
             codes_of[layer].append(codes)
@@ -392,6 +397,8 @@ def _log_validation(model, stats, config: VQVAETrainConfig, context: common.Dist
     model.train(was_training)
     values = {"validation/mse": total / seen, "validation/spectral_convergence": sum(sc) / len(sc),
               "validation/lsd_db": sum(lsd) / len(lsd)}
+    if top_alone_sc:
+        values["validation/top_alone_spectral_convergence"] = sum(top_alone_sc) / len(top_alone_sc)
     for layer, codebook_size in zip(("top", "bottom"), model.config.codebook_sizes):
         every = torch.cat(codes_of[layer])
         values[f"validation/{layer}_perplexity"] = code_usage(every.numpy(), codebook_size)[0]
