@@ -1,4 +1,5 @@
-"""Shared fixtures: a small real corpus rendered once per test session (once per pytest-xdist worker) by the project's own builder.
+"""Shared fixtures: a small real corpus rendered once per test session (once per pytest-xdist
+worker) by the project's own builder.
 
 ``small_corpus`` renders, from the default SoundFont (TimGM6mb.sf2, shipped by pretty_midi), the first
 two GM programs of each of the 11 families at the pitches in ``SMALL_CORPUS_PITCHES``, velocity 100:

@@ -32,16 +32,28 @@ def test_a_dropped_note_is_decoded_from_its_top_codes_alone_and_the_others_as_be
         model(x, torch.tensor([True, False]))
 
 
-def test_training_with_bottom_dropout_records_the_share_and_refuses_one(
-        tmp_path, small_corpus, spectrogram_cache, capsys):
+def test_training_with_bottom_dropout_drops_notes_records_the_share_and_refuses_one(
+        tmp_path, small_corpus, spectrogram_cache, capsys, monkeypatch):
     from notono_live.cli import main
     from notono_live.training.vqvae import read_run_config
 
+    flags = []   # what each training step's forward pass was given (the real forward runs)
+    forward = VQVAE2.forward
+
+    def recording(self, x, drop_bottom=None):
+        if self.training:
+            flags.append(drop_bottom)
+        return forward(self, x, drop_bottom)
+
+    monkeypatch.setattr(VQVAE2, "forward", recording)
     run = tmp_path / "vqvae"
     args = ["train", "vqvae", "--corpus", str(small_corpus), "--out", str(run), "--size", "tiny",
-            "--max-steps", "2", "--batch-size", "4", "--cache", str(spectrogram_cache),
+            "--max-steps", "3", "--batch-size", "4", "--cache", str(spectrogram_cache),
             "--validation-notes", "2"]
     assert main(args + ["--bottom-dropout", "0.5"]) == 0
+    assert len(flags) == 3 and all(f is not None and f.shape == (4,) for f in flags)
+    dropped = torch.cat(flags)
+    assert 0 < int(dropped.sum()) < len(dropped)   # some notes dropped, not all (seeded)
     assert read_run_config(run)["config"]["bottom_dropout"] == 0.5
     validation = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()
                   if '"validation"' in line]
