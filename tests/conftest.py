@@ -7,23 +7,27 @@ two GM programs of each of the 11 families at the pitches in ``SMALL_CORPUS_PITC
 """
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Each pytest-xdist worker, and the daemons it starts (they inherit the environment), keeps
-    # numba's compiled kernels (librosa's pYIN) in a folder of its own: two workers compiling the
-    # same kernel into librosa's shared cache at once crashed a worker with a segfault on a fresh
-    # install. Set before numba is imported, which reads it once.
-    _numba_cache = tempfile.mkdtemp(prefix=f"notono-tests-numba-{os.environ['PYTEST_XDIST_WORKER']}-")
-    os.environ["NUMBA_CACHE_DIR"] = _numba_cache
-    atexit.register(shutil.rmtree, _numba_cache, ignore_errors=True)
+
+def pytest_configure(config):
+    """Before pytest-xdist starts its workers, compile pYIN's numba kernels once in this process, so
+    that librosa's cache holds them: workers (and the daemons they start) that compiled them into
+    that cache at the same time could pair one process's kernel with another's wrapper and crash
+    with a segfault (numba/numba#10128, a fresh install is enough)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "numprocesses", None):
+        return
+    import numpy as np
+
+    from notono_live.evaluation.pitch import pitch_within_cents
+
+    tone = np.sin(2 * np.pi * 220.0 * np.arange(16_000) / 16_000)
+    pitch_within_cents(tone, 16_000, 57)
+
 
 SMALL_CORPUS_PITCHES = (24, 36, 43, 48, 60, 67, 72, 84)
 SMALL_CORPUS_PROGRAMS_PER_FAMILY = 2
