@@ -21,12 +21,9 @@ def pytest_configure(config):
     with a segfault (numba/numba#10128, a fresh install is enough)."""
     if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "numprocesses", None):
         return
-    import numpy as np
+    from notono_live.daemon.cli import warm_pitch_tools   # the daemon's own warm-up of the pitch checks
 
-    from notono_live.evaluation.pitch import pitch_within_cents
-
-    tone = np.sin(2 * np.pi * 220.0 * np.arange(16_000) / 16_000)
-    pitch_within_cents(tone, 16_000, 57)
+    warm_pitch_tools().join()
 
 
 SMALL_CORPUS_PITCHES = (24, 36, 43, 48, 60, 67, 72, 84)
