@@ -55,6 +55,12 @@ def test_training_with_bottom_dropout_drops_notes_records_the_share_and_refuses_
     dropped = torch.cat(flags)
     assert 0 < int(dropped.sum()) < len(dropped)   # some notes dropped, not all (seeded)
     assert read_run_config(run)["config"]["bottom_dropout"] == 0.5
+    # the checkpoint's VQ-VAE carries the share, which makes a model built on it pick on previews;
+    # export reads it from the training state beside a checkpoint written without it
+    from notono_live.training.export import _bottom_dropout
+    metadata = json.loads((run / "checkpoint" / "vqvae.json").read_text())["metadata"]
+    assert metadata["bottom_dropout"] == 0.5
+    assert _bottom_dropout({}, run / "checkpoint") == 0.5 and _bottom_dropout({}, tmp_path) == 0.0
     validation = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()
                   if '"validation"' in line]
     assert validation and all(0 < v["top_alone_spectral_convergence"] for v in validation)

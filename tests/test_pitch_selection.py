@@ -122,10 +122,11 @@ def test_a_new_bottom_is_picked_on_pitch_and_keeps_the_top(shipped, small_corpus
 def test_many_sounds_are_drawn_in_bounded_batches_of_one_seeded_stream():
     """5 sounds × 4 candidates = 20 draws: sampled as 16 + 4 (no batch above MAX_VARIATIONS draws),
     from one seeded stream, so the second batch does not repeat the first and a seed repeats it all."""
-    from notono_live.models.bundle import MAX_VARIATIONS, NotonoModel, _draw_batches, check_candidates
+    from notono_live.models.bundle import MAX_VARIATIONS, NotonoModel, check_candidates
+    from notono_live.models.picking import draw_batches
 
-    assert [b.stop - b.start for b in _draw_batches(5, 4)] == [16, 4]
-    assert all(b.stop - b.start <= MAX_VARIATIONS for b in _draw_batches(16, 8))
+    assert [b.stop - b.start for b in draw_batches(5, 4)] == [16, 4]
+    assert all(b.stop - b.start <= MAX_VARIATIONS for b in draw_batches(16, 8))
     model = NotonoModel.untrained("tiny", seed=0)
     sounds = model.generate_sounds(60, "brass", n=5, candidates=4, seed=3)
     assert len(sounds.maps) == 5 and sounds.drawn_audio.shape[0] == 20

@@ -585,10 +585,11 @@ class Engine(ControlSurface):
     @staticmethod
     def _picked(sounds: Any, i: int) -> dict:
         """What a version records of how sound i of `sounds` (`GeneratedSounds`) was picked: the number
-        of draws, and how clearly it sits on the asked pitch (none when nothing was compared, or
-        when the score is not finite)."""
+        of draws, how clearly it sits on the asked pitch (none when nothing was compared, or when the
+        score is not finite), and, when the draws were scored on previews of their top maps, that."""
         score = sounds.pitch_scores[i]
-        return {"candidates": sounds.candidates, **({"pitch_score": round(score, 4)} if math.isfinite(score) else {})}
+        return {"candidates": sounds.candidates, **({"pitch_score": round(score, 4)} if math.isfinite(score) else {}),
+                **({"picked_on": "previews"} if getattr(sounds, "previews", None) is not None else {})}
 
     def _render_version(self, base: VersionRecord, maps: Codemaps, pitch: int, family: str, operation: str,
                         params: dict, progress: Progress, audio: np.ndarray | None = None) -> VersionRecord:

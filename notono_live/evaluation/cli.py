@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--candidates", type=int, default=None,
                         help="draws per generated sound, of which the one best on the asked pitch by harmonic "
                              "score is kept (default: the model's, 4; 1 judges the priors' draws as they come)")
+    parser.add_argument("--pick-on", dest="pick_on", choices=("full", "previews"), default=None,
+                        help="pick candidates on full decodes or on previews of their top maps (default: "
+                             "the model's: previews for a VQ-VAE trained with bottom dropout)")
     parser.add_argument("--phase-iterations", type=int, default=None,
                         help="Griffin-Lim passes when turning images into audio (default: the project's, "
                              "1; 0 uses the decoded IF's phase as is, as the paper does)")
@@ -78,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         new_bottom_notes=args.new_bottom_notes, samples_per_cell=args.samples,
         families=families, pitches=pitches, classifier_notes=args.classifier_notes, temperature=args.temperature,
         top_p=args.top_p, top_k=args.top_k, guidance=None if args.guidance in (None, -1) else args.guidance, seed=args.seed,
-        candidates=args.candidates, phase_iterations=args.phase_iterations, step_precision=args.step_precision)
+        candidates=args.candidates, phase_iterations=args.phase_iterations, step_precision=args.step_precision,
+        pick_on=args.pick_on)
     report = run_evaluation(settings)
     print(f"report written to {Path(args.out) / 'report.md'}")
     return 1 if args.strict and not all(bar.passed for bar in report.bars) else 0

@@ -43,8 +43,9 @@ def headline(report: EvalReport) -> list[str]:
         f"({r.new_bottoms_keeping_pitch}/{r.new_bottom_notes})",
         f"generated pitch accuracy: {g.generated_on_real_cells:.1%} on cells with real notes, "
         f"{g.generated_overall:.1%} over all {g.generated_count} sounds; real held-out notes {g.real_overall:.1%}"
-        + (f"; each sound the best on pitch of {g.candidates} draws (the first draws alone: "
-           f"{g.first_draw_on_real_cells:.1%})" if g.candidates > 1 else ""),
+        + (f"; each sound the best on pitch of {g.candidates} draws " + (
+            "picked on previews of their top maps (first draws: run --candidates 1)" if g.pick_on == "previews"
+            else f"(the first draws alone: {g.first_draw_on_real_cells:.1%})") if g.candidates > 1 else ""),
         f"family classifier: generated {f.generated:.1%}, real held-out (grid) {f.real_grid:.1%}, "
         f"all held-out {f.real_heldout_all:.1%}, reconstructions of {f.reconstructed_count} held-out notes "
         f"{f.reconstructed:.1%}, new bottoms under {f.new_bottom_count} of their real tops {f.new_bottom:.1%}",
@@ -105,6 +106,10 @@ def render_markdown(report: EvalReport, settings: EvalSettings) -> str:
         f"{_cell(g.generated_on_real_cells)} on the cells that have real notes, {_cell(g.generated_overall)} over all "
         f"{g.generated_count} sounds. Real: {_cell(g.real_overall)} over {g.real_count} notes.", "",
         (f"Each generated sound is the best on pitch of {g.candidates} draws by harmonic score "
+         f"(`generate_sounds`; not the pyin check above), scored on previews of their top maps decoded alone; "
+         f"only the kept top got a bottom map, so the priors' first draws are judged by a --candidates 1 run."
+         if g.candidates > 1 and g.pick_on == "previews" else
+         f"Each generated sound is the best on pitch of {g.candidates} draws by harmonic score "
          f"(`generate_sounds`; not the pyin check above). The priors alone, judged on each sound's first draw: "
          f"{_cell(g.first_draw_on_real_cells)} on the cells that have real notes, "
          f"{_cell(ratio(g.first_draw_on_real_cells, g.real_overall))} of the real notes' accuracy."

@@ -25,9 +25,11 @@ from .. import constants
 from ..constants import MAX_VARIATIONS
 from ..codemaps import LAYERS, Codemaps, layer_shape
 from .checkpoint import CheckpointError, component_paths, load_model, save_model
+from .picking import (MAX_CANDIDATES, GeneratedSounds, check_candidates, check_pick_on, draw_batches,
+                      pick_groups)
 from .pitch_selection import best_on_pitch
 from .priors import PRIOR_SIZES, BottomPrior, PriorConfig, TopPrior
-from .sampling import SamplingOptions, generate_codes, inpaint_codes
+from .sampling import SamplingOptions, generate_codes, generate_top_codes, inpaint_codes
 from .vqvae import VQVAE2, VQVAE2Config, parameter_count
 
 MODELS_ENV = "NOTONO_MODELS"
@@ -46,50 +48,6 @@ EDIT_GUIDANCE = 1.0
 DEFAULT_CANDIDATES = 4
 # priors at most this wide sample faster with the compiled step on a CPU (`NotonoModel.compile_pays`)
 COMPILE_MAX_D_MODEL = 128
-MAX_CANDIDATES = 8
-
-
-def check_candidates(candidates) -> int:
-    """`candidates` as an int if it is a whole number of draws in 1..MAX_CANDIDATES, else ValueError."""
-    if (isinstance(candidates, bool) or not isinstance(candidates, (int, float, np.integer))
-            or not 1 <= candidates <= MAX_CANDIDATES or int(candidates) != candidates):   # NaN fails the range
-        raise ValueError(f"candidates {candidates!r} must be a whole number in 1..{MAX_CANDIDATES}")
-    return int(candidates)
-
-
-@dataclasses.dataclass
-class GeneratedSounds:
-    """What `generate_sounds`, `regenerate_bottom_sounds` and `pick_on_pitch` of `NotonoModel`
-    return: the kept sounds, in request order.
-
-    Args:
-        maps: one `Codemaps` per sound.
-        pitch_scores: each kept sound's `harmonic_pitch_score` (> 0: the asked pitch explains it
-            best); NaN when only one candidate was drawn and nothing was scored.
-        candidates: how many draws each sound was chosen from.
-        drawn_audio: [n × candidates, 64000], every draw decoded, sound i's group at rows
-            i·candidates … (i+1)·candidates − 1 (row i·candidates: the priors' first draw).
-        kept: the row of `drawn_audio` each sound kept.
-    """
-
-    maps: list[Codemaps]
-    pitch_scores: list[float]
-    candidates: int
-    drawn_audio: np.ndarray
-    kept: list[int]
-
-    @property
-    def audio(self) -> np.ndarray:
-        """[n, 64000] float32: each kept sound decoded."""
-        return self.drawn_audio[self.kept]
-
-
-def _draw_batches(n: int, candidates: int) -> list[slice]:
-    """The draws of each sampling batch for n sounds × candidates draws: whole groups of candidates,
-    at most MAX_VARIATIONS draws a batch (the most one call drew before draws were picked)."""
-    per_batch = max(1, MAX_VARIATIONS // candidates) * candidates
-    total = n * candidates
-    return [slice(start, min(start + per_batch, total)) for start in range(0, total, per_batch)]
 
 
 def label_encoders() -> dict:
@@ -151,13 +109,16 @@ class NotonoModel:
             1.7× faster per generation; the model's own dtype elsewhere). None keeps the model's
             dtype, which makes the KV-cached sampler draw exactly what the reference sampler
             draws. See `TopPrior.set_step_precision`.
+        bottom_dropout: the share of notes the VQ-VAE's decoder was trained to rebuild from their
+            top codes alone (`train vqvae --bottom-dropout`; 0: never). Above 0, generation picks
+            its candidates on previews of their top maps (`pick_on`, `models.picking`).
     """
 
     def __init__(self, vqvae: VQVAE2, top_prior: TopPrior, bottom_prior: BottomPrior, stats,
                  device: str | torch.device = "cpu", name: str = "notono", size: str = "custom",
                  training: dict | None = None, representation: dict | None = None,
                  use_cache: bool = True, sampling_threads: int | None = 1,
-                 step_precision: torch.dtype | str | None = "auto") -> None:
+                 step_precision: torch.dtype | str | None = "auto", bottom_dropout: float = 0.0) -> None:
         from ..representation import MelIF
         self.device = torch.device(device)
         self.vqvae = vqvae.to(self.device).eval()
@@ -174,6 +135,12 @@ class NotonoModel:
         self.sampling_threads = sampling_threads
         # draws per sound of `generate_sounds` and `regenerate_bottom_sounds` when a call names none
         self.candidates = DEFAULT_CANDIDATES
+        if isinstance(bottom_dropout, bool) or not 0.0 <= float(bottom_dropout) < 1.0:
+            raise ValueError(f"bottom_dropout must be from 0 up to (not including) 1, got {bottom_dropout!r}")
+        self.bottom_dropout = float(bottom_dropout)
+        # how `generate_sounds` picks among candidates (`models.picking`): on previews of their top
+        # maps when the decoder learned to rebuild notes from them, else on full decodes
+        self.pick_on = "previews" if self.bottom_dropout > 0 else "full"
         self.set_step_precision(step_precision)
 
     @property
@@ -303,12 +270,17 @@ class NotonoModel:
                                        components["bottom_prior"][0])
         if mismatch:
             raise CheckpointError(f"{folder}: {mismatch}; export the priors trained on this VQ-VAE's codes")
+        bottom_dropout = vqvae_meta.get("bottom_dropout", 0.0)
+        if isinstance(bottom_dropout, bool) or not isinstance(bottom_dropout, (int, float)) \
+                or not 0.0 <= bottom_dropout < 1.0:
+            raise CheckpointError(f"{vqvae_json}: bottom_dropout {bottom_dropout!r} is not a share from 0 "
+                                  f"up to (not including) 1")
         return cls(components["vqvae"][0], components["top_prior"][0], components["bottom_prior"][0],
                    stats, device=device, name=folder.name,
                    size=_size_name(components["vqvae"][0], components["top_prior"][0],
                                    components["bottom_prior"][0]),
                    training=training, representation=vqvae_meta.get("representation"),
-                   use_cache=use_cache)
+                   use_cache=use_cache, bottom_dropout=bottom_dropout)
 
     @classmethod
     def untrained(cls, size: str = "lite", device: str = "cpu", seed: int = 0, *,
@@ -340,6 +312,8 @@ class NotonoModel:
             if name == "vqvae":
                 metadata["normalization_stats"] = self.stats.to_dict()
                 metadata["representation"] = self.representation.settings()
+                if self.bottom_dropout:
+                    metadata["bottom_dropout"] = self.bottom_dropout
             save_model(directory, name, model, metadata, dtype, keep_from)
 
     # --- audio <-> codemaps -------------------------------------------------------------------
@@ -390,6 +364,29 @@ class NotonoModel:
         out = []
         for start in range(0, len(maps), _ENCODE_BATCH):
             image = self.decode_images(maps[start:start + _ENCODE_BATCH])
+            out.append(self.representation.inverse(image).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def decode_top(self, tops) -> np.ndarray:
+        """Top maps alone -> audio [N, 64000] float32: each decoded with zeros in place of its bottom
+        vectors (`VQVAE2.decode_top`), the preview candidates are picked on. tops: `Codemaps` (their
+        bottoms are ignored) or top grids [N, 32, 4]. Only a decoder trained with bottom dropout
+        (`bottom_dropout` above 0) rebuilds a note from them."""
+        if isinstance(tops, Codemaps) or (isinstance(tops, (list, tuple)) and tops
+                                          and all(isinstance(m, Codemaps) for m in tops)):
+            maps = _as_map_list(tops)
+            self.check_codes(maps)
+            tops = np.stack([m.top for m in maps])
+        tops = torch.as_tensor(np.asarray(tops) if not isinstance(tops, torch.Tensor) else tops)
+        if tops.dim() != 3 or tuple(tops.shape[1:]) != constants.TOP_SHAPE or tops.shape[0] < 1:
+            raise ValueError(f"top maps must be [N >= 1, {constants.TOP_SHAPE[0]}, {constants.TOP_SHAPE[1]}], "
+                             f"got {tuple(tops.shape)}")
+        if tops.is_floating_point() or not 0 <= int(tops.min()) <= int(tops.max()) < self.codebook_sizes[0]:
+            raise ValueError(f"top codes must be whole numbers in 0..{self.codebook_sizes[0] - 1}")
+        out = []
+        for start in range(0, tops.shape[0], _ENCODE_BATCH):
+            image = self.stats.denormalize(self.vqvae.decode_top(tops[start:start + _ENCODE_BATCH].to(self.device)))
             out.append(self.representation.inverse(image).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -452,16 +449,25 @@ class NotonoModel:
                         top_p: float = 0.8, top_k: int = 0, seed: int | None = None,
                         use_cache: bool | None = None, guidance: float | None = None,
                         candidates: int | None = None,
-                        on_decoding: Callable[[], None] | None = None) -> GeneratedSounds:
+                        on_decoding: Callable[[], None] | None = None,
+                        pick_on: str | None = None) -> GeneratedSounds:
         """n new sounds, decoded; each the best on pitch of `candidates` draws (ours, not the paper's).
 
         All n × candidates draws are sampled from one stream seeded with `seed` (in batches of at
-        most MAX_VARIATIONS draws), decoded, and scored with `pitch_selection.harmonic_pitch_score`
-        against `pitch`; each sound keeps the best of its group. candidates: None uses
-        `self.candidates` (`DEFAULT_CANDIDATES`); 1 returns the priors' draws as `generate` gives
-        them. on_decoding: called once sampling is done, before decoding (progress reports).
+        most MAX_VARIATIONS draws) and scored with `pitch_selection.harmonic_pitch_score` against
+        `pitch`; each sound keeps the best of its group. pick_on (`models.picking`; None: the
+        model's `pick_on`): "full" draws and decodes every candidate whole; "previews" draws only
+        the candidates' top maps, scores them decoded alone, and draws a bottom map for the kept
+        top only. candidates: None uses `self.candidates` (`DEFAULT_CANDIDATES`); 1 returns the
+        priors' draws as `generate` gives them. on_decoding: called once sampling is done, before
+        the kept sounds are decoded (progress reports).
         """
         candidates = check_candidates(self.candidates if candidates is None else candidates)
+        pick_on = check_pick_on(self.pick_on if pick_on is None else pick_on)
+        if pick_on == "previews" and candidates > 1:
+            return self._draw_tops_and_pick(pitch, family, n, candidates, seed, on_decoding,
+                                            self._options(temperature, top_k, top_p, guidance,
+                                                          self.default_guidance), use_cache)
         return self._draw_and_pick(
             pitch, family, n, candidates, seed, on_decoding,
             lambda pitch_rows, family_rows, generator: self._draw(
@@ -493,7 +499,7 @@ class NotonoModel:
         pitch_rows, family_rows = pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates)
         generator = self._generator(seed)
         drawn = []
-        for batch in _draw_batches(n, candidates):
+        for batch in draw_batches(n, candidates):
             drawn += draw(pitch_rows[batch], family_rows[batch], generator)
         if on_decoding is not None:
             on_decoding()
@@ -508,14 +514,37 @@ class NotonoModel:
         n = len(drawn) // candidates
         audio = self.decode(drawn)
         if candidates == 1:
-            return GeneratedSounds(list(drawn), [float("nan")] * n, 1, audio, list(range(n)))
-        kept, scores = [], []
-        for i in range(n):
-            group = slice(i * candidates, (i + 1) * candidates)
-            best, group_scores = best_on_pitch(audio[group], pitch)
-            kept.append(i * candidates + best)
-            scores.append(group_scores[best])
-        return GeneratedSounds([drawn[k] for k in kept], scores, candidates, audio, kept)
+            return GeneratedSounds(list(drawn), [float("nan")] * n, 1, audio, list(range(n)), drawn_audio=audio)
+        kept, scores = pick_groups(audio, pitch, candidates)
+        return GeneratedSounds([drawn[k] for k in kept], scores, candidates, audio[kept], kept, drawn_audio=audio)
+
+    def _draw_tops_and_pick(self, pitch, family, n, candidates, seed, on_decoding, options: SamplingOptions,
+                            use_cache) -> GeneratedSounds:
+        """n × candidates top maps from one stream seeded with `seed`, each scored on pitch decoded
+        alone (`decode_top`); then, from the same stream, one bottom map under each kept top."""
+        pitch_index, family_index = self._labels(pitch, family, n)
+        pitch_rows, family_rows = pitch_index.repeat_interleave(candidates), family_index.repeat_interleave(candidates)
+        generator = self._generator(seed)
+        tops = []
+        with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
+            for batch in draw_batches(n, candidates):
+                tops.append(generate_top_codes(self.top_prior, pitch_index=pitch_rows[batch],
+                                               family_index=family_rows[batch], options=options,
+                                               generator=generator, use_cache=self._cache(use_cache)))
+        tops = torch.cat(tops)
+        previews = self.decode_top(tops)
+        kept, scores = pick_groups(previews, pitch, candidates)
+        top = tops[kept]
+        bottom = torch.zeros((n,) + constants.BOTTOM_SHAPE, dtype=torch.long, device=self.device)
+        with _thread_limit(self.sampling_threads if self.device.type == "cpu" else None):
+            top, bottom = inpaint_codes(self.top_prior, self.bottom_prior, top, bottom, None,
+                                        np.ones(constants.BOTTOM_SHAPE, dtype=bool), pitch_index=pitch_index,
+                                        family_index=family_index, options=options, generator=generator,
+                                        use_cache=self._cache(use_cache))
+        if on_decoding is not None:
+            on_decoding()
+        maps = _to_maps(top, bottom)
+        return GeneratedSounds(maps, scores, candidates, self.decode(maps), kept, previews=previews)
 
     def inpaint(self, maps: Codemaps, layer: str, mask: np.ndarray, pitch: int, family: str,
                 n: int = 1, temperature: float = 1.0, top_p: float = 0.8, top_k: int = 0,
@@ -621,7 +650,8 @@ class NotonoModel:
                 "total_parameters": sum(counts.values()), "device": str(self.device),
                 "threads": torch.get_num_threads(), "sampling_threads": self.sampling_threads,
                 "kv_cache": self.use_cache, "default_guidance": self.default_guidance,
-                "edit_guidance": self.edit_guidance, "candidates": self.candidates,
+                "edit_guidance": self.edit_guidance, "candidates": self.candidates, "pick_on": self.pick_on,
+                "bottom_dropout": self.bottom_dropout,
                 "step_precision": str(self.top_prior.step_precision).removeprefix("torch."),
                 "compiled_step": self.compiled_step,
                 "vqvae_config": self.vqvae.config.to_dict(),

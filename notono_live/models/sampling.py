@@ -285,6 +285,18 @@ def inpaint_codes(top_prior: TopPrior, bottom_prior: BottomPrior, top: Tensor, b
     return sequence_to_grid("top", top_sequence), sequence_to_grid("bottom", bottom_sequence)
 
 
+def generate_top_codes(top_prior: TopPrior, *, pitch_index: Tensor, family_index: Tensor,
+                       options: SamplingOptions | None = None, generator: torch.Generator | None = None,
+                       use_cache: bool = True) -> Tensor:
+    """Sample new top maps [B, 32, 4] from nothing for each row of pitch_index/family_index [B],
+    as `generate_codes` samples its top maps, with no bottom map after them."""
+    b = pitch_index.shape[0]
+    top = torch.zeros((b, TOP_SHAPE[0] * TOP_SHAPE[1]), dtype=torch.long, device=pitch_index.device)
+    resample = torch.ones(top.shape[1], dtype=torch.bool, device=pitch_index.device)
+    return sequence_to_grid("top", sample_top_sequence(top_prior, top, resample, pitch_index, family_index,
+                                                       options, generator, use_cache))
+
+
 def generate_codes(top_prior: TopPrior, bottom_prior: BottomPrior, *, pitch_index: Tensor,
                    family_index: Tensor, options: SamplingOptions | None = None,
                    generator: torch.Generator | None = None, use_cache: bool = True

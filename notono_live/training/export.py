@@ -8,6 +8,7 @@ failed export leaves the destination as it was (a model card already there is ke
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -40,6 +41,20 @@ def _portable(training: dict) -> dict:
     the machine that trained the model ends up in the exported JSON."""
     return {key: Path(value).name if key == "run_dir" and isinstance(value, str) else value
             for key, value in training.items()}
+
+
+def _bottom_dropout(metadata: dict, folder: Path) -> float:
+    """The share of bottom dropout the VQ-VAE's decoder was trained with: from its metadata, or, for
+    a checkpoint written before the metadata recorded it, from the training state beside it."""
+    if "bottom_dropout" in metadata:
+        return float(metadata["bottom_dropout"])
+    state = Path(folder) / common.TRAINING_STATE_FILE
+    if not state.is_file():
+        return 0.0
+    from safetensors import safe_open
+    with safe_open(str(state), framework="pt") as handle:
+        extra = json.loads(handle.metadata()["notono"]).get("extra", {})
+    return float(extra.get("config", {}).get("bottom_dropout", 0.0))
 
 
 def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtype: torch.dtype = torch.float16,
@@ -75,7 +90,8 @@ def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtyp
     out = Path(out)
     model = NotonoModel(vqvae, top, bottom, stats, device="cpu", name=name or out.resolve().name,
                         size=vqvae_metadata.get("size", "custom"), training=training,
-                        representation=vqvae_metadata.get("representation"))
+                        representation=vqvae_metadata.get("representation"),
+                        bottom_dropout=_bottom_dropout(vqvae_metadata, vqvae_folder))
     staging = out.parent / f".{out.name}.export-tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:

@@ -18,8 +18,11 @@ VQVAE_NAME = "vqvae"
 PRIOR_NAMES = {"top": "top_prior", "bottom": "bottom_prior"}
 
 
-def save_vqvae(folder: Path, model, stats, summary: dict[str, Any], size: str, codes_of: str | None = None) -> None:
-    """`codes_of`: for a decoder-only run, the weights SHA-256 of the VQ-VAE whose codes it keeps."""
+def save_vqvae(folder: Path, model, stats, summary: dict[str, Any], size: str, codes_of: str | None = None,
+               bottom_dropout: float = 0.0) -> None:
+    """`codes_of`: for a decoder-only run, the weights SHA-256 of the VQ-VAE whose codes it keeps.
+    `bottom_dropout`: the share of notes its decoder was trained to rebuild from the top codes alone
+    (recorded above 0: `NotonoModel` then picks candidates on previews of their top maps)."""
     from ..models import checkpoint
     from ..models.bundle import label_encoders
     from ..representation import MelIF
@@ -28,6 +31,8 @@ def save_vqvae(folder: Path, model, stats, summary: dict[str, Any], size: str, c
                 "size": size, "representation": MelIF().settings()}
     if codes_of is not None:
         metadata["codes_of"] = codes_of
+    if bottom_dropout:
+        metadata["bottom_dropout"] = float(bottom_dropout)
     checkpoint.save_model(folder, VQVAE_NAME, common.unwrap(model), metadata=metadata)
 
 

@@ -239,7 +239,8 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             state.extra = {"config": _jsonable(asdict(config)), "summary": summary.to_dict()}
             if context.is_main:
                 def write(folder: Path) -> None:
-                    modelio.save_vqvae(folder, model, stats, summary.to_dict(), size=size, codes_of=codes_of)
+                    modelio.save_vqvae(folder, model, stats, summary.to_dict(), size=size, codes_of=codes_of,
+                                       bottom_dropout=config.bottom_dropout)
                     common.save_training_state(folder / common.TRAINING_STATE_FILE, state, {"vqvae": optimizer})
                 common.write_checkpoint_dir(run_dir, write)
                 logger.record({"event": "checkpoint", "reason": reason, **summary.to_dict()})

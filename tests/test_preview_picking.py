@@ -1,0 +1,69 @@
+"""Picking among candidates on previews of their top maps (`models.picking`): every candidate's top
+map is drawn and decoded alone, and only the kept one is given a bottom map. A VQ-VAE trained with
+bottom dropout turns it on, and the share travels with the model through save and load."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from notono_live import constants
+from notono_live.models.bundle import NotonoModel
+from notono_live.models.checkpoint import CheckpointError
+from notono_live.models.pitch_selection import harmonic_pitch_score
+
+
+def test_picking_on_previews_scores_every_top_and_gives_only_the_kept_one_a_bottom():
+    model = NotonoModel.untrained("tiny", seed=0)
+    assert model.pick_on == "full"   # this decoder never learned to rebuild a note from top codes alone
+    sounds = model.generate_sounds(60, "brass", n=2, candidates=3, seed=4, pick_on="previews")
+    assert sounds.drawn_audio is None and sounds.first_draws is None
+    assert sounds.previews.shape == (6, constants.NUM_SAMPLES)
+    assert sounds.audio.shape == (2, constants.NUM_SAMPLES) and len(sounds.maps) == 2
+    for i, kept in enumerate(sounds.kept):
+        group = sounds.previews[i * 3:(i + 1) * 3]
+        scores = [harmonic_pitch_score(preview, 60) for preview in group]
+        assert kept == i * 3 + int(np.argmax(scores)) and sounds.pitch_scores[i] == pytest.approx(max(scores))
+        # the kept sound is the kept preview's top map under a bottom map of its own, decoded whole
+        np.testing.assert_allclose(model.decode_top([sounds.maps[i]])[0], sounds.previews[kept], atol=1e-4)
+        np.testing.assert_allclose(model.decode([sounds.maps[i]])[0], sounds.audio[i], atol=1e-4)
+    assert sounds.maps[0].bottom.any() or sounds.maps[1].bottom.any()
+    again = model.generate_sounds(60, "brass", n=2, candidates=3, seed=4, pick_on="previews")
+    assert again.maps == sounds.maps and again.kept == sounds.kept
+    # one candidate has nothing to pick: the priors' draw, as on full decodes
+    single = model.generate_sounds(60, "brass", n=1, candidates=1, seed=4, pick_on="previews")
+    assert single.maps == model.generate(60, "brass", n=1, seed=4) and single.previews is None
+
+
+def test_decode_top_refuses_what_is_not_a_top_map():
+    model = NotonoModel.untrained("tiny", seed=0)
+    assert model.decode_top(np.zeros((2,) + constants.TOP_SHAPE, dtype=np.int64)).shape == (2, constants.NUM_SAMPLES)
+    with pytest.raises(ValueError, match=r"top maps must be \[N >= 1, 32, 4\], got \(2, 4, 32\)"):
+        model.decode_top(np.zeros((2, 4, 32), dtype=np.int64))
+    with pytest.raises(ValueError, match="top codes must be whole numbers in 0..511"):
+        model.decode_top(np.full((1,) + constants.TOP_SHAPE, 512, dtype=np.int64))
+    with pytest.raises(ValueError, match="pick_on 'top' must be one of full, previews"):
+        model.generate_sounds(60, "brass", candidates=2, pick_on="top")
+
+
+def test_a_bottom_dropout_model_picks_on_previews_and_keeps_its_share_through_save_and_load(tmp_path):
+    parts = NotonoModel.untrained("tiny", seed=0)
+    model = NotonoModel(parts.vqvae, parts.top_prior, parts.bottom_prior, parts.stats, bottom_dropout=0.5)
+    assert model.pick_on == "previews"
+    model.save(tmp_path / "model")
+    loaded = NotonoModel.load(tmp_path / "model")
+    assert loaded.bottom_dropout == 0.5 and loaded.info()["pick_on"] == "previews"
+    sounds = loaded.generate_sounds(60, "brass", n=1, candidates=2, seed=1)
+    assert sounds.previews.shape == (2, constants.NUM_SAMPLES)
+    parts.save(tmp_path / "plain")
+    assert NotonoModel.load(tmp_path / "plain").pick_on == "full"
+    # a share no training can have is a corrupt checkpoint, named
+    path = tmp_path / "model" / "vqvae.json"
+    document = json.loads(path.read_text())
+    document["metadata"]["bottom_dropout"] = 1.5
+    path.write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match=r"vqvae.json: bottom_dropout 1.5 is not a share"):
+        NotonoModel.load(tmp_path / "model")
+    with pytest.raises(ValueError, match="bottom_dropout must be from 0 up to"):
+        NotonoModel(parts.vqvae, parts.top_prior, parts.bottom_prior, parts.stats, bottom_dropout=1.0)
