@@ -122,6 +122,10 @@ class NotonoModel:
         from ..representation import MelIF
         self.device = torch.device(device)
         self.vqvae = vqvae.to(self.device).eval()
+        if self.device.type == "cpu":
+            # its convolutions run faster on this layout on a CPU (AVX2, 2 threads: 4 sounds decoded in
+            # 77 ms against 93, one encoded in 17 against 19); the decoded audio moves by under 1e-5
+            self.vqvae.to(memory_format=torch.channels_last)
         self.top_prior = top_prior.to(self.device).eval()
         self.bottom_prior = bottom_prior.to(self.device).eval()
         self.stats = stats
