@@ -7,7 +7,10 @@ which one pYIN puts within 50 cents of the asked pitch (`engine.pitching.pitch_m
 picked: the first draw, the best by harmonic score on the full decode (what the daemon does), and the
 best by harmonic score on a *preview* that decodes each top map with a neutral bottom (every bottom
 vector the mean codebook vector, or zero). If the preview picked as well as the full decode, only the
-picked candidate's bottom would need drawing, about 2/3 of the sampling work saved.
+picked candidate's bottom would need drawing. With the shipped VQ-VAE it does not (about chance);
+with one trained with bottom dropout, whose zero-bottom preview is what its decoder learned
+(`VQVAE2.decode_top`), it does, and `generate_sounds(pick_on="previews")` picks that way
+(docs/performance.md, "Picking on previews").
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 Usage (from the repository root, package importable): python benchmarks/where_time_goes.py MODEL_FOLDER [--runs 3] [--step-precision auto] [--sampling-threads 1] [--threads 2]
 
-Does what `NotonoModel.generate_sounds` does for one sound, stage by stage, with the model's
-candidates (4) under its default guidance: sample the top maps, sample the bottom maps, decode them
+Does what `NotonoModel.generate_sounds` does for one sound picked on full decodes (`pick_on="full"`;
+a model trained with bottom dropout picks on previews instead, `models/picking.py`), stage by stage,
+with the model's candidates (4) under its default guidance: sample the top maps, sample the bottom maps, decode them
 with the VQ-VAE, invert the Mel-IF images (with the Griffin-Lim pass), score them on pitch, then
 what the daemon adds for the kept sound (resampling to 44.1 kHz, loudness, the PNG; and pYIN's check
 for the `pitch_missed` notice, which the daemon runs after the reply). Prints the

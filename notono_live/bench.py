@@ -68,6 +68,7 @@ class BenchResult:
     peak_rss_bytes: int = 0
     guidance: float = -1.0            # what the sampling requests sent (-1: the daemon's default)
     candidates: int | None = None     # serve --candidates (None: the daemon's default)
+    pick_on: str | None = None        # serve --pick-on (None: the model's)
     operations: list[OperationTiming] = field(default_factory=list)
     reference: list[OperationTiming] = field(default_factory=list)
     matrix: list[MatrixTime] = field(default_factory=list)   # each operation's matrix work (bench_bound)
@@ -98,6 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="guidance scale of the sampling requests (default -1: the daemon's default)")
     parser.add_argument("--candidates", type=int, default=None,
                         help="draws per generated sound (serve's option; default: the daemon's, 4)")
+    parser.add_argument("--pick-on", dest="pick_on", choices=("full", "previews"), default=None,
+                        help="serve's --pick-on (default: the model's)")
     parser.add_argument("--compile-step", dest="compile_step", action="store_true", default=None,
                         help="serve's --compile-step (default: serve's own choice); whenever the daemon "
                              "compiles, the runs start once the compiled step is ready")
@@ -126,6 +129,8 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
         out += ["--sampling-threads", str(args.sampling_threads)]
     if args.candidates is not None:
         out += ["--candidates", str(args.candidates)]
+    if getattr(args, "pick_on", None) is not None:
+        out += ["--pick-on", args.pick_on]
     if getattr(args, "compile_step", None) is not None:
         out += ["--compile-step" if args.compile_step else "--no-compile-step"]
     return out
@@ -228,7 +233,8 @@ def _matrix_times(args: argparse.Namespace) -> list[MatrixTime]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = {**DEFAULTS, "models": args.models, "untrained": args.untrained, "step_precision": args.step_precision}
+    settings = {**DEFAULTS, "models": args.models, "untrained": args.untrained, "step_precision": args.step_precision,
+                "pick_on": getattr(args, "pick_on", None)}
     if args.sampling_threads is not None:
         settings["sampling_threads"] = args.sampling_threads
     model = load_model(settings, pick_device(args.device))
@@ -244,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     from .daemon.process import DaemonProcess
     from .osc.client import NotonoClient
 
-    result = BenchResult(guidance=args.guidance, candidates=args.candidates)
+    result = BenchResult(guidance=args.guidance, candidates=args.candidates, pick_on=args.pick_on)
     with tempfile.TemporaryDirectory(prefix="notono-bench-") as tmp:
         daemon = DaemonProcess(Path(tmp) / "cached", _serve_args(args))
         print("starting the daemon ...", flush=True)
@@ -262,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
                       f"sampling threads {args.sampling_threads or 'the daemon default'}; "
                       f"guidance {'daemon default' if args.guidance == -1 else args.guidance}; "
                       f"{'the daemon default number of' if args.candidates is None else args.candidates} "
-                      f"draw(s) per generated sound; "
+                      f"draw(s) per generated sound"
+                      f"{'' if args.pick_on is None else ', picked on ' + args.pick_on}; "
                       f"{args.repeats} runs per operation", flush=True)
                 result.operations, source_wav = measure_operations(client, args.repeats, args.operations,
                                                                    guidance=args.guidance)

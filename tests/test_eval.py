@@ -145,6 +145,22 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
                                                     "first-draw pitch accuracy / real",
                                                     "family accuracy generated / real"]
     assert "the priors' single draw" in (single / "report.md").read_text()
+    # picked on previews of the top maps: the first draws are not decoded whole, so their bar is
+    # there but not measured (and fails), pointing at a --candidates 1 run
+    previews = tmp_path / "previews"
+    torch.set_num_threads(2)
+    try:
+        assert main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(previews),
+                     "--quick", "--cache", str(spectrogram_cache), "--pick-on", "previews"]) == 0
+    finally:
+        torch.set_num_threads(previous)
+    picked = json.loads((previews / "metrics.json").read_text())
+    assert picked["sampling"]["pick_on"] == picked["grid"]["pick_on"] == picked["model"]["pick_on"] == "previews"
+    assert picked["grid"]["first_draw_on_real_cells"] is None   # JSON's NaN
+    first = {bar["name"]: bar for bar in picked["bars"]}["first-draw pitch accuracy / real"]
+    assert first["value"] is None and not first["passed"] and "run --candidates 1" in first["detail"]
+    assert "previews of their top maps" in (previews / "report.md").read_text()
+    assert "picked on previews of their top maps" in capsys.readouterr().out
 
 
 def test_eval_refuses_a_missing_model_folder(tmp_path, small_corpus):

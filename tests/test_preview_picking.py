@@ -7,29 +7,47 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from notono_live import constants
 from notono_live.models.bundle import NotonoModel
 from notono_live.models.checkpoint import CheckpointError
+from notono_live.models.picking import draw_batches
 from notono_live.models.pitch_selection import harmonic_pitch_score
+from notono_live.models.sampling import SamplingOptions, generate_top_codes
+
+
+def _bottom_dropout_model() -> NotonoModel:
+    parts = NotonoModel.untrained("tiny", seed=0)
+    return NotonoModel(parts.vqvae, parts.top_prior, parts.bottom_prior, parts.stats, bottom_dropout=0.5)
 
 
 def test_picking_on_previews_scores_every_top_and_gives_only_the_kept_one_a_bottom():
     model = NotonoModel.untrained("tiny", seed=0)
     assert model.pick_on == "full"   # this decoder never learned to rebuild a note from top codes alone
-    sounds = model.generate_sounds(60, "brass", n=2, candidates=3, seed=4, pick_on="previews")
+    n, candidates = 5, 4             # 20 tops, drawn as 16 + 4 from one seeded stream
+    sounds = model.generate_sounds(60, "brass", n=n, candidates=candidates, seed=4, pick_on="previews")
     assert sounds.drawn_audio is None and sounds.first_draws is None
-    assert sounds.previews.shape == (6, constants.NUM_SAMPLES)
-    assert sounds.audio.shape == (2, constants.NUM_SAMPLES) and len(sounds.maps) == 2
+    assert sounds.previews.shape == (n * candidates, constants.NUM_SAMPLES)
+    assert sounds.audio.shape == (n, constants.NUM_SAMPLES) and len(sounds.maps) == n
+    # the tops the stream gives, drawn again here: the one each sound kept is its map's top
+    generator = torch.Generator().manual_seed(4)
+    rows = torch.full((n * candidates,), 60 - constants.PITCH_MIN)
+    families = torch.full((n * candidates,), constants.family_index("brass"))
+    options = SamplingOptions(1.0, 0, 0.8, model.default_guidance)
+    tops = torch.cat([generate_top_codes(model.top_prior, pitch_index=rows[batch], family_index=families[batch],
+                                         options=options, generator=generator)
+                      for batch in draw_batches(n, candidates)]).numpy()
     for i, kept in enumerate(sounds.kept):
-        group = sounds.previews[i * 3:(i + 1) * 3]
+        group = sounds.previews[i * candidates:(i + 1) * candidates]
         scores = [harmonic_pitch_score(preview, 60) for preview in group]
-        assert kept == i * 3 + int(np.argmax(scores)) and sounds.pitch_scores[i] == pytest.approx(max(scores))
+        assert kept == i * candidates + int(np.argmax(scores)) and sounds.pitch_scores[i] == pytest.approx(max(scores))
+        assert np.array_equal(sounds.maps[i].top, tops[kept])
         # the kept sound is the kept preview's top map under a bottom map of its own, decoded whole
-        np.testing.assert_allclose(model.decode_top([sounds.maps[i]])[0], sounds.previews[kept], atol=1e-4)
+        np.testing.assert_allclose(model.decode_top(tops[kept][None])[0], sounds.previews[kept], atol=1e-4)
         np.testing.assert_allclose(model.decode([sounds.maps[i]])[0], sounds.audio[i], atol=1e-4)
-    assert sounds.maps[0].bottom.any() or sounds.maps[1].bottom.any()
-    again = model.generate_sounds(60, "brass", n=2, candidates=3, seed=4, pick_on="previews")
+    assert len({m.bottom.tobytes() for m in sounds.maps}) == n   # each kept top got a bottom of its own
+    again = model.generate_sounds(60, "brass", n=n, candidates=candidates, seed=4, pick_on="previews")
     assert again.maps == sounds.maps and again.kept == sounds.kept
     # one candidate has nothing to pick: the priors' draw, as on full decodes
     single = model.generate_sounds(60, "brass", n=1, candidates=1, seed=4, pick_on="previews")
@@ -49,7 +67,7 @@ def test_decode_top_refuses_what_is_not_a_top_map():
 
 def test_a_bottom_dropout_model_picks_on_previews_and_keeps_its_share_through_save_and_load(tmp_path):
     parts = NotonoModel.untrained("tiny", seed=0)
-    model = NotonoModel(parts.vqvae, parts.top_prior, parts.bottom_prior, parts.stats, bottom_dropout=0.5)
+    model = _bottom_dropout_model()
     assert model.pick_on == "previews"
     model.save(tmp_path / "model")
     loaded = NotonoModel.load(tmp_path / "model")
@@ -67,3 +85,14 @@ def test_a_bottom_dropout_model_picks_on_previews_and_keeps_its_share_through_sa
         NotonoModel.load(tmp_path / "model")
     with pytest.raises(ValueError, match="bottom_dropout must be from 0 up to"):
         NotonoModel(parts.vqvae, parts.top_prior, parts.bottom_prior, parts.stats, bottom_dropout=1.0)
+
+
+def test_the_daemon_engine_records_a_sound_picked_on_previews(tmp_path):
+    from notono_live.engine.engine import Engine
+    from notono_live.engine.store import SoundStore
+
+    engine = Engine(_bottom_dropout_model(), SoundStore(tmp_path / "session"), tmp_path / "samples")
+    record = engine.generate(60, "brass", seed=1)[0]
+    assert record.params["picked_on"] == "previews" and record.params["candidates"] == 4
+    bottom = engine.regenerate_bottom(record.sound, seed=2)   # a new bottom keeps its top: full decodes
+    assert "picked_on" not in bottom.params and bottom.params["candidates"] == 4

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "queue_size": 16, "midi_port": None, "midi_mapping": None, "no_midi": False,
     "reference_sampler": False, "untrained": None, "log_level": "info", "threads": 0, "fsync": False,
     "step_precision": "auto", "guidance": None, "candidates": None, "exit_when_unused": 0.0,
-    "sampling_threads": 1, "compile_step": None,
+    "sampling_threads": 1, "compile_step": None, "pick_on": None,
 }
 
 
@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="draws per generated sound and per new bottom (not sample packs or inpainting), "
                              "of which the one whose spectrum sits best on the asked pitch is kept (default: the "
                              "model's, 4; 1 keeps the priors' first draw and is 2-3.5x faster on a 2-core CPU)")
+    parser.add_argument("--pick-on", dest="pick_on", choices=("full", "previews"),
+                        help="how a generated sound's candidates are compared: full (each drawn and decoded "
+                             "whole) or previews (only their top maps, decoded alone; the kept one then gets a "
+                             "bottom map). Default: the model's, previews for a VQ-VAE trained with bottom "
+                             "dropout (docs/performance.md)")
     parser.add_argument("--fsync", action="store_true", default=None,
                         help="flush every rendered file to disk before it appears (survives power loss; "
                              "adds ~10 ms per file)")
@@ -159,6 +164,10 @@ def load_model(settings: dict[str, Any], device: str):
         model.use_cache = False
     model.set_step_precision(settings["step_precision"])
     model.sampling_threads = settings["sampling_threads"]
+    if settings.get("pick_on") is not None:
+        from ..models.picking import check_pick_on
+
+        model.pick_on = check_pick_on(settings["pick_on"])
     return model
 
 
@@ -368,7 +377,8 @@ def run(args: argparse.Namespace) -> int:
     sampler = (f"KV-cached sampler, {info.get('step_precision')} step weights" if info.get("kv_cache")
                else "reference sampler (no KV cache)") + (f", guidance {engine.resolve_guidance(-1, generating=True):g} to generate and "
                   f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound and new "
-                  f"bottom is the best on pitch of {engine.candidates or model.candidates} draw(s)")
+                  f"bottom is the best on pitch of {engine.candidates or model.candidates} draw(s)"
+                  + (", new sounds picked on previews of their top maps" if model.pick_on == "previews" else ""))
     log.info("sampling with the %s", sampler)
     compiling = model.compile_pays if settings["compile_step"] is None else settings["compile_step"]
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "

@@ -471,9 +471,12 @@ def run_evaluation(settings: EvalSettings, log: Callable[[str], None] = print) -
                                   or settings.candidates == 1 else float("nan")),
         pick_on=settings.pick_on)
     seconds["generation"] = time.monotonic() - t0
-    log(f"generation: pitch accuracy {grid.generated_on_real_cells:.1%} on cells with real notes, each sound "
-        f"the best on pitch of {settings.candidates} draw(s) picked on {'previews' if settings.pick_on == 'previews' else 'full decodes'}; the first "
-        f"draws alone {grid.first_draw_on_real_cells:.1%} (real notes {grid.real_overall:.1%}); {gen_total} sounds "
+    picked = (f"each sound the best on pitch of {settings.candidates} draws picked on previews of their top maps"
+              if settings.candidates > 1 and settings.pick_on == "previews" else
+              f"each sound the best on pitch of {settings.candidates} draws (the first draws alone "
+              f"{grid.first_draw_on_real_cells:.1%})" if settings.candidates > 1 else "one draw each")
+    log(f"generation: pitch accuracy {grid.generated_on_real_cells:.1%} on cells with real notes, {picked} "
+        f"(real notes {grid.real_overall:.1%}); {gen_total} sounds "
         f"[{seconds['generation']:.0f} s]")
     figures.heatmap(generated, grid_families, grid_pitches, out / "grid_generated.png",
                     title="pitch accuracy of generated sounds (pyin, 50 cents)")
@@ -608,10 +611,11 @@ def _bars(reconstruction: ReconstructionResult, grid: GridResult, family: Family
               f"{reconstruction.notes} held-out notes; the Mel-IF round trip "
               f"{reconstruction.ceiling_spectral_convergence:.3f}", at_most=True),
     ]
-    if grid.candidates == 1 or grid.pick_on == "full":   # picked on previews, a --candidates 1 run measures it
-        bars.append(check("first-draw pitch accuracy / real", first_ratio, BAR_FIRST_DRAW_PITCH_RATIO,
-                          f"the priors alone: {grid.first_draw_on_real_cells:.1%} of first draws vs "
-                          f"{grid.real_overall:.1%} real"))
+    bars.append(check("first-draw pitch accuracy / real", first_ratio, BAR_FIRST_DRAW_PITCH_RATIO,
+                      f"the priors alone: {grid.first_draw_on_real_cells:.1%} of first draws vs "
+                      f"{grid.real_overall:.1%} real" if math.isfinite(grid.first_draw_on_real_cells) else
+                      "not measured: picked on previews, a first draw is decoded whole only when kept; "
+                      "run --candidates 1"))
     if grid.candidates > 1:   # with one draw per sound the picked sounds are the first draws
         bars.append(check("picked pitch accuracy / real", picked_ratio, BAR_PICKED_PITCH_RATIO,
                           f"{grid.generated_on_real_cells:.1%} generated ({sounds}) vs {grid.real_overall:.1%} real"))

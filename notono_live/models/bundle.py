@@ -379,9 +379,7 @@ class NotonoModel:
         (`bottom_dropout` above 0) rebuilds a note from them."""
         if isinstance(tops, Codemaps) or (isinstance(tops, (list, tuple)) and tops
                                           and all(isinstance(m, Codemaps) for m in tops)):
-            maps = _as_map_list(tops)
-            self.check_codes(maps)
-            tops = np.stack([m.top for m in maps])
+            tops = np.stack([m.top for m in _as_map_list(tops)])   # checked below, bottoms unread
         tops = torch.as_tensor(np.asarray(tops) if not isinstance(tops, torch.Tensor) else tops)
         if tops.dim() != 3 or tuple(tops.shape[1:]) != constants.TOP_SHAPE or tops.shape[0] < 1:
             raise ValueError(f"top maps must be [N >= 1, {constants.TOP_SHAPE[0]}, {constants.TOP_SHAPE[1]}], "
@@ -635,6 +633,8 @@ class NotonoModel:
         silence = np.zeros(constants.NUM_SAMPLES, dtype=np.float32)
         maps = self.encode(silence)
         self.decode(maps)
+        if self.pick_on == "previews":
+            self.decode_top(maps)
         if pitch_scores:   # the pitch score of picked draws (librosa's STFT and harmonic interpolation)
             tone = np.sin(2 * np.pi * 440.0 * np.arange(constants.NUM_SAMPLES) / constants.SAMPLE_RATE)
             best_on_pitch(tone[None].astype(np.float32), 69)

@@ -53,8 +53,8 @@ def _bottom_dropout(metadata: dict, folder: Path) -> float:
         return 0.0
     from safetensors import safe_open
     with safe_open(str(state), framework="pt") as handle:
-        extra = json.loads(handle.metadata()["notono"]).get("extra", {})
-    return float(extra.get("config", {}).get("bottom_dropout", 0.0))
+        extra = json.loads((handle.metadata() or {}).get("notono", "{}")).get("extra") or {}
+    return float((extra.get("config") or {}).get("bottom_dropout", 0.0))
 
 
 def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtype: torch.dtype = torch.float16,
