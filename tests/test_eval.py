@@ -130,14 +130,18 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     assert "| attack | " in text and "bands 49-64" in text
     assert f"best on pitch of {DEFAULT_CANDIDATES} draws" in text and "first draw" in text
     # --candidates 1: the priors' single draws, judged as they come
+
+    def quick_eval(out, *options):
+        torch.set_num_threads(2)
+        try:
+            assert main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(out),
+                         "--quick", "--cache", str(spectrogram_cache), *options]) == 0
+        finally:
+            torch.set_num_threads(previous)
+        return json.loads((out / "metrics.json").read_text())
+
     single = tmp_path / "single"
-    torch.set_num_threads(2)
-    try:
-        assert main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(single),
-                     "--quick", "--cache", str(spectrogram_cache), "--candidates", "1"]) == 0
-    finally:
-        torch.set_num_threads(previous)
-    one = json.loads((single / "metrics.json").read_text())
+    one = quick_eval(single, "--candidates", "1")
     assert one["sampling"]["candidates"] == one["grid"]["candidates"] == one["model"]["candidates"] == 1
     assert one["grid"]["first_draw_on_real_cells"] == one["grid"]["generated_on_real_cells"]
     # one draw per sound: nothing is picked, so there is no picked bar; the first draws are still judged
@@ -148,13 +152,7 @@ def test_eval_quick_writes_the_report(tmp_path, small_corpus, spectrogram_cache,
     # picked on previews of the top maps: the first draws are not decoded whole, so their bar is
     # there but not measured (and fails), pointing at a --candidates 1 run
     previews = tmp_path / "previews"
-    torch.set_num_threads(2)
-    try:
-        assert main(["eval", "--models", str(models), "--corpus", str(small_corpus), "--out", str(previews),
-                     "--quick", "--cache", str(spectrogram_cache), "--pick-on", "previews"]) == 0
-    finally:
-        torch.set_num_threads(previous)
-    picked = json.loads((previews / "metrics.json").read_text())
+    picked = quick_eval(previews, "--pick-on", "previews")
     assert picked["sampling"]["pick_on"] == picked["grid"]["pick_on"] == picked["model"]["pick_on"] == "previews"
     assert picked["grid"]["first_draw_on_real_cells"] is None   # JSON's NaN
     first = {bar["name"]: bar for bar in picked["bars"]}["first-draw pitch accuracy / real"]
