@@ -98,6 +98,18 @@ def new_bottoms(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, p
     return torch.cat(out)
 
 
+def encoded(model: NotonoModel, records) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The notes' top [N, 32, 4] and bottom [N, 64, 8] codes (encoded from their audio, in batches)
+    and their pitch and family indices [N]."""
+    maps = []
+    for s in range(0, len(records), BATCH):
+        maps += model.encode(np.stack([_load_audio(r) for r in records[s:s + BATCH]]))
+    return (torch.stack([torch.as_tensor(m.top) for m in maps]),
+            torch.stack([torch.as_tensor(m.bottom) for m in maps]),
+            torch.tensor([r.pitch - constants.PITCH_MIN for r in records]),
+            torch.tensor([r.family_index for r in records]))
+
+
 def features_of(model: NotonoModel, tops: torch.Tensor, bottoms: torch.Tensor, transform: MelIF) -> torch.Tensor:
     maps = _to_maps(tops, bottoms)
     return torch.cat([family_features(_images_of(model.decode(maps[s:s + BATCH]), transform))
@@ -192,13 +204,7 @@ def main() -> None:
         parts.update((name, part) for name, part in (("seen", seen), ("unseen", ~seen)) if part.any())
     model = NotonoModel.load(args.model)
     transform = MelIF()
-    maps = []
-    for s in range(0, len(records), BATCH):
-        maps += model.encode(np.stack([_load_audio(r) for r in records[s:s + BATCH]]))
-    tops = torch.stack([torch.as_tensor(m.top) for m in maps])
-    bottoms = torch.stack([torch.as_tensor(m.bottom) for m in maps])
-    pitch = torch.tensor([r.pitch - constants.PITCH_MIN for r in records])
-    family = torch.tensor([r.family_index for r in records])
+    tops, bottoms, pitch, family = encoded(model, records)
     reconstructed = features_of(model, tops, bottoms, transform)
     print(json.dumps({"model": args.model, "notes": {name: int(part.sum()) for name, part in parts.items()},
                       "reconstructions": {name: classifier.accuracy(reconstructed[part], family[part])
