@@ -208,6 +208,23 @@ def test_sampling_threads_setting_reaches_the_model():
     assert load_model({**DEFAULTS, "untrained": "lite", "sampling_threads": 2}, "cpu").sampling_threads == 2
 
 
+def test_pick_on_setting_reaches_the_model_and_a_wrong_one_is_named(tmp_path):
+    import argparse
+
+    from notono_live.daemon.cli import DEFAULTS, load_model, load_settings, register
+
+    assert load_model({**DEFAULTS, "untrained": "small"}, "cpu").pick_on == "full"   # the model's own
+    assert load_model({**DEFAULTS, "untrained": "small", "pick_on": "previews"}, "cpu").pick_on == "previews"
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    config = tmp_path / "notono.toml"
+    config.write_text('pick_on = "top maps"\n')
+    settings = load_settings(parser.parse_args(["serve", "--config", str(config)]))
+    with pytest.raises(ValueError, match="pick_on 'top maps' must be one of full, previews"):
+        load_model({**settings, "untrained": "small"}, "cpu")
+    assert load_settings(parser.parse_args(["serve", "--pick-on", "previews"]))["pick_on"] == "previews"
+
+
 def test_config_file_opens_another_interface_to_allowed_clients_only(tmp_path):
     own = _non_loopback_ipv4()
     if own is None:
