@@ -589,7 +589,7 @@ class Engine(ControlSurface):
         score is not finite), and, when the draws were scored on previews of their top maps, that."""
         score = sounds.pitch_scores[i]
         return {"candidates": sounds.candidates, **({"pitch_score": round(score, 4)} if math.isfinite(score) else {}),
-                **({"picked_on": "previews"} if getattr(sounds, "previews", None) is not None else {})}
+                **({"picked_on": "previews"} if sounds.previews is not None else {})}
 
     def _render_version(self, base: VersionRecord, maps: Codemaps, pitch: int, family: str, operation: str,
                         params: dict, progress: Progress, audio: np.ndarray | None = None) -> VersionRecord:

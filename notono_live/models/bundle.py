@@ -365,9 +365,13 @@ class NotonoModel:
     def decode(self, maps: list[Codemaps]) -> np.ndarray:
         """Codemaps -> audio [N, 64000] float32 (MelIF.inverse applies the phase threshold)."""
         maps = _as_map_list(maps)
+        return self._to_audio(len(maps), lambda batch: self.decode_images(maps[batch]))
+
+    def _to_audio(self, count: int, images: Callable[[slice], torch.Tensor]) -> np.ndarray:
+        """Audio [count, 64000] float32 from the unnormalised images `images(batch)` gives, batch by batch."""
         out = []
-        for start in range(0, len(maps), _ENCODE_BATCH):
-            image = self.decode_images(maps[start:start + _ENCODE_BATCH])
+        for start in range(0, count, _ENCODE_BATCH):
+            image = images(slice(start, start + _ENCODE_BATCH))
             out.append(self.representation.inverse(image).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -386,11 +390,8 @@ class NotonoModel:
                              f"got {tuple(tops.shape)}")
         if tops.is_floating_point() or not 0 <= int(tops.min()) <= int(tops.max()) < self.codebook_sizes[0]:
             raise ValueError(f"top codes must be whole numbers in 0..{self.codebook_sizes[0] - 1}")
-        out = []
-        for start in range(0, tops.shape[0], _ENCODE_BATCH):
-            image = self.stats.denormalize(self.vqvae.decode_top(tops[start:start + _ENCODE_BATCH].to(self.device)))
-            out.append(self.representation.inverse(image).float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32, copy=False)
+        return self._to_audio(tops.shape[0], lambda batch: self.stats.denormalize(
+            self.vqvae.decode_top(tops[batch].to(self.device))))
 
     # --- sampling -----------------------------------------------------------------------------
     @property

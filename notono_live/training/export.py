@@ -8,7 +8,6 @@ failed export leaves the destination as it was (a model card already there is ke
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -48,13 +47,10 @@ def _bottom_dropout(metadata: dict, folder: Path) -> float:
     a checkpoint written before the metadata recorded it, from the training state beside it."""
     if "bottom_dropout" in metadata:
         return float(metadata["bottom_dropout"])
-    state = Path(folder) / common.TRAINING_STATE_FILE
-    if not state.is_file():
+    if not (Path(folder) / common.TRAINING_STATE_FILE).is_file():
         return 0.0
-    from safetensors import safe_open
-    with safe_open(str(state), framework="pt") as handle:
-        extra = json.loads((handle.metadata() or {}).get("notono", "{}")).get("extra") or {}
-    return float((extra.get("config") or {}).get("bottom_dropout", 0.0))
+    from .vqvae import read_checkpoint_config
+    return float((read_checkpoint_config(folder).get("config") or {}).get("bottom_dropout", 0.0))
 
 
 def export_model(vqvae_run: Path, priors_run: Path | list[Path], out: Path, dtype: torch.dtype = torch.float16,

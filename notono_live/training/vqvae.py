@@ -426,8 +426,12 @@ def _jsonable(value: Any) -> Any:
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     """The config JSON the last checkpoint of a run was trained with (for export and the model card)."""
+    return read_checkpoint_config(Path(run_dir) / common.CHECKPOINT_DIR)
+
+
+def read_checkpoint_config(folder: Path) -> dict[str, Any]:
+    """The config JSON the training state in a checkpoint folder records ({} when it records none)."""
     from safetensors import safe_open
 
-    path = Path(run_dir) / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE
-    with safe_open(str(path), framework="pt") as handle:
-        return json.loads(handle.metadata()["notono"])["extra"]
+    with safe_open(str(Path(folder) / common.TRAINING_STATE_FILE), framework="pt") as handle:
+        return json.loads((handle.metadata() or {}).get("notono", "{}")).get("extra") or {}
