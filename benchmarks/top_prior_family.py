@@ -3,7 +3,8 @@
 Usage (from the repository root, package importable):
 
     python benchmarks/top_prior_family.py MODEL --corpus CORPUS [--cache CACHE] [--notes 240]
-        [--settings 2@1@0.8,4@1@0.8] [--classifier-notes 4000] [--seed 1]
+        [--settings 2@1@0.8,4@1@0.8] [--bottom-settings 1@1@0.8,4@1@0.8] [--classifier-notes 4000]
+        [--seed 1]
 
 For a model whose VQ-VAE was trained with bottom dropout (its top codes carry the family, and its
 decoder rebuilds a note from them alone), held-out notes spread over the corpus's split are encoded,
@@ -16,7 +17,9 @@ share of the notes:
 - `real tops alone`: the notes' own top maps decoded alone (`NotonoModel.decode_top`);
 - per setting, `drawn tops alone`: the drawn top maps decoded alone, and `drawn tops, new bottoms`:
   the same tops under bottom maps the bottom prior draws for them (a generation from nothing, with
-  the notes' labels).
+  the notes' labels). With `--bottom-settings`, the bottom prior draws under each of those instead
+  of the top map's own setting (the same tops, one seeded stream per pair), which says whether the
+  bottom prior's sampling settings lose the family that its top map carries.
 
 The first pair against `real tops alone` says what the top prior loses; the second against the
 first, what the bottom prior loses under the top prior's draws. `predicted` counts how many sounds
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--cache", default=None)
     parser.add_argument("--notes", type=int, default=240)
     parser.add_argument("--settings", default="2@1@0.8")
+    parser.add_argument("--bottom-settings", default="",
+                        help="settings of the bottom prior's draws (default: each top setting's own)")
     parser.add_argument("--classifier-notes", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -83,12 +88,14 @@ def main() -> None:
                       "reconstructions": scored(features_of(model, tops, bottoms, transform)),
                       "real tops alone": scored(top_alone_features(model, tops, transform))}), flush=True)
     for text in (t for t in args.settings.split(",") if t):
-        options = parse_setting(text)
-        drawn = drawn_tops(model, pitch, family, options, args.seed)
-        under = new_bottoms(model, drawn, bottoms, pitch, family, options, args.seed + 1)
-        print(json.dumps({"setting": text, "drawn tops alone": scored(top_alone_features(model, drawn, transform)),
-                          "drawn tops, new bottoms": scored(features_of(model, drawn, under, transform))}),
+        drawn = drawn_tops(model, pitch, family, parse_setting(text), args.seed)
+        print(json.dumps({"setting": text, "drawn tops alone": scored(top_alone_features(model, drawn, transform))}),
               flush=True)
+        for bottom_text in [t for t in args.bottom_settings.split(",") if t] or [text]:
+            under = new_bottoms(model, drawn, bottoms, pitch, family, parse_setting(bottom_text), args.seed + 1)
+            print(json.dumps({"setting": text, "bottom setting": bottom_text,
+                              "drawn tops, new bottoms": scored(features_of(model, drawn, under, transform))}),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -94,5 +94,18 @@ def test_the_daemon_engine_records_a_sound_picked_on_previews(tmp_path):
     engine = Engine(_bottom_dropout_model(), SoundStore(tmp_path / "session"), tmp_path / "samples")
     record = engine.generate(60, "brass", seed=1)[0]
     assert record.params["picked_on"] == "previews" and record.params["candidates"] == 4
-    bottom = engine.regenerate_bottom(record.sound, seed=2)   # a new bottom keeps its top: full decodes
-    assert "picked_on" not in bottom.params and bottom.params["candidates"] == 4
+    # a new bottom keeps its top, which carries the pitch: there is no preview to pick on, so one draw
+    bottom = engine.regenerate_bottom(record.sound, seed=2)
+    assert "picked_on" not in bottom.params and bottom.params["candidates"] == 1
+    assert np.array_equal(bottom.codemaps.top, record.codemaps.top)
+    assert not np.array_equal(bottom.codemaps.bottom, record.codemaps.bottom)
+    # what the model draws for it is the priors' first draw under that top
+    again = engine.model.regenerate_bottom_sounds(record.codemaps, 60, "brass", seed=2, candidates=1)
+    assert again.maps[0] == bottom.codemaps
+    # candidates named for the daemon (`serve --candidates`) are drawn for a new bottom too, on full decodes
+    picking = Engine(_bottom_dropout_model(), SoundStore(tmp_path / "picking"), tmp_path / "samples", candidates=4)
+    first = picking.generate(60, "brass", seed=1)[0]
+    assert picking.regenerate_bottom(first.sound, seed=2).params["candidates"] == 4
+    full = _bottom_dropout_model()
+    full.pick_on = "full"   # `serve --pick-on full`: every candidate decoded whole, new bottoms picked too
+    assert full.bottom_candidates == full.candidates == 4

@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--candidates", type=int,
                         help="draws per generated sound and per new bottom (not sample packs or inpainting), "
                              "of which the one whose spectrum sits best on the asked pitch is kept (default: the "
-                             "model's, 4; 1 keeps the priors' first draw and is 2-3.5x faster on a 2-core CPU)")
+                             "model's, 4, and one per new bottom for a model that picks on previews; 1 keeps the "
+                             "priors' first draw and is 2-3.5x faster on a 2-core CPU)")
     parser.add_argument("--pick-on", dest="pick_on", choices=("full", "previews"),
                         help="how a generated sound's candidates are compared: full (each drawn and decoded "
                              "whole) or previews (only their top maps, decoded alone; the kept one then gets a "
@@ -376,9 +377,10 @@ def run(args: argparse.Namespace) -> int:
     thread.start()
     sampler = (f"KV-cached sampler, {info.get('step_precision')} step weights" if info.get("kv_cache")
                else "reference sampler (no KV cache)") + (f", guidance {engine.resolve_guidance(-1, generating=True):g} to generate and "
-                  f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound and new "
-                  f"bottom is the best on pitch of {engine.candidates or model.candidates} draw(s)"
-                  + (", new sounds picked on previews of their top maps" if model.pick_on == "previews" else ""))
+                  f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound is the "
+                  f"best on pitch of {engine.candidates or model.candidates} draw(s)"
+                  + (", picked on previews of their top maps" if model.pick_on == "previews" else "")
+                  + f"; each new bottom of {engine.candidates or model.bottom_candidates}")
     log.info("sampling with the %s", sampler)
     compiling = model.compile_pays if settings["compile_step"] is None else settings["compile_step"]
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "

@@ -16,6 +16,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -30,6 +31,7 @@ from .controls import ACTIONS, CONTROL_NAMES, ControlState, ControlSurface  # no
 from .store import SoundStore, VersionRecord
 
 log = logging.getLogger("notono_live.engine")
+_PICTURES = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notono-png")
 
 Progress = Callable[[float, str], None]
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
@@ -606,6 +608,9 @@ class Engine(ControlSurface):
                 family: str, operation: str, params: dict) -> VersionRecord:
         audio16k = np.nan_to_num(np.asarray(audio16k, dtype=np.float32))
         sample_rate = getattr(self._local, "sample_rate", None) or self.sample_rate
+        # the picture is drawn on a thread of its own while the sound is levelled (numpy's FFT, the
+        # resampler and the filters release the GIL, so the two overlap on a second core)
+        picture = _PICTURES.submit(render.spectrogram_png, audio16k)
         # at the client's rate, DC-free, at the target loudness, true peak under the ceiling (levels.py);
         # what the decoder gave is kept in the version's params
         out_audio, level = levels.normalise(render.resample_for_output(audio16k, sample_rate, clip=False),
@@ -614,7 +619,7 @@ class Engine(ControlSurface):
         if level.final_lufs is None:
             params["notices"] = [*params.get("notices", []), ["silent", "too quiet to measure (below -70 LUFS): "
                                                                         "written as decoded, not levelled"]]
-        png = render.spectrogram_png(audio16k)
+        png = picture.result()
         label = render.clip_label(family, pitch, sound, version)
         stem = f"{sound:04d}-{family}-{render.note_name(pitch).replace('#', 's')}-v{version:03d}"
         record = VersionRecord(sound=sound, version=version, parent=parent, operation=operation, pitch=pitch,

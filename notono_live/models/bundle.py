@@ -395,6 +395,13 @@ class NotonoModel:
 
     # --- sampling -----------------------------------------------------------------------------
     @property
+    def bottom_candidates(self) -> int:
+        """Draws per new bottom of `regenerate_bottom_sounds` when a call names none: one when the
+        model picks on previews (its top map carries the pitch, and every new bottom shares the kept
+        top, so there is no preview to pick on), else `candidates`."""
+        return 1 if self.pick_on == "previews" else self.candidates
+
+    @property
     def supports_guidance(self) -> bool:
         """Whether both priors were trained with condition dropout (classifier-free guidance)."""
         return self.top_prior.null_condition is not None and self.bottom_prior.null_condition is not None
@@ -482,8 +489,9 @@ class NotonoModel:
                                  guidance: float | None = None, candidates: int | None = None,
                                  on_decoding: Callable[[], None] | None = None) -> GeneratedSounds:
         """`regenerate_bottom`, decoded, each new bottom the best on pitch of `candidates` draws
-        (as `generate_sounds`; the top map is kept bit-for-bit in every draw)."""
-        candidates = check_candidates(self.candidates if candidates is None else candidates)
+        (as `generate_sounds`; the top map is kept bit-for-bit in every draw). candidates: None uses
+        `bottom_candidates`."""
+        candidates = check_candidates(self.bottom_candidates if candidates is None else candidates)
         if not isinstance(maps, Codemaps):
             raise ValueError(f"maps must be a Codemaps, got {type(maps).__name__}")
         options = self._options(temperature, top_k, top_p, guidance)
