@@ -49,10 +49,15 @@ def test_the_compiled_float32_step_draws_the_recorded_codes(inductor_cache, one_
     assert model.compiled_step and model.info()["compiled_step"] is True
     assert set(model.top_prior.state_dict()) == names, "the compiled step must not become part of the model"
 
-    maps = model.generate(pitch=55, family="brass", n=4, seed=11)   # 4 draws under guidance: 8 rows
-    mask = np.zeros((32, 4), dtype=bool)
-    mask[8:16, 1] = True
-    edited = model.inpaint(maps[0], "top", mask, pitch=55, family="brass", n=1, seed=12)[0]   # one row
+    # every batch a request draws was compiled up front: none compiles while a producer waits
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        maps = model.generate(pitch=55, family="brass", n=4, seed=11)   # 4 draws under guidance: 8 rows
+        mask = np.zeros((32, 4), dtype=bool)
+        mask[8:16, 1] = True
+        edited = model.inpaint(maps[0], "top", mask, pitch=55, family="brass", n=1, seed=12)[0]   # one row
+        model.generate(pitch=55, family="brass", n=1, seed=13, guidance=1.0)   # one row, unguided
+        model.generate(pitch=55, family="brass", n=3, seed=14, guidance=1.0)   # 3 rows, unguided
+        model.inpaint(maps[0], "top", mask, pitch=55, family="brass", n=1, seed=15, guidance=2.0)   # 2 rows
     recorded = np.load(DRAWS)
     assert np.array_equal(np.stack([m.top for m in maps]), recorded["generate_float32_top"])
     assert np.array_equal(np.stack([m.bottom for m in maps]), recorded["generate_float32_bottom"])

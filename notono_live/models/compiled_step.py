@@ -17,7 +17,7 @@ compiles to few graphs:
   every position; temperature, top-p and the guidance scale are 0-d tensors, so one graph serves
   every setting (top-k, which the product does not use, stays with the eager step);
 - Dynamo specialises sizes 0 and 1 and the graph branches on whether the batch is guided, so
-  each prior has three graphs (`VARIANTS`): guided, unguided with one row, unguided with more;
+  each prior has four graphs (`VARIANTS`): guided and unguided, each with one row and with more;
   position 0 never comes here (the sampler decodes it with the general pass, which also fills
   the cache's per-sequence inputs);
 - a bottom prior with groups (`PriorConfig.bottom_group`) draws a whole group in one call: the
@@ -227,7 +227,7 @@ class CompiledStep:
         # wrapper no faster: the defaults
         self.compiled = torch.compile(self.graph, dynamic=True)
         # Dynamo counts graphs per code object, and every StepGraph shares `forward`'s: two priors
-        # with three graphs each, and more after a precision change, would soon reach its
+        # with four graphs each, and more after a precision change, would soon reach its
         # default limit of 8 and silently fall back to the eager step
         dynamo = torch._dynamo.config
         name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
@@ -272,9 +272,11 @@ def compiler_problem() -> str | None:
 
 
 # the batches a sampler draws (`warm`): (guided, rows before guidance doubles them); Dynamo builds one
-# graph for one row and one for any larger number (it specialises sizes 0 and 1), so these three
-# cover every request: 4 candidates or one edit under guidance, an edit without, candidates without
-VARIANTS = ((True, 1), (False, 1), (False, 2))
+# graph for one row and one for any larger number (it specialises sizes 0 and 1, and guidance's two
+# rows for one are a constant too), so these four cover every request: one edit or one kept top's
+# bottom under guidance, candidates under guidance, an edit without, candidates without. Without the
+# second, the first request that drew several rows under guidance compiled it then (16-25 s)
+VARIANTS = ((True, 1), (True, 2), (False, 1), (False, 2))
 
 
 def warm(step: CompiledStep, prior: "_CodePrior", variants: tuple[tuple[bool, int], ...] = VARIANTS) -> float:
