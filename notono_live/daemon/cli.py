@@ -380,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound is the "
                   f"best on pitch of {engine.candidates or model.candidates} draw(s)"
                   + (", picked on previews of their top maps" if model.pick_on == "previews" else "")
-                  + f"; each new bottom of {engine.candidates or model.bottom_candidates}")
+                  + f"; each new bottom the best of {engine.candidates or model.bottom_candidates} draw(s)")
     log.info("sampling with the %s", sampler)
     compiling = model.compile_pays if settings["compile_step"] is None else settings["compile_step"]
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "

@@ -274,8 +274,8 @@ def compiler_problem() -> str | None:
 # the batches a sampler draws (`warm`): (guided, rows before guidance doubles them); Dynamo builds one
 # graph for one row and one for any larger number (it specialises sizes 0 and 1, and guidance's two
 # rows for one are a constant too), so these four cover every request: one edit or one kept top's
-# bottom under guidance, candidates under guidance, an edit without, candidates without. Without the
-# second, the first request that drew several rows under guidance compiled it then (16-25 s)
+# bottom under guidance, candidates under guidance, an edit without, candidates without. A graph
+# left out is compiled by the first request that needs it, while it waits (16-25 s on a 2-core CPU)
 VARIANTS = ((True, 1), (True, 2), (False, 1), (False, 2))
 
 
