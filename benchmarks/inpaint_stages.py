@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.repeats < 4:
+        parser.error("--repeats must be at least 4 (the first three warm up and are not counted)")
     torch.set_num_threads(args.threads)
     model = NotonoModel.load(args.model)
     with tempfile.TemporaryDirectory(prefix="notono-inpaint-stages-") as folder:
