@@ -31,7 +31,7 @@ from .controls import ACTIONS, CONTROL_NAMES, ControlState, ControlSurface  # no
 from .store import SoundStore, VersionRecord
 
 log = logging.getLogger("notono_live.engine")
-_PICTURES = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notono-png")
+_PICTURES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notono-png")   # renders run one at a time
 
 Progress = Callable[[float, str], None]
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
