@@ -212,6 +212,34 @@ def test_priors_train_under_bf16_autocast_and_keep_fp32_weights(tmp_path, small_
         train_priors(PriorsTrainConfig(**{**config.__dict__, "precision": "fp8"}))
 
 
+def test_the_learning_rate_cools_down_over_the_last_steps_and_resumes_on_schedule(tmp_path, small_corpus,
+                                                                                   spectrogram_cache, vqvae_run):
+    from safetensors import safe_open
+
+    from notono_live.training.priors import PriorsTrainConfig, train_priors
+
+    assert [common.decayed_lr(1.0, step, 10, 4) for step in (0, 5, 6, 7, 8, 9, 10)] == [1, 1, 1, .75, .5, .25, 0]
+    assert common.decayed_lr(1.0, 9, None, 4) == common.decayed_lr(1.0, 9, 10, 0) == 1.0
+
+    def saved_lr(run_dir):
+        state = run_dir / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE
+        with safe_open(str(state), "pt") as handle:
+            groups = json.loads(handle.metadata()["notono"])["optimizers"]["top"]["param_groups"]
+        return {group["lr"] for group in groups}
+
+    config = PriorsTrainConfig(corpus=small_corpus, vqvae=vqvae_run[0], out=tmp_path / "cool", size="tiny",
+                               which="top", max_steps=4, batch_size=8, lr=1e-3, cache=spectrogram_cache,
+                               validation_maps=8)
+    train_priors(config)
+    assert saved_lr(tmp_path / "cool") == {1e-3}   # a constant rate
+    # the run resumed with a cool-down over its last 4 steps: its last step (7 of 8) runs at a quarter
+    cooled = PriorsTrainConfig(**{**config.__dict__, "max_steps": 8, "lr_decay_steps": 4})
+    assert train_priors(cooled).summary.step == 8
+    assert saved_lr(tmp_path / "cool") == {1e-3 / 4}
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        train_priors(PriorsTrainConfig(**{**cooled.__dict__, "out": tmp_path / "open", "max_steps": None}))
+
+
 def test_vqvae_trains_under_bf16_autocast_with_an_fp32_quantiser(tmp_path, small_corpus, spectrogram_cache):
     from safetensors import safe_open
 

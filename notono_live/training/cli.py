@@ -87,6 +87,9 @@ def register(subparsers) -> None:
                         help="`train vqvae` run folder, or a model folder with a vqvae component")
     priors.add_argument("--which", choices=("both", "top", "bottom"), default="both")
     priors.add_argument("--extraction-batch-size", type=int, default=16)
+    priors.add_argument("--lr-decay-steps", type=int, default=0, metavar="N",
+                        help="cool-down: over the last N steps before --max-steps (or --epochs) the learning "
+                             "rate falls linearly towards 0; resumes like the rest (default 0: constant)")
     priors.add_argument("--condition-dropout", type=float, default=0.0,
                         help="fraction of maps trained without pitch and family, so that sampling can "
                              "use classifier-free guidance (e.g. 0.15; resuming adds the input it needs)")
@@ -163,7 +166,7 @@ def _run_priors(args: argparse.Namespace) -> int:
     result = train_priors(PriorsTrainConfig(
         corpus=args.corpus, vqvae=args.vqvae, out=args.out, size=args.size, which=args.which,
         epochs=args.epochs, minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed,
+        lr=args.lr, lr_decay_steps=args.lr_decay_steps, seed=args.seed,
         split_seed=constants.DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
         cache=args.cache, extraction_batch_size=args.extraction_batch_size, workers=args.workers,
         device=args.device, checkpoint_minutes=args.checkpoint_minutes, precision=args.precision,

@@ -252,6 +252,18 @@ class StopControl:
         return time.monotonic() - self.started
 
 
+# --- Learning-rate schedule -----------------------------------------------------------------
+
+def decayed_lr(lr: float, step: int, total_steps: int | None, decay_steps: int) -> float:
+    """The learning rate of the optimiser step that follows `step` steps done: `lr`, except over the
+    last `decay_steps` steps before `total_steps`, where it falls linearly towards 0 (the last step
+    runs at lr / decay_steps). A function of the step alone, so a resumed run picks it up where it was;
+    a run trained at a constant rate can be given this cool-down at the end of its life."""
+    if decay_steps <= 0 or total_steps is None:
+        return lr
+    return lr * min(1.0, max(0, total_steps - step) / decay_steps)
+
+
 # --- Training state (optimiser, step, RNG) in safetensors ------------------------------------
 
 def _optimizer_to_tensors(prefix: str, optimizer: torch.optim.Optimizer,

@@ -45,6 +45,9 @@ class PriorsTrainConfig:
         epochs / minutes / max_steps: when to stop (any that is set).
         batch_size: code maps per rank per step.
         lr: Adam learning rate.
+        lr_decay_steps: over this many last steps before the run's end (max_steps or epochs, which
+            must be set), the learning rate falls linearly towards 0 (`common.decayed_lr`): a
+            cool-down for a run trained at a constant rate. 0: constant throughout.
         seed: seed of weights, epoch orders and masks.
         split_seed: seed of the 80/20 split (must match the VQ-VAE run and eval).
         cache: spectrogram cache folder used while extracting codes (None: the VQ-VAE run's cache
@@ -88,6 +91,7 @@ class PriorsTrainConfig:
     max_steps: int | None = None
     batch_size: int = 32
     lr: float = 3e-4
+    lr_decay_steps: int = 0
     seed: int = 0
     split_seed: int = constants.DEFAULT_SPLIT_SEED
     cache: Path | None = None
@@ -456,6 +460,9 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
         total_steps = None if config.epochs is None else config.epochs * batches_per_epoch
         if config.max_steps is not None:
             total_steps = config.max_steps if total_steps is None else min(total_steps, config.max_steps)
+        if config.lr_decay_steps < 0 or (config.lr_decay_steps and total_steps is None):
+            raise ValueError(f"lr_decay_steps ({config.lr_decay_steps}) needs a run end to decay towards "
+                             f"(--max-steps or --epochs) and must not be negative")
         # masks: a generator per rank, re-seeded from (seed, step, rank) so a resume draws the same masks
         mask_generator = torch.Generator()
 
@@ -506,6 +513,10 @@ def train_priors(config: PriorsTrainConfig) -> TrainResult:
                 pitch = pitch_all[chosen].to(context.device)
                 family = family_all[chosen].to(context.device)
                 values: dict[str, float] = {}
+                lr = common.decayed_lr(config.lr, state.step, total_steps, config.lr_decay_steps)
+                for optimizer in optimizers.values():
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
                 drop = None
                 if any(model.null_condition is not None for model in models.values()):
                     # all-False rows still route through the unconditioned input, so DDP sees it used
