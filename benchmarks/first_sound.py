@@ -5,7 +5,7 @@ Usage (from the repository root, package importable): python benchmarks/first_so
 Starts `notono-live serve` (as `notono-live bench` does), sends `/notono/generate` over OSC as soon as
 it says ready, then again `--requests - 1` times, and prints the seconds to ready and each request's
 latency. The first request shares the CPU with what the daemon warms after ready
-(`daemon.cli.warm_pitch_tools`); the later ones show the steady state.
+(`daemon.cli.warm_render_tools`); the later ones show the steady state.
 """
 from __future__ import annotations
 

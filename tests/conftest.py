@@ -21,9 +21,9 @@ def pytest_configure(config):
     with a segfault (numba/numba#10128, a fresh install is enough)."""
     if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "numprocesses", None):
         return
-    from notono_live.daemon.cli import warm_pitch_tools   # the daemon's own warm-up of the pitch checks
+    from notono_live.daemon.cli import warm_render_tools   # the daemon's own warm-up of the pitch checks
 
-    warm_pitch_tools().join()
+    warm_render_tools().join()
 
 
 SMALL_CORPUS_PITCHES = (24, 36, 43, 48, 60, 67, 72, 84)

@@ -276,16 +276,22 @@ def test_packets_from_addresses_off_the_allow_list_are_dropped_and_logged(tmp_pa
         worker.stop()
 
 
-def test_ready_comes_before_the_pitch_tools_which_warm_on_a_thread_of_their_own():
-    """The daemon's warm-up leaves librosa (about a second to import) to `warm_pitch_tools`, which
-    runs once the daemon is ready; that thread imports it and runs both pitch checks."""
-    script = ("import sys; from notono_live.models.bundle import NotonoModel; "
-              "from notono_live.daemon.cli import warm_pitch_tools; m = NotonoModel.untrained('lite'); "
-              "m.warm_up(pitch_scores=False); print('librosa' in sys.modules); "
-              "warm_pitch_tools().join(); print('librosa' in sys.modules)")
+def test_ready_comes_before_the_levelling_and_pitch_tools_which_warm_on_a_thread_of_their_own(tmp_path):
+    """The daemon's warm-up leaves scipy and pyloudnorm (the levelling) and librosa (the pitch
+    checks), about a second each to import, to `warm_render_tools`, which runs once the daemon is
+    ready; that thread imports them, levels a sound and runs both pitch checks. Nothing before ready
+    imports scipy (the Mel pseudo-inverse is torch's)."""
+    script = ("import sys; from pathlib import Path; from notono_live.models.bundle import NotonoModel; "
+              "from notono_live.daemon.cli import warm_up, warm_render_tools; "
+              "from notono_live.engine.engine import Engine; from notono_live.engine.store import SoundStore; "
+              f"d = Path({str(tmp_path)!r}); m = NotonoModel.untrained('lite'); "
+              "e = Engine(m, SoundStore(d / 'session'), d / 'samples', allowed_folders=[d], sample_rate=44100); "
+              "warm_up(m, e); names = ('scipy', 'pyloudnorm', 'librosa'); "
+              "print(*[n in sys.modules for n in names]); "
+              "warm_render_tools(e.sample_rate).join(); print(*[n in sys.modules for n in names])")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", "True"], run.stdout + run.stderr
+    assert run.stdout.split() == ["False"] * 3 + ["True"] * 3, run.stdout + run.stderr
     assert "could not warm" not in run.stderr
 
 

@@ -28,6 +28,7 @@ from notono_live.representation import (
     mel_band_centres_hz,
     mel_filterbank,
     mel_scale,
+    pseudo_inverse,
 )
 
 
@@ -87,6 +88,12 @@ def test_inverse_shapes_and_round_trip_quality(mel_if, audio_batch):
     # the waveform itself (phase included) is recovered well on most notes, not just the magnitude
     snr = 10 * torch.log10(audio_batch.square().sum(1) / (restored - audio_batch).square().sum(1))
     assert snr.median() > 15.0, snr
+
+
+def test_the_pseudo_inverse_is_the_moore_penrose_one_as_its_ridge_vanishes():
+    rng = np.random.default_rng(0)
+    wide = rng.random((40, 64)) * (np.abs(np.arange(40)[:, None] - np.arange(64)[None] * 0.6) < 3)
+    assert np.allclose(pseudo_inverse(wide, ridge=1e-12), np.linalg.pinv(wide), atol=1e-8)
 
 
 def test_phase_passes_give_back_the_level_an_inconsistent_if_loses(audio_batch):

@@ -173,37 +173,48 @@ def load_model(settings: dict[str, Any], device: str):
 
 
 def warm_up(model: Any, engine: Any) -> None:
-    """Run every code path once so the first request is as fast as later ones. Call it on the
-    inference worker's thread: torch's CPU thread pools belong to the thread that runs the ops, so
-    warming the main thread would leave the worker cold (and, on a busy CPU, take seconds longer)."""
+    """Run every code path of the models once so the first request is as fast as later ones. Call it
+    on the inference worker's thread: torch's CPU thread pools belong to the thread that runs the
+    ops, so warming the main thread would leave the worker cold (and, on a busy CPU, take seconds
+    longer). What a render does after the models (levelling, the pitch checks) warms on a thread of
+    its own once the daemon is ready (`warm_render_tools`)."""
     import numpy as np
 
-    from .. import audio_io  # noqa: F401  (imports soundfile/soxr now rather than on the first encode)
-    from ..engine import levels, render
+    from ..engine import render
 
-    # transform, VQ-VAE, both samplers, at the scales requests get by default; the pitch checks
-    # warm on a thread of their own once the daemon is ready (`warm_pitch_tools`)
+    # transform, VQ-VAE, both samplers, at the scales requests get by default
     model.warm_up((engine.resolve_guidance(-1), engine.resolve_guidance(-1, generating=True)),
                   pitch_scores=False)
     audio = np.zeros(64_000, dtype=np.float32)
     render.spectrogram_png(audio)
-    # pyloudnorm, scipy's filters and the limiter (a loud tone has to be limited)
-    tone = np.sin(np.arange(64_000, dtype=np.float32) * 0.1) * np.linspace(2.0, 0.0, 64_000, dtype=np.float32)
-    levels.normalise(render.resample_for_output(tone, engine.sample_rate, clip=False), engine.sample_rate)
     render.attenuate_region(audio, (32, 4), 0, 0, 1, 1, 6.0)
 
 
-def warm_pitch_tools() -> threading.Thread:
-    """Warm what the pitch checks of a render need, on a thread of its own, once the daemon is
-    ready: librosa's import (about a second of Python on the 2-core development CPU), the harmonic
-    score that picks among candidates, and pYIN, whose numba kernels compile on first use
-    (`engine.pitching.pitch_miss` checks every generated sound). A generation spends its first
-    seconds sampling, so a request that comes at once overlaps this instead of waiting for it before
-    ready. A failure here is only logged: the first render then pays for the import itself."""
+def warm_render_tools(sample_rate: int | None = None) -> threading.Thread:
+    """Warm what a render needs after the models, on a thread of its own, once the daemon is ready.
+
+    First, with `sample_rate`, the levelling every render ends with (`engine.levels`: scipy.signal,
+    pyloudnorm, soxr and soundfile, about 0.7 s of imports on the 2-core development CPU, most of it
+    scipy.signal's). Then the pitch checks: librosa's import (about a second), the harmonic score
+    that picks among candidates, and pYIN, whose numba kernels compile on first use
+    (`engine.pitching.pitch_miss` checks every generated sound). A request that comes at once
+    overlaps this while it samples, and a render that gets to its levelling first waits for those
+    imports: such a request takes about a second longer than later ones (`python
+    benchmarks/first_sound.py`). Started before the model loads, the imports only slowed the load
+    down (they are Python, under the GIL). A failure here is only logged: the first render then pays
+    for the import itself."""
     def work() -> None:
         import numpy as np
 
         try:
+            if sample_rate is not None:
+                from .. import audio_io  # noqa: F401  (soundfile, soxr)
+                from ..engine import levels, render
+
+                # pyloudnorm, scipy's filters and the limiter (a loud tone has to be limited)
+                tone = (np.sin(np.arange(64_000, dtype=np.float32) * 0.1)
+                        * np.linspace(2.0, 0.0, 64_000, dtype=np.float32))
+                levels.normalise(render.resample_for_output(tone, sample_rate, clip=False), sample_rate)
             from ..engine import pitching
             from ..models.pitch_selection import best_on_pitch
 
@@ -211,9 +222,9 @@ def warm_pitch_tools() -> threading.Thread:
             best_on_pitch(tone[None], 57)
             pitching.pitch_miss(tone, 57)
         except Exception as error:   # noqa: BLE001 (a warm-up; the render reports real failures)
-            log.warning("could not warm the pitch checks: %s", error)
+            log.warning("could not warm the render tools: %s", error)
 
-    thread = threading.Thread(target=work, name="notono-warm-pitch", daemon=True)
+    thread = threading.Thread(target=work, name="notono-warm-render", daemon=True)
     thread.start()
     return thread
 
@@ -386,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
           f"samples go to {engine.output_folder}" + (f"; {COMPILE_STARTED}" if compiling else ""), flush=True)
-    warm_pitch_tools()
+    warming = warm_render_tools(engine.sample_rate)
     if compiling:
         # Inductor's generated code and its cache: inside the daemon's own folder, not the system's temp
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir / "compile-cache"))
@@ -405,6 +416,9 @@ def run(args: argparse.Namespace) -> int:
         if midi is not None:
             midi.close()
         server.close()
+        # a daemon stopped the moment it is ready: let the warming thread leave its imports and native
+        # code first (interpreter shutdown under it aborted the process)
+        warming.join(30.0)
         print("notono-live stopped", flush=True)
     return 0
 
