@@ -13,6 +13,7 @@ Transforms output *unnormalised* images; `NormalizationStats` maps them to the e
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Iterable
@@ -357,19 +358,38 @@ class MelIF(_STFTTransform):
         return self._host["power"]
 
     def _mats(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The four projections on `device`, float32. On a CPU they are kept sparse (CSR): the
+        filterbanks are triangles, and their pseudo-inverses fall off away from the diagonal, so
+        about 2 % of each pseudo-inverse's entries exceed 1e-7 of its largest, and a product with
+        those alone is 10x faster than the dense one (0.2 against 2.1 ms for one image on the 2-core
+        development CPU) and differs from it at float32's rounding."""
         if device not in self._device_mats:
-            self._device_mats[device] = {k: torch.from_numpy(v.astype(np.float32)).to(device)
-                                         for k, v in self._host.items()}
+            mats = {k: torch.from_numpy(v.astype(np.float32)).to(device) for k, v in self._host.items()}
+            if device.type == "cpu":
+                with warnings.catch_warnings():   # "sparse CSR support is in beta" (the product is stable)
+                    warnings.simplefilter("ignore", UserWarning)
+                    mats = {k: (m * (m.abs() > 1e-7 * m.abs().max())).to_sparse_csr() for k, m in mats.items()}
+            self._device_mats[device] = mats
         return self._device_mats[device]
+
+    @staticmethod
+    def _project(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """matrix [rows, n] (dense or CSR) times each image of x [B, n, T]: [B, rows, T]."""
+        if matrix.layout != torch.sparse_csr:
+            return torch.matmul(matrix, x)
+        batch, n, frames = x.shape
+        product = matrix @ x.transpose(0, 1).reshape(n, batch * frames)
+        return product.reshape(-1, batch, frames).transpose(0, 1)
 
     @torch.no_grad()
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         audio = _as_batch(audio, self.device)
         mats = self._mats(audio.device)
         power, first_phase, increments = self._stft(audio)
-        log_mel_power = torch.log(torch.matmul(mats["power"], power) + LOG_EPSILON)
+        log_mel_power = torch.log(self._project(mats["power"], power) + LOG_EPSILON)
         mel_phase = torch.cat([first_phase, increments], dim=-1)
-        mel_if = torch.matmul(mats["phase"], mel_phase) / math.pi
+        # a weighted mean of values in [-π, π]: in [-1, 1] but for float rounding, which is clamped
+        mel_if = (self._project(mats["phase"], mel_phase) / math.pi).clamp(-1.0, 1.0)
         image = self._pad_time(torch.stack([log_mel_power, mel_if], dim=1))
         return apply_phase_threshold(image, self.phase_threshold)
 
@@ -378,9 +398,9 @@ class MelIF(_STFTTransform):
         log_mel_power, mel_increments = self._prepare_inverse(image)
         mats = self._mats(log_mel_power.device)
         mel_power = self._power_from_log(log_mel_power)
-        power = torch.matmul(mats["power_pinv"], mel_power)
+        power = self._project(mats["power_pinv"], mel_power)
         mel_phase = self._integrate(mel_increments)
-        phase = torch.matmul(mats["phase_pinv"], mel_phase)
+        phase = self._project(mats["phase_pinv"], mel_phase)
         return self._istft_complex(self._consistent_spectrum(power, phase, self.phase_iterations))
 
 
