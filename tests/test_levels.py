@@ -1,0 +1,58 @@
+"""Levelling of rendered WAVs (`engine.levels`) on real notes of the project's rendered corpus."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from notono_live.engine import levels, render
+
+RATE = 44_100
+
+
+@pytest.fixture(scope="module")
+def notes(small_corpus) -> list[np.ndarray]:
+    """Every family's first note at MIDI 24 and 72, at 44.1 kHz: sustained and decaying sounds, low
+    and high, some with quiet tails that sit near BS.1770's -70 LUFS gate once raised or lowered."""
+    chosen = []
+    for family in ("bass", "keyboard", "mallet", "organ", "string", "guitar"):
+        for pitch in (24, 72):
+            found = sorted((small_corpus / "audio").glob(f"{family}_*-{pitch:03d}-100.wav"))
+            if found:
+                audio, rate = sf.read(str(found[0]), dtype="float64")
+                chosen.append(render.resample_for_output(audio.astype(np.float32), RATE, clip=False))
+    assert len(chosen) >= 8
+    return chosen
+
+
+def test_the_loudness_under_a_gain_from_the_gating_blocks_is_the_measured_one(notes):
+    crossed = 0
+    for audio in notes:
+        measured, blocks = levels.measure_loudness(audio, RATE)
+        assert measured is not None and blocks is not None
+        assert levels.gated_loudness(blocks) == pytest.approx(measured, abs=1e-9)
+        for gain_db in (-45.0, -20.0, -3.0, 6.0, 30.0):
+            expected = levels.loudness(audio * 10.0 ** (gain_db / 20.0), RATE)
+            got = levels.gated_loudness(blocks, gain_db)
+            if expected is None:
+                assert got is None
+            else:
+                assert got == pytest.approx(expected, abs=1e-6), (gain_db, got, expected)
+                crossed += abs(expected - measured - gain_db) > 0.01   # a block crossed a gate
+    assert crossed > 0   # the notes exercise the gates, not only the plain shift
+
+
+def test_every_note_at_any_level_comes_out_at_the_target_under_the_ceiling(notes):
+    for audio in notes:
+        for gain_db in (-30.0, 0.0, 12.0):
+            out, level = levels.normalise(audio * 10.0 ** (gain_db / 20.0), RATE)
+            assert out.dtype == np.float32 and np.abs(out).max() <= 1.0
+            loudness = levels.loudness(out, RATE)
+            peak_dbtp = 20.0 * np.log10(levels.true_peak(out, RATE))
+            assert loudness == pytest.approx(level.final_lufs, abs=0.01)
+            assert peak_dbtp == pytest.approx(level.final_true_peak_dbtp, abs=0.01)
+            assert peak_dbtp < levels.TRUE_PEAK_CEILING_DBTP
+            if level.limited_db == 0.0:
+                assert abs(loudness - levels.TARGET_LUFS) < 0.1, (gain_db, level)
+            else:   # limited: at most a little short of the target, never over the ceiling
+                assert levels.TARGET_LUFS - 1.0 < loudness < levels.TARGET_LUFS + 0.1, (gain_db, level)
