@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# Daemons started by the tests sample with the eager step: the shipped small priors would otherwise
+# compile theirs in the background for about two minutes of CPU per daemon (`serve --compile-step`,
+# whose own tests pass it explicitly, tests/test_compiled_step.py).
+os.environ.setdefault("NOTONO_COMPILE_STEP", "0")
+
 
 def pytest_configure(config):
     """Before pytest-xdist starts its workers, compile pYIN's numba kernels once in this process, so

@@ -220,13 +220,16 @@ def test_inpaint_cells_and_bottom_regeneration(client, sound):
 
 def test_guidance_argument_reaches_the_sampler(client, sound, trained_model):
     """Same seed, same request: an explicit guidance equal to the default draws the same codes as
-    leaving it out (-1), and another scale draws others. The default is 2 to generate, 1 to edit."""
+    leaving it out (-1), and another scale draws others. The default is DEFAULT_GUIDANCE to generate,
+    1 to edit."""
+    from notono_live.models.bundle import DEFAULT_GUIDANCE
+
     def generate(*guidance):
         reply = client.request("/notono/generate", 40, "brass", 1.0, 0.8, 1, 21, 0, *guidance)
         assert reply.ok, reply.error
         return codemaps_of(client, reply.sounds[0]["sound"])
 
-    default, explicit, plain = generate(), generate(2.0), generate(1.0)
+    default, explicit, plain = generate(), generate(DEFAULT_GUIDANCE), generate(1.0)
     assert np.array_equal(default.top, explicit.top) and np.array_equal(default.bottom, explicit.bottom)
     assert not np.array_equal(default.bottom, plain.bottom)
     sid = sound["sound"]

@@ -295,16 +295,26 @@ def test_ready_comes_before_the_levelling_and_pitch_tools_which_warm_on_a_thread
     assert "could not warm" not in run.stderr
 
 
-def test_compile_step_settings_resolve_on_off_or_left_to_the_model(tmp_path):
+def test_compile_step_settings_resolve_on_off_or_left_to_the_model(tmp_path, monkeypatch):
     import argparse
 
     from notono_live.daemon.cli import load_settings, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
+    monkeypatch.delenv("NOTONO_COMPILE_STEP", raising=False)
     for arguments, expected in (([], None), (["--compile-step"], True), (["--no-compile-step"], False)):
         args = parser.parse_args(["serve", *arguments])
         assert load_settings(args)["compile_step"] is expected, arguments
     config = tmp_path / "serve.toml"
     config.write_text("compile_step = false\n")
     assert load_settings(parser.parse_args(["serve", "--config", str(config)]))["compile_step"] is False
+    # the environment sets the default; the file and the command line still override it
+    monkeypatch.setenv("NOTONO_COMPILE_STEP", "0")
+    assert load_settings(parser.parse_args(["serve"]))["compile_step"] is False
+    assert load_settings(parser.parse_args(["serve", "--compile-step"]))["compile_step"] is True
+    config.write_text("compile_step = true\n")
+    assert load_settings(parser.parse_args(["serve", "--config", str(config)]))["compile_step"] is True
+    monkeypatch.setenv("NOTONO_COMPILE_STEP", "yes")
+    with pytest.raises(SystemExit, match="NOTONO_COMPILE_STEP"):
+        load_settings(parser.parse_args(["serve"]))

@@ -9,7 +9,7 @@ import pytest
 
 from notono_live import constants
 from notono_live.audio_io import load_audio
-from notono_live.models.pitch_selection import best_on_pitch, harmonic_pitch_score
+from notono_live.models.pitch_selection import ON_PITCH_SCORE, best_on_pitch, first_on_pitch, harmonic_pitch_score
 
 
 def _notes(corpus):
@@ -56,6 +56,34 @@ def test_best_on_pitch_picks_the_note_played_at_the_asked_pitch(small_corpus):
     assert programs >= 20 and picks >= programs - 2, f"picked MIDI 60 for {picks} of {programs} programs"
 
 
+def kept_of(scores: list[float]) -> int:
+    """What picking keeps from a group with these scores: the first on pitch, else the best."""
+    on_pitch = [i for i, score in enumerate(scores) if score > ON_PITCH_SCORE]
+    return on_pitch[0] if on_pitch else int(np.argmax(scores))
+
+
+def test_picking_keeps_the_first_candidate_on_pitch_and_scores_no_further(small_corpus):
+    """Candidates: a program at MIDI 48, then at 60 twice (two programs), asked for 60: the first
+    60 is kept even where the second scores higher, and the second is not scored; asked for a pitch
+    none of them plays, the best scored is kept."""
+    by_key = {(f, p, m): path for f, p, m, path in _notes(small_corpus)}
+    checked = 0
+    for family in ("brass", "flute", "reed", "string"):
+        paths = [by_key.get(key) for key in ((family, "000", 48), (family, "000", 60), (family, "001", 60))]
+        if None in paths:
+            continue
+        audio = np.stack([load_audio(p) for p in paths])
+        full = [harmonic_pitch_score(a, 60) for a in audio]
+        if not (full[0] <= ON_PITCH_SCORE < full[1]):
+            continue
+        checked += 1
+        chosen, scores = first_on_pitch(audio, 60)
+        assert chosen == 1 and scores[:2] == full[:2] and math.isnan(scores[2])
+        chosen, scores = first_on_pitch(audio, 54)   # a tritone away from all three
+        assert chosen == kept_of(scores) and not any(math.isnan(x) for x in scores)
+    assert checked >= 3
+
+
 def test_silence_broken_audio_and_bad_shapes():
     assert harmonic_pitch_score(np.zeros(constants.NUM_SAMPLES, np.float32), 60) == 0.0
     broken = np.sin(np.arange(constants.NUM_SAMPLES, dtype=np.float32))
@@ -76,10 +104,10 @@ def shipped():
     return NotonoModel.load()
 
 
-def test_generate_sounds_keeps_the_best_scored_draw_of_each_group(shipped):
+def test_generate_sounds_on_full_decodes_keeps_each_groups_first_draw_on_pitch(shipped):
     """n × candidates draws in one seeded batch (the same draws `generate` gives for n × candidates),
-    each sound the draw of its group that scores best on the asked pitch, with its audio."""
-    sounds = shipped.generate_sounds(67, "reed", n=2, candidates=3, seed=11)
+    each sound its group's first draw on the asked pitch (else the best scored), with its audio."""
+    sounds = shipped.generate_sounds(67, "reed", n=2, candidates=3, seed=11, pick_on="full")
     drawn = shipped.generate(67, "reed", n=6, seed=11)
     assert sounds.candidates == 3 and len(sounds.maps) == 2 and sounds.audio.shape == (2, constants.NUM_SAMPLES)
     assert sounds.drawn_audio.shape == (6, constants.NUM_SAMPLES)
@@ -87,8 +115,8 @@ def test_generate_sounds_keeps_the_best_scored_draw_of_each_group(shipped):
         assert i * 3 <= kept < (i + 1) * 3, "a sound was taken from another sound's group"
         assert sounds.maps[i] == drawn[kept]
         group = [harmonic_pitch_score(a, 67) for a in sounds.drawn_audio[i * 3:(i + 1) * 3]]
-        assert math.isclose(sounds.pitch_scores[i], max(group), rel_tol=1e-6)
-        assert kept - i * 3 == int(np.argmax(group))
+        assert kept - i * 3 == kept_of(group)
+        assert math.isclose(sounds.pitch_scores[i], group[kept - i * 3], rel_tol=1e-6)
         np.testing.assert_array_equal(sounds.audio[i], sounds.drawn_audio[kept])
     np.testing.assert_allclose(shipped.decode(sounds.maps), sounds.audio, atol=1e-5)
     # one candidate: the priors' own draws, unscored
@@ -104,7 +132,7 @@ def test_generate_sounds_keeps_the_best_scored_draw_of_each_group(shipped):
 
 def test_a_new_bottom_is_picked_on_pitch_and_keeps_the_top(shipped, small_corpus):
     """`regenerate_bottom_sounds`: every draw keeps the note's top map bit-for-bit, the kept bottom is
-    the draw whose sound scores best on the pitch, and one candidate is `regenerate_bottom` itself."""
+    the first draw whose sound is on the pitch, and one candidate is `regenerate_bottom` itself."""
     audio = load_audio(small_corpus / "audio" / "reed_synthetic_000-067-100.wav")
     maps = shipped.encode(audio)[0]
     sounds = shipped.regenerate_bottom_sounds(maps, 67, "reed", candidates=3, seed=4)
@@ -112,7 +140,7 @@ def test_a_new_bottom_is_picked_on_pitch_and_keeps_the_top(shipped, small_corpus
     assert len(sounds.maps) == 1 and sounds.candidates == 3 and sounds.drawn_audio.shape[0] == 3
     assert all(np.array_equal(d.top, maps.top) for d in drawn)
     scores = [harmonic_pitch_score(a, 67) for a in sounds.drawn_audio]
-    assert sounds.kept == [int(np.argmax(scores))] and sounds.maps[0] == drawn[sounds.kept[0]]
+    assert sounds.kept == [kept_of(scores)] and sounds.maps[0] == drawn[sounds.kept[0]]
     single = shipped.regenerate_bottom_sounds(maps, 67, "reed", candidates=1, seed=4)
     assert single.maps == shipped.regenerate_bottom(maps, 67, "reed", n=1, seed=4)
     with pytest.raises(ValueError, match="do not split into groups of 2"):

@@ -43,6 +43,8 @@ def shipped():
     not PACKED, reason="bf16 draws recorded with oneDNN's bf16 kernels, which this CPU lacks")), "auto"])
 def test_the_same_seed_draws_the_recorded_codes(shipped, precision, one_torch_thread):
     recorded = np.load(DRAWS)
+    if f"generate_{precision}_top" not in recorded:   # recorded on a CPU without them (bf16: see above)
+        pytest.skip(f"no {precision} draws were recorded for the shipped model")
     drawn = _draws(shipped, precision)
     try:
         for key, codes in drawn.items():

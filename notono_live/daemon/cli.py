@@ -88,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "graph at a time between requests (needs a C++ compiler; tens of seconds the first "
                              "time, a few once cached), and sample with it when done; with --step-precision auto "
                              "it multiplies in float32. Default: on a CPU for priors as narrow as the small size "
-                             "(d_model 128), where it measured faster, off for wider ones (docs/performance.md)")
+                             "(d_model 128), where it measured faster, off for wider ones (docs/performance.md); "
+                             "NOTONO_COMPILE_STEP=0 or 1 in the environment sets that default")
     parser.add_argument("--no-compile-step", dest="compile_step", action="store_false", default=None,
                         help="sample with the eager step only")
     parser.add_argument("--exit-when-unused", dest="exit_when_unused", type=float, metavar="SECONDS",
@@ -98,9 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+COMPILE_STEP_ENV = "NOTONO_COMPILE_STEP"   # "0" or "1": the compile_step default before the TOML file
+
+
 def load_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults, then the TOML file, then command-line options that were given."""
+    """Defaults (with `NOTONO_COMPILE_STEP`), then the TOML file, then command-line options that were given."""
     settings = dict(DEFAULTS)
+    compile_env = os.environ.get(COMPILE_STEP_ENV, "").strip()
+    if compile_env:
+        if compile_env not in ("0", "1"):
+            raise SystemExit(f"{COMPILE_STEP_ENV}={compile_env!r} must be 0 or 1 (or unset: on for small priors "
+                             f"on a CPU)")
+        settings["compile_step"] = compile_env == "1"
     if args.config is not None:
         try:
             import tomllib
@@ -388,10 +398,10 @@ def run(args: argparse.Namespace) -> int:
     thread.start()
     sampler = (f"KV-cached sampler, {info.get('step_precision')} step weights" if info.get("kv_cache")
                else "reference sampler (no KV cache)") + (f", guidance {engine.resolve_guidance(-1, generating=True):g} to generate and "
-                  f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound is the "
-                  f"best on pitch of {engine.candidates or model.candidates} draw(s)"
+                  f"{engine.resolve_guidance(-1):g} to edit unless a request names one; each generated sound is "
+                  f"picked on pitch from {engine.candidates or model.candidates} draw(s) (the first on pitch)"
                   + (", picked on previews of their top maps" if model.pick_on == "previews" else "")
-                  + f"; each new bottom the best of {engine.candidates or model.bottom_candidates} draw(s)")
+                  + f"; each new bottom picked from {engine.candidates or model.bottom_candidates} draw(s)")
     log.info("sampling with the %s", sampler)
     compiling = model.compile_pays if settings["compile_step"] is None else settings["compile_step"]
     print(f"notono-live ready in {time.perf_counter() - started:.1f} s: OSC on udp {server.host}:{server.port}; "

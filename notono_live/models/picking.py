@@ -1,8 +1,9 @@
 """Picking each generated sound from several draws: what `NotonoModel.generate_sounds` returns, and
 the two ways it picks (ours, not the paper's).
 
-- On full decodes: every draw gets its bottom map and is decoded; each sound keeps the draw that
-  `pitch_selection.harmonic_pitch_score` puts best on the asked pitch.
+- On full decodes: every draw gets its bottom map and is decoded; each sound keeps its first draw
+  that `pitch_selection.harmonic_pitch_score` puts on the asked pitch, or the best scored when none
+  is (`pitch_selection.first_on_pitch`).
 - On previews: only the top maps are drawn for every candidate, each decoded alone
   (`VQVAE2.decode_top`: zeros in place of the bottom vectors), and only the kept top gets a bottom
   map. That is for a VQ-VAE trained with bottom dropout (`train vqvae --bottom-dropout`), whose
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..constants import MAX_VARIATIONS
 from ..codemaps import Codemaps
-from .pitch_selection import best_on_pitch
+from .pitch_selection import first_on_pitch
 
 MAX_CANDIDATES = 8
 PICK_ON = ("full", "previews")
@@ -83,13 +84,14 @@ def draw_batches(n: int, candidates: int) -> list[slice]:
 
 
 def pick_groups(audio: np.ndarray, pitch: int, candidates: int) -> tuple[list[int], list[float]]:
-    """For consecutive groups of `candidates` rows of `audio`, the row (numbered over all rows) that
-    sits best on `pitch` and its score; ties go to the earliest row of the group."""
+    """For consecutive groups of `candidates` rows of `audio`, the row (numbered over all rows) kept
+    for `pitch` and its score: the group's first row on pitch, else its best scored
+    (`pitch_selection.first_on_pitch`)."""
     if len(audio) % candidates:
         raise ValueError(f"{len(audio)} draws do not split into groups of {candidates}")
     kept, scores = [], []
     for start in range(0, len(audio), candidates):
-        best, group_scores = best_on_pitch(audio[start:start + candidates], pitch)
+        best, group_scores = first_on_pitch(audio[start:start + candidates], pitch)
         kept.append(start + best)
         scores.append(group_scores[best])
     return kept, scores

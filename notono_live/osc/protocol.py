@@ -182,7 +182,7 @@ REQUESTS: dict[str, Message] = {m.address: m for m in [
     Message(PREFIX + "/bottom/regenerate", (
         SOUND, PITCH_KEEP, FAMILY_KEEP, TEMPERATURE, TOP_P, SEED, GUIDANCE,
     ), "Keep the top map and resample the whole bottom map: same envelope, new timbre; a new version, "
-       "the best on pitch of the daemon's `serve --candidates` draws (default 4; one for a model that "
+       "picked on pitch from the daemon's `serve --candidates` draws (default 4; one for a model that "
        "picks on previews, whose top map carries the pitch).",
         replies=RENDER_REPLIES, queued=True, coalesced=True),
     Message(PREFIX + "/codemap/set", (SOUND, LAYER),
