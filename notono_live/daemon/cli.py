@@ -209,9 +209,11 @@ def warm_render_tools(sample_rate: int | None = None) -> threading.Thread:
     that picks among candidates, and pYIN, whose numba kernels compile on first use
     (`engine.pitching.pitch_miss` checks every generated sound). A request that comes at once
     overlaps this while it samples, and a render that gets to its levelling first waits for those
-    imports: such a request takes about a second longer than later ones (`python
-    benchmarks/first_sound.py`). Started before the model loads, the imports only slowed the load
-    down (they are Python, under the GIL). A failure here is only logged: the first render then pays
+    imports: with the eager step such a request took 2.8–3.0 s, against 2.0–2.1 s when the
+    levelling warmed before ready and 0.8–1.0 s for the requests after it, so from spawn to that
+    first sound it is about as long as before (`python benchmarks/first_sound.py`,
+    docs/performance.md). Started before the model loads, the imports only slowed the load down
+    (they are Python, under the GIL). A failure here is only logged: the first render then pays
     for the import itself."""
     def work() -> None:
         import numpy as np

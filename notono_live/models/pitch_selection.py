@@ -91,10 +91,11 @@ def first_on_pitch(audio: np.ndarray, midi: float, sr: int = SAMPLE_RATE) -> tup
     the first on pitch, which are not scored).
 
     Keeping the first draw that is on pitch, rather than the best scored, leaves a sound that the
-    priors place on pitch as they drew it: the score favours steady, harmonic spectra, so the best
-    scored of several good draws leans towards sustained timbres. On the eval's grid, with a model
-    whose first draws sit on pitch 96 % of the time, keeping the best of 4 took the family figure
-    from 55.3 % (first draws) to 47.2 % (models/README.md)."""
+    priors place on pitch as they drew it, where the best scored of several good draws may lean
+    towards the steady, harmonic spectra the score favours. On the eval's grid (seed 1, guidance 3),
+    with a model whose first draws sit on pitch 96 % of the time, the family figure was 55.3 % for
+    first draws, 49.7 % for the first of 4 on pitch and 47.2 % for the best of 4 (one standard
+    error about 2.5 points; models/README.md)."""
     audio = np.asarray(audio)
     if audio.ndim != 2 or audio.shape[0] < 1:
         raise ValueError(f"candidates must be audio [k >= 1, samples], got shape {audio.shape}")
