@@ -84,8 +84,12 @@ def _oversampled(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
 
 def true_peak(audio: np.ndarray, sample_rate: int) -> float:
     """Largest absolute value of `audio` oversampled to at least 192 kHz (linear, not dB)."""
-    over, _ = _oversampled(audio, sample_rate)
-    return float(max(over.max(), -over.min())) if over.size else 0.0   # without an |x| copy
+    return _largest(_oversampled(audio, sample_rate)[0])
+
+
+def _largest(over: np.ndarray) -> float:
+    """Largest absolute value of an oversampled signal, without an |x| copy of it."""
+    return float(max(over.max(), -over.min())) if over.size else 0.0
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -162,14 +166,14 @@ def remove_dc(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return sosfiltfilt(sos, padded, padtype=None)[pad: pad + len(audio)]
 
 
-def _sample_peaks(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """For each sample of `audio`, the largest |value| of the oversampled signal (`_oversampled`)
-    in its interval: their maximum is the true peak, and they scale with any gain applied."""
-    over, factor = _oversampled(audio, sample_rate)
-    over = over[: len(audio) * factor]
-    if len(over) < len(audio) * factor:
-        over = np.pad(over, (0, len(audio) * factor - len(over)))
-    phases = over.reshape(len(audio), factor)
+def _sample_peaks(over: np.ndarray, factor: int, length: int) -> np.ndarray:
+    """For each of `length` samples, the largest |value| of their oversampled signal `over`
+    (`_oversampled`, `factor` values a sample) in its interval: their maximum is the true peak, and
+    they scale with any gain applied."""
+    over = over[: length * factor]
+    if len(over) < length * factor:
+        over = np.pad(over, (0, length * factor - len(over)))
+    phases = over.reshape(length, factor)
     peaks = np.abs(phases[:, 0])
     for k in range(1, factor):   # column by column: numpy's max over a short last axis is 5x slower
         np.maximum(peaks, np.abs(phases[:, k]), out=peaks)
@@ -195,17 +199,15 @@ def _limited_to_target(base: np.ndarray, peaks: np.ndarray, sample_rate: int, ga
     asked for). Each try limits `base` afresh (one pass of the limiter on the result, never a
     limiter on a limited sound) and costs a loudness measurement: the peaks are measured once and
     scale with the gain. Returns the limited sound, the gain and the deepest gain reduction (dB)."""
-    tries: list[tuple[float, float, np.ndarray, np.ndarray]] = []   # (gain dB, loudness, sound, limiter gain)
+    tries: list[tuple[float, float | None, np.ndarray, np.ndarray]] = []   # (gain dB, loudness, sound, limiter gain)
     gain = gain_db
     for _ in range(6):
         scale = 10.0 ** (gain / 20.0)
         curve = _limiter_gain(peaks * scale, sample_rate, ceiling)
         sound = base * (scale * curve)
         now = loudness(sound, sample_rate)
-        if now is None:
-            break
         tries.append((gain, now, sound, curve))
-        if abs(now - TARGET_LUFS) < 0.1 or (gain >= MAX_GAIN_DB and now < TARGET_LUFS):
+        if now is None or abs(now - TARGET_LUFS) < 0.1 or (gain >= MAX_GAIN_DB and now < TARGET_LUFS):
             break
         if len(tries) == 1 or tries[-1][1] == tries[-2][1]:
             step = TARGET_LUFS - now                       # as if the gain moved the loudness dB for dB
@@ -213,11 +215,7 @@ def _limited_to_target(base: np.ndarray, peaks: np.ndarray, sample_rate: int, ga
             slope = (tries[-1][1] - tries[-2][1]) / (tries[-1][0] - tries[-2][0])
             step = (TARGET_LUFS - now) / max(slope, 0.05)  # the limiter flattens the slope, never reverses it
         gain = min(gain + step, MAX_GAIN_DB)
-    if not tries:
-        scale = 10.0 ** (gain_db / 20.0)
-        curve = _limiter_gain(peaks * scale, sample_rate, ceiling)
-        return base * (scale * curve), gain_db, -_db(float(curve.min()))
-    gain, _, sound, curve = min(tries, key=lambda t: abs(t[1] - TARGET_LUFS))
+    gain, _, sound, curve = min(tries, key=lambda t: math.inf if t[1] is None else abs(t[1] - TARGET_LUFS))
     return sound, gain, -_db(float(curve.min()))
 
 
@@ -245,10 +243,11 @@ def normalise(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, Level]:
             gain_db = min(TARGET_LUFS - measured, MAX_GAIN_DB)
         ceiling = 10.0 ** ((TRUE_PEAK_CEILING_DBTP - _MARGIN_DB) / 20.0)
         scale = 10.0 ** (gain_db / 20.0)
-        now_peak = true_peak(out, sample_rate) * scale   # the true peak scales with the gain
+        over, factor = _oversampled(out, sample_rate)   # once: the true peak scales with the gain
+        now_peak = _largest(over) * scale
         if now_peak > ceiling:
             # the limiter lowers only the peaks, with the gain raised to give back the loudness it takes
-            out, gain_db, limited_db = _limited_to_target(out, _sample_peaks(out, sample_rate), sample_rate,
+            out, gain_db, limited_db = _limited_to_target(out, _sample_peaks(over, factor, len(out)), sample_rate,
                                                           gain_db, ceiling * 10.0 ** (-_MARGIN_DB / 20.0))
             out = remove_dc(out, sample_rate)   # a time-varying limiter gain can leave a little DC again
             now_lufs = now_peak = None

@@ -78,9 +78,7 @@ def harmonic_pitch_score(audio: np.ndarray, midi: float, sr: int = SAMPLE_RATE) 
 def best_on_pitch(audio: np.ndarray, midi: float, sr: int = SAMPLE_RATE) -> tuple[int, list[float]]:
     """Index of the candidate [k, samples] that sits best on `midi`, and every candidate's score
     (ties go to the earliest candidate)."""
-    audio = np.asarray(audio)
-    if audio.ndim != 2 or audio.shape[0] < 1:
-        raise ValueError(f"candidates must be audio [k >= 1, samples], got shape {audio.shape}")
+    audio = _candidates(audio)
     scores = [harmonic_pitch_score(a, midi, sr) for a in audio]
     return int(np.argmax(scores)), scores
 
@@ -96,12 +94,18 @@ def first_on_pitch(audio: np.ndarray, midi: float, sr: int = SAMPLE_RATE) -> tup
     with a model whose first draws sit on pitch 96 % of the time, the family figure was 55.3 % for
     first draws, 49.7 % for the first of 4 on pitch and 47.2 % for the best of 4 (one standard
     error about 2.5 points; models/README.md)."""
-    audio = np.asarray(audio)
-    if audio.ndim != 2 or audio.shape[0] < 1:
-        raise ValueError(f"candidates must be audio [k >= 1, samples], got shape {audio.shape}")
+    audio = _candidates(audio)
     scores = [float("nan")] * len(audio)
     for index, candidate in enumerate(audio):
         scores[index] = harmonic_pitch_score(candidate, midi, sr)
         if scores[index] > ON_PITCH_SCORE:
             return index, scores
     return int(np.argmax(scores)), scores
+
+
+def _candidates(audio: np.ndarray) -> np.ndarray:
+    """`audio` as candidates [k >= 1, samples], else ValueError."""
+    audio = np.asarray(audio)
+    if audio.ndim != 2 or audio.shape[0] < 1:
+        raise ValueError(f"candidates must be audio [k >= 1, samples], got shape {audio.shape}")
+    return audio
