@@ -56,3 +56,17 @@ def test_every_note_at_any_level_comes_out_at_the_target_under_the_ceiling(notes
                 assert abs(loudness - levels.TARGET_LUFS) < 0.1, (gain_db, level)
             else:   # limited: at most a little short of the target, never over the ceiling
                 assert levels.TARGET_LUFS - 1.0 < loudness < levels.TARGET_LUFS + 0.1, (gain_db, level)
+
+
+def test_the_decoded_figures_are_the_dc_free_sounds_and_give_back_the_decoders_level(notes):
+    for audio in notes[:4]:
+        offset = audio.astype(np.float64) + 0.05   # -26 dBFS of DC, as a decoder can leave
+        out, level = levels.normalise(offset, RATE)
+        clean = levels.remove_dc(offset, RATE)
+        assert level.dc_dbfs == pytest.approx(levels.dc_dbfs(offset), abs=1e-9)
+        assert level.loudness_lufs == pytest.approx(levels.loudness(clean, RATE), abs=1e-9)
+        assert level.true_peak_dbtp == pytest.approx(20.0 * np.log10(levels.true_peak(clean, RATE)), abs=1e-9)
+        # the decoder's level is recoverable from the WAV and the gain, as the metadata promises
+        if level.limited_db == 0.0:
+            raw = out.astype(np.float64) / 10.0 ** (level.gain_db / 20.0)
+            assert levels.loudness(raw, RATE) == pytest.approx(level.loudness_lufs, abs=0.01)

@@ -15,14 +15,17 @@ version's WAV is written, `normalise` takes the audio at the client's rate and:
    -20 LUFS and -1 dBTP only the most percussive sounds are limited, by a few dB.
 
 A sound too quiet to measure (below BS.1770's absolute gate of -70 LUFS: silence, or a region erased
-to nothing) is written as it is, DC removed. What was measured before and the gain applied are
-returned, and the engine stores them in the version's metadata (`params["level"]`), so the
-decoder's own level can always be recovered: raw = wav / 10 ** (gain_db / 20).
+to nothing) is written as it is, DC removed. What the decoder gave (its loudness and true peak once
+its DC is removed, and that DC) and the gain applied are returned, and the engine stores them in the
+version's metadata (`params["level"]`), so the decoder's own level can always be recovered:
+raw = wav / 10 ** (gain_db / 20). The decoded sound is measured once, DC-free, and those figures
+also serve the gain: measuring it again with its DC (which BS.1770's K-weighting ignores but for
+the step where the sound starts) would double the levelling's measuring for figures only the
+metadata keeps.
 """
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,7 +38,6 @@ MAX_GAIN_DB = 40.0              # a faint render is raised at most this much
 LIMITER_WINDOW_S = 0.0015       # look-ahead / hold of the peak limiter
 _MARGIN_DB = 0.1                # aim a little under the ceiling: 24-bit rounding, resampling
 _OVERSAMPLED_RATE = 192_000
-_BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notono-levels")
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class Level:
     """How a render was levelled: what it measured before, and what was done.
 
     Args:
-        loudness_lufs: integrated loudness as decoded (None below the -70 LUFS gate).
-        true_peak_dbtp: true peak as decoded.
+        loudness_lufs: integrated loudness as decoded, DC removed (None below the -70 LUFS gate).
+        true_peak_dbtp: true peak as decoded, DC removed.
         dc_dbfs: the decoded sound's DC offset (its mean), in dBFS.
         gain_db: the gain applied after DC removal (0 for a silent render).
         limited_db: the most the limiter lowered any peak (0 when it did not act).
@@ -223,19 +225,17 @@ def normalise(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, Level]:
     """`audio` (mono float, any level) DC-free, at TARGET_LUFS, true peak under the ceiling, as
     float32 in [-1, 1]; and the `Level` it had and was given."""
     audio = np.nan_to_num(np.asarray(audio, dtype=np.float64))
-    # what the decoder gave is measured on a second thread while this one removes the DC and measures
-    # again: the filters and the resampler run outside the GIL, so the two overlap (5 of 12 ms saved)
-    before = _BESIDE.submit(lambda: (loudness(audio, sample_rate), _db(true_peak(audio, sample_rate))))
     before_dc = dc_dbfs(audio)
     out = remove_dc(audio, sample_rate)
     measured, blocks = measure_loudness(out, sample_rate)
-    before_lufs, before_peak = before.result()
+    over, factor = _oversampled(out, sample_rate)   # once: the true peak scales with the gain
+    decoded_peak = _largest(over)
     gain_db = limited_db = 0.0
     # what `out` measures now, None once a change makes it stale: each measurement (a few ms at
     # 44.1 kHz) is taken once, and the final figures reuse the last ones when nothing changed since;
     # a gain's loudness comes from the gating blocks (`gated_loudness`) instead of a new measurement
     now_lufs: float | None = None
-    now_peak: float | None = None
+    now_peak: float | None = decoded_peak
     if measured is not None:
         if blocks is not None:
             gain_db, now_lufs = _gain_to_target(blocks, measured, MAX_GAIN_DB)
@@ -243,8 +243,7 @@ def normalise(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, Level]:
             gain_db = min(TARGET_LUFS - measured, MAX_GAIN_DB)
         ceiling = 10.0 ** ((TRUE_PEAK_CEILING_DBTP - _MARGIN_DB) / 20.0)
         scale = 10.0 ** (gain_db / 20.0)
-        over, factor = _oversampled(out, sample_rate)   # once: the true peak scales with the gain
-        now_peak = _largest(over) * scale
+        now_peak = decoded_peak * scale
         if now_peak > ceiling:
             # the limiter lowers only the peaks, with the gain raised to give back the loudness it takes
             out, gain_db, limited_db = _limited_to_target(out, _sample_peaks(over, factor, len(out)), sample_rate,
@@ -266,5 +265,5 @@ def normalise(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, Level]:
     out = clipped.astype(np.float32)
     final_lufs = now_lufs if now_lufs is not None else loudness(out, sample_rate)
     final_peak = now_peak if now_peak is not None else true_peak(out, sample_rate)
-    level = Level(before_lufs, before_peak, before_dc, gain_db, limited_db, final_lufs, _db(final_peak))
+    level = Level(measured, _db(decoded_peak), before_dc, gain_db, limited_db, final_lufs, _db(final_peak))
     return out, level
