@@ -125,32 +125,49 @@ def test_a_machine_without_a_compiler_is_told_why_and_samples_on(tmp_path, monke
     assert len(model.generate(pitch=60, family="keyboard", n=1, seed=0)) == 1
 
 
-def test_serve_compiles_the_step_once_ready_and_keeps_serving(inductor_cache, tmp_path):
-    import soundfile as sf
-
+def _compiled_daemon(data_dir: Path, requests) -> tuple[list[str], list]:
+    """Start a daemon that compiles its step, send `requests` (None: wait for the compiler to say
+    whether it compiled) and return its stdout lines and the replies."""
     from notono_live.daemon.cli import COMPILE_FAILED, COMPILE_READY
     from notono_live.daemon.process import DaemonProcess
     from notono_live.osc.client import NotonoClient
 
-    daemon = DaemonProcess(tmp_path / "data", ["--compile-step", "--step-precision", "float32",
-                                                "--candidates", "1"]).start()
+    daemon = DaemonProcess(data_dir, ["--compile-step", "--step-precision", "float32", "--candidates", "1"]).start()
+    replies = []
     try:
         with NotonoClient(daemon.host, daemon.port, timeout=300.0) as client:
             client.connect()
-            # served at once, whether or not the compiler has finished
-            before = client.request("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 5, timeout=300.0)
-            assert before.ok, before.error
-            started = time.monotonic()
-            while not any(COMPILE_READY in line or COMPILE_FAILED in line for line in daemon.stdout_lines):
-                assert time.monotonic() - started < 600, "the daemon never said whether it compiled"
-                assert daemon.proc.poll() is None, "the daemon died while compiling"
-                time.sleep(0.5)
-            assert any(COMPILE_READY in line for line in daemon.stdout_lines), daemon.stdout_lines
-            after = client.request("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 5, timeout=300.0)
-            assert after.ok, after.error
+            for request in requests:
+                if request is not None:
+                    replies.append(client.request(*request, timeout=300.0))
+                    assert replies[-1].ok, replies[-1].error
+                    continue
+                started = time.monotonic()
+                while not any(COMPILE_READY in line or COMPILE_FAILED in line for line in daemon.stdout_lines):
+                    assert time.monotonic() - started < 600, "the daemon never said whether it compiled"
+                    assert daemon.proc.poll() is None, "the daemon died while compiling"
+                    time.sleep(0.5)
+                assert any(COMPILE_READY in line for line in daemon.stdout_lines), daemon.stdout_lines
     finally:
         daemon.stop()
+    return list(daemon.stdout_lines), replies
+
+
+def test_serve_compiles_the_step_once_ready_and_keeps_serving(inductor_cache, tmp_path):
+    import soundfile as sf
+
+    from notono_live.daemon.compiling import COMPILE_SEPARATE
+
+    generate = ("/notono/generate", 60, "keyboard", 1.0, 0.8, 1, 5)
+    # served at once, whether or not the compiler has finished; then again with the compiled step
+    lines, (before, after) = _compiled_daemon(tmp_path / "data", [generate, None, generate])
+    # no marker in this cache yet: the graphs were built in a separate process first
+    assert any(COMPILE_SEPARATE in line for line in lines), lines
+    assert list(inductor_cache.glob("notono-sampling-step-*.done"))
     # float32 compiled draws what the eager step drew: the same seed gives the same sound
     first, second = (sf.read(reply.sounds[0]["wav"])[0] for reply in (before, after))
     assert before.sounds[0]["wav"] != after.sounds[0]["wav"]
     assert np.array_equal(first, second)
+    # the next start finds the marker and builds its graphs from the cache in its own process
+    lines, _ = _compiled_daemon(tmp_path / "again", [None])
+    assert not any(COMPILE_SEPARATE in line for line in lines), lines

@@ -16,7 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..constants import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT, DEFAULT_OUTPUT_SAMPLE_RATE, STEP_PRECISIONS
+from ..constants import (
+    DEFAULT_OSC_HOST,
+    DEFAULT_OSC_PORT,
+    DEFAULT_OUTPUT_SAMPLE_RATE,
+    STEP_PRECISIONS,
+)
+from .compiling import COMPILE_FAILED, COMPILE_READY, COMPILE_STARTED  # noqa: F401 (bench and tests read them here)
 
 log = logging.getLogger("notono_live.daemon")
 
@@ -241,47 +247,6 @@ def warm_render_tools(sample_rate: int | None = None) -> threading.Thread:
     return thread
 
 
-# what `serve --compile-step` prints once it knows (`bench --compile-step` waits for one of them)
-COMPILE_STARTED = "compiling the sampling step in the background"
-COMPILE_READY = "compiled sampling step ready"
-COMPILE_FAILED = "no compiled sampling step"
-
-
-def compile_step_on(worker: Any, model: Any) -> None:
-    """`serve --compile-step`: once the daemon is ready, compile the sampling step one graph at a
-    time, each graph a job of the inference worker (`NotonoModel.compile_steps`), so that the graphs
-    are built under the sampling thread count and a request waits for one graph at most, never for
-    the whole compilation. Requests meanwhile sample with the eager step. Inductor's cache goes to
-    the daemon's own folder unless TORCHINDUCTOR_CACHE_DIR names one. Says on stdout when it is done
-    or why it failed; a failure changes nothing else."""
-    from .worker import Busy, Job
-
-    started = time.perf_counter()
-    steps = model.compile_steps()
-
-    def submit() -> None:
-        try:
-            worker.submit(Job(run=step, label="compile the sampling step"))
-        except Busy as error:
-            if "shutting down" not in str(error):   # a full queue: try again once it has room
-                threading.Timer(1.0, submit).start()
-
-    def step() -> None:
-        try:
-            built = next(steps)
-        except StopIteration:
-            print(f"notono-live: {COMPILE_READY} in {time.perf_counter() - started:.1f} s; "
-                  f"sampling uses it from now on", flush=True)
-            return
-        except Exception as error:   # noqa: BLE001 (RuntimeError names it; anything else must not stop the worker)
-            print(f"notono-live: {COMPILE_FAILED} ({error}); sampling goes on with the eager step", flush=True)
-            return
-        log.info("compiled the sampling step's graph for the %s", built)
-        submit()
-
-    submit()
-
-
 def warm_up_on(worker: Any, model: Any, engine: Any) -> None:
     """Run `warm_up` as the worker's first job and wait for it; re-raise what it raised."""
     from .worker import Job
@@ -410,10 +375,13 @@ def run(args: argparse.Namespace) -> int:
           f"model {model_label(info)} ({info.get('name')}) on {device}; {len(store.sound_ids())} sound(s) restored; "
           f"samples go to {engine.output_folder}" + (f"; {COMPILE_STARTED}" if compiling else ""), flush=True)
     warming = warm_render_tools(engine.sample_rate)
+    compilation = None
     if compiling:
+        from .compiling import compile_step_on
+
         # Inductor's generated code and its cache: inside the daemon's own folder, not the system's temp
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir / "compile-cache"))
-        compile_step_on(worker, model)
+        compilation = compile_step_on(worker, model, settings, device, Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]))
     unused_limit = float(settings["exit_when_unused"] or 0)
     try:
         while not stop.wait(0.5):
@@ -424,6 +392,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
         thread.join(2.0)
+        if compilation is not None:
+            compilation.stop()
         worker.stop()
         if midi is not None:
             midi.close()
