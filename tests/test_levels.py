@@ -70,3 +70,24 @@ def test_the_decoded_figures_are_the_dc_free_sounds_and_give_back_the_decoders_l
         if level.limited_db == 0.0:
             raw = out.astype(np.float64) / 10.0 ** (level.gain_db / 20.0)
             assert levels.loudness(raw, RATE) == pytest.approx(level.loudness_lufs, abs=0.01)
+
+
+def test_removing_the_dc_at_the_decoders_rate_before_resampling_levels_alike(small_corpus):
+    found = sorted((small_corpus / "audio").glob("*-048-100.wav"))[:3]
+    assert found
+    for path in found:
+        decoded = sf.read(str(path), dtype="float32")[0] + np.float32(0.011)   # -39 dBFS: the most DC a decoded corpus note had
+        at_output, level = levels.normalise(render.resample_for_output(decoded, RATE, clip=False), RATE)
+        clean = levels.remove_dc(decoded, 16_000)
+        early, early_level = levels.normalise(render.resample_for_output(clean, RATE, clip=False), RATE,
+                                              dc_removed=levels.dc_dbfs(decoded))
+        assert early_level.dc_dbfs == pytest.approx(level.dc_dbfs, abs=0.01)
+        assert early_level.loudness_lufs == pytest.approx(level.loudness_lufs, abs=0.01)
+        assert early_level.final_lufs == pytest.approx(level.final_lufs, abs=0.01)
+        assert early_level.final_true_peak_dbtp < levels.TRUE_PEAK_CEILING_DBTP
+        assert levels.dc_dbfs(early) < -60.0
+        # alike but at the two ends, where resampling the DC step (0 before the sound, the offset in it)
+        # rang in the other order
+        edge = RATE // 50
+        middle = slice(edge, -edge)
+        assert np.max(np.abs(early[middle] - at_output[middle])) < 1e-3 * np.max(np.abs(at_output))

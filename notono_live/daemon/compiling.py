@@ -151,6 +151,8 @@ def compile_step_on(worker: Any, model: Any, settings: dict[str, Any], device: s
         except OSError as error:
             log.warning("could not start the compile process (%s); compiling in the daemon", error)
             child = None
+        if compilation.stopping.is_set():
+            return
         if child is not None:
             _, errors = child.communicate()
             if compilation.stopping.is_set():

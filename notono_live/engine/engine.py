@@ -612,9 +612,11 @@ class Engine(ControlSurface):
         # resampler and the filters release the GIL, so the two overlap on a second core)
         picture = _PICTURES.submit(render.spectrogram_png, audio16k)
         # at the client's rate, DC-free, at the target loudness, true peak under the ceiling (levels.py);
-        # what the decoder gave is kept in the version's params
-        out_audio, level = levels.normalise(render.resample_for_output(audio16k, sample_rate, clip=False),
-                                            sample_rate)
+        # what the decoder gave is kept in the version's params. The DC goes at 16 kHz, before resampling
+        dc = levels.dc_dbfs(audio16k)
+        out_audio, level = levels.normalise(
+            render.resample_for_output(levels.remove_dc(audio16k, SAMPLE_RATE), sample_rate, clip=False),
+            sample_rate, dc_removed=dc)
         params = {**params, "level": level.to_dict()}
         if level.final_lufs is None:
             params["notices"] = [*params.get("notices", []), ["silent", "too quiet to measure (below -70 LUFS): "
