@@ -59,8 +59,9 @@ def test_every_note_at_any_level_comes_out_at_the_target_under_the_ceiling(notes
 
 
 def test_the_decoded_figures_are_the_dc_free_sounds_and_give_back_the_decoders_level(notes):
+    recovered = 0
     for audio in notes[:4]:
-        offset = audio.astype(np.float64) + 0.05   # -26 dBFS of DC, as a decoder can leave
+        offset = audio.astype(np.float64) + 0.05   # -26 dBFS of DC: more than any decoded corpus note had
         out, level = levels.normalise(offset, RATE)
         clean = levels.remove_dc(offset, RATE)
         assert level.dc_dbfs == pytest.approx(levels.dc_dbfs(offset), abs=1e-9)
@@ -70,6 +71,8 @@ def test_the_decoded_figures_are_the_dc_free_sounds_and_give_back_the_decoders_l
         if level.limited_db == 0.0:
             raw = out.astype(np.float64) / 10.0 ** (level.gain_db / 20.0)
             assert levels.loudness(raw, RATE) == pytest.approx(level.loudness_lufs, abs=0.01)
+            recovered += 1
+    assert recovered > 0
 
 
 def test_removing_the_dc_at_the_decoders_rate_before_resampling_levels_alike(small_corpus):

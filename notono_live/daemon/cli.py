@@ -22,7 +22,7 @@ from ..constants import (
     DEFAULT_OUTPUT_SAMPLE_RATE,
     STEP_PRECISIONS,
 )
-from .compiling import COMPILE_FAILED, COMPILE_READY, COMPILE_STARTED  # noqa: F401 (bench and tests read them here)
+from .compiling import COMPILE_FAILED, COMPILE_READY, COMPILE_STARTED, compile_step_on  # noqa: F401 (bench and tests read them here)
 
 log = logging.getLogger("notono_live.daemon")
 
@@ -377,8 +377,6 @@ def run(args: argparse.Namespace) -> int:
     warming = warm_render_tools(engine.sample_rate)
     compilation = None
     if compiling:
-        from .compiling import compile_step_on
-
         # Inductor's generated code and its cache: inside the daemon's own folder, not the system's temp
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir / "compile-cache"))
         compilation = compile_step_on(worker, model, settings, device, Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]))

@@ -43,15 +43,20 @@ _TRACED = ("models/compiled_step.py", "models/priors.py", "models/transformer.py
 
 
 def cache_key(model: Any, settings: dict[str, Any]) -> str:
-    """A digest of everything the compiled graphs depend on: the torch and Python versions, the
-    traced modules' source, the priors' configurations and step precision, the thread counts and
-    the device. Weights are not part of it: they are the graphs' inputs, not their code."""
+    """A digest of everything the compiled graphs may depend on: the torch and Python versions, the
+    traced modules' source, the priors' configurations, weights and step precision, the thread
+    counts and the device. A digest that changes for nothing costs only a separate process that
+    finds its graphs in the cache (seconds, in the background)."""
     import torch
 
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for name in _TRACED:
         digest.update((package / name).read_bytes())
+    for prior in (model.top_prior, model.bottom_prior):
+        for name, tensor in sorted(prior.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     priors = {name: {"config": repr(prior.config), "precision": str(prior.step_precision)}
               for name, prior in (("top", model.top_prior), ("bottom", model.bottom_prior))}
     described = {"torch": torch.__version__, "python": sys.version.split()[0], "device": str(model.device),

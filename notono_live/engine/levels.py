@@ -228,7 +228,7 @@ def normalise(audio: np.ndarray, sample_rate: int, dc_removed: float | None = No
     `dc_removed`: None, or the DC (`dc_dbfs`) that was already removed from `audio` (`remove_dc`)
     before it was resampled to `sample_rate`. The engine removes it at the decoder's 16 kHz, where
     the filter runs over 2.75 times fewer samples; the resampler passes everything below 10 Hz as
-    it is, so the result is the same."""
+    it is, so the levels come out alike (a test compares both orders)."""
     audio = np.nan_to_num(np.asarray(audio, dtype=np.float64))
     if dc_removed is None:
         before_dc = dc_dbfs(audio)
