@@ -90,9 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="torch CPU threads while sampling (default 1: with Live busy on a core, 2 threads "
                              "made a new sound 2.3x slower on a 2-core CPU; on an idle one, 1.3-1.5x faster)")
     parser.add_argument("--compile-step", dest="compile_step", action="store_true", default=None,
-                        help="once ready, compile the priors' one-token sampling step with torch.compile, one "
-                             "graph at a time between requests (needs a C++ compiler; tens of seconds the first "
-                             "time, a few once cached), and sample with it when done; with --step-precision auto "
+                        help="once ready, compile the priors' one-token sampling step with torch.compile (needs "
+                             "a C++ compiler; the first time, a separate lower-priority process builds the graphs "
+                             "for about 3 minutes while requests use the eager step; then each graph loads from "
+                             "the cache in a few seconds between requests), and sample with it when done; with "
+                             "--step-precision auto "
                              "it multiplies in float32. Default: on a CPU for priors as narrow as the small size "
                              "(d_model 128), where it measured faster, off for wider ones (docs/performance.md); "
                              "NOTONO_COMPILE_STEP=0 or 1 in the environment sets that default")
