@@ -447,7 +447,7 @@ def test_decoder_only_run_keeps_the_codes_and_the_priors_that_learnt_them(tmp_pa
     assert tuned_meta["codes_of"] == source_meta["weights_sha256"] != tuned_meta["weights_sha256"]
     before, after = source.state_dict(), tuned.state_dict()
     moved = {name.split(".")[0] for name in before if not torch.equal(before[name], after[name])}
-    assert moved == set(DECODER_MODULES)     # encoders, codebooks (EMA buffers included) untouched
+    assert moved == set(DECODER_MODULES) - {"decoder_refine"}   # encoders, codebooks (EMA buffers included) untouched
     from safetensors import safe_open
     with safe_open(str(run_dir / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE), "pt") as handle:
         assert float(handle.get_tensor("optim.vqvae.state.0.step")) == 10
@@ -468,6 +468,63 @@ def test_decoder_only_run_keeps_the_codes_and_the_priors_that_learnt_them(tmp_pa
     with pytest.raises(ValueError, match="trained on codes of another VQ-VAE"):
         export_model(moved_on, priors_run[0], tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_decoder_only_run_adds_refinement_blocks_that_start_as_the_identity_and_cools_down(
+        tmp_path, vqvae_run, priors_run, small_corpus, spectrogram_cache):
+    from safetensors import safe_open
+
+    from notono_live.cli import main
+    from notono_live.models.bundle import NotonoModel
+    from notono_live.training import modelio
+    from notono_live.training.export import export_model
+    from notono_live.training.vqvae import _with_refinement
+
+    source_dir = vqvae_run[0]
+    source, _ = modelio.load_vqvae(source_dir / common.CHECKPOINT_DIR, torch.device("cpu"))
+    source.eval()
+    # added blocks change nothing until they train: the same codes decode to the same image
+    refined, refined_config = _with_refinement(source, 2)
+    refined.eval()
+    assert refined_config.decoder_refine == 2 and len(refined.decoder_refine) == 2
+    generator = torch.Generator().manual_seed(3)
+    top = torch.randint(0, 512, (2, *constants.TOP_SHAPE), generator=generator)
+    bottom = torch.randint(0, 512, (2, *constants.BOTTOM_SHAPE), generator=generator)
+    with torch.no_grad():
+        assert torch.equal(refined.decode_codes(top, bottom), source.decode_codes(top, bottom))
+    with pytest.raises(ValueError, match="add blocks, not remove"):
+        _with_refinement(refined, 1)
+
+    run_dir = tmp_path / "refined"
+    args = ["train", "vqvae", "--corpus", str(small_corpus), "--out", str(run_dir), "--size", "tiny",
+            "--batch-size", "4", "--lr", "3e-3", "--cache", str(spectrogram_cache), "--validation-notes", "0",
+            "--decoder-from", str(source_dir), "--decoder-refine", "2", "--max-steps", "6", "--lr-decay-steps", "4"]
+    assert main(args) == 0
+    tuned, _, meta = modelio.load_vqvae(run_dir / common.CHECKPOINT_DIR, torch.device("cpu"), with_metadata=True)
+    assert tuned.config.decoder_refine == 2
+    assert meta["codes_of"] == modelio.codes_identity(modelio.load_vqvae(
+        source_dir / common.CHECKPOINT_DIR, torch.device("cpu"), with_metadata=True)[2])
+    before, after = source.state_dict(), tuned.state_dict()
+    assert set(after) - set(before) == {key for key in after if key.startswith("decoder_refine.")}
+    moved = {name.split(".")[0] for name in after
+             if name not in before or not torch.equal(before[name], after[name])}
+    assert moved == {"upsample_top", "decoder", "decoder_refine"}   # the codes stay the source's
+    assert tuned.decoder_refine[0].body[-1].weight.abs().sum() > 0     # the blocks learnt
+    with safe_open(str(run_dir / common.CHECKPOINT_DIR / common.TRAINING_STATE_FILE), "pt") as handle:
+        groups = json.loads(handle.metadata()["notono"])["optimizers"]["vqvae"]["param_groups"]
+    assert {group["lr"] for group in groups} == {3e-3 / 4}   # its last step (6 of 6) ran cooled to a quarter
+    # the priors trained on the source's codes export and sample with the refined decoder
+    model = NotonoModel.load(export_model(run_dir, priors_run[0], tmp_path / "models"))
+    assert model.vqvae.config.decoder_refine == 2
+    assert np.isfinite(model.decode(model.generate(48, "organ", n=1, seed=1))).all()
+    # a decoder-only run changes no other size, and a cool-down needs a run end
+    with pytest.raises(ValueError, match="only decoder_refine may change"):
+        main(["train", "vqvae", "--corpus", str(small_corpus), "--out", str(tmp_path / "other"), "--size", "tiny",
+              "--cache", str(spectrogram_cache), "--decoder-from", str(source_dir), "--bottom-codebook-size", "64",
+              "--max-steps", "1"])
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        main(["train", "vqvae", "--corpus", str(small_corpus), "--out", str(tmp_path / "open"), "--size", "tiny",
+              "--cache", str(spectrogram_cache), "--decoder-from", str(source_dir), "--lr-decay-steps", "4"])
 
 
 def test_cli_refuses_a_missing_vqvae(tmp_path, small_corpus):

@@ -40,6 +40,10 @@ class VQVAE2Config:
         ema_decay: EMA decay of the codebooks (paper: 0.99).
         commitment_weight: commitment loss weight (paper: 0.25).
         dead_code_threshold: EMA usage below which a code is re-seeded (ours; 0 disables).
+        decoder_refine: the decoder's first N upsampling stages (0 to 3, coarsest first) are each
+            followed by a residual block as wide as that stage (ours; 0: the paper's decoder). Their
+            last convolution starts at zero, so added blocks start as the identity: a trained decoder
+            given them decodes as before and trains on from there (`train vqvae --decoder-refine`).
     """
 
     channels: tuple[int, int, int, int] = (32, 64, 96, 128)
@@ -51,6 +55,7 @@ class VQVAE2Config:
     ema_decay: float = EMA_DECAY
     commitment_weight: float = COMMITMENT_WEIGHT
     dead_code_threshold: float = 0.03
+    decoder_refine: int = 0
 
     @classmethod
     def from_size(cls, size: str) -> "VQVAE2Config":
@@ -75,6 +80,8 @@ class VQVAE2Config:
         doc = asdict(self)
         if doc["bottom_codebook_size"] is None:
             del doc["bottom_codebook_size"]   # as before the option existed: older readers load it
+        if not doc["decoder_refine"]:
+            del doc["decoder_refine"]   # likewise
         return doc
 
     @classmethod
@@ -177,6 +184,18 @@ class VQVAE2(nn.Module):
             nn.ConvTranspose2d(c3, c2, 4, 2, 1), relu(),
             nn.ConvTranspose2d(c2, c1, 4, 2, 1), relu(),
             nn.ConvTranspose2d(c1, IMAGE_CHANNELS, 4, 2, 1))
+        # optional refinement after the first upsampling stages: (index in `decoder` after which it
+        # runs, block); the ReLU closing each stage is where a block sees that stage's features
+        if not 0 <= config.decoder_refine <= 3:
+            raise ValueError(f"decoder_refine must be 0 to 3 stages, got {config.decoder_refine}")
+        closing = [i + 1 for i, layer in enumerate(self.decoder) if isinstance(layer, nn.ConvTranspose2d)][:3]
+        self._refine_after = closing[:config.decoder_refine]
+        if config.decoder_refine:
+            self.decoder_refine = nn.ModuleList(
+                [ResidualBlock(width, width) for width in (c3, c2, c1)[:config.decoder_refine]])
+            for block in self.decoder_refine:
+                nn.init.zeros_(block.body[-1].weight)
+                nn.init.zeros_(block.body[-1].bias)
 
     # ------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, drop_bottom: Tensor | None = None) -> VQVAEOutput:
@@ -210,7 +229,15 @@ class VQVAE2(nn.Module):
         return top, bottom
 
     def _decode_vectors(self, top: Tensor, bottom: Tensor) -> Tensor:
-        return self.decoder(torch.cat([self.upsample_top(top), bottom], dim=1))
+        x = torch.cat([self.upsample_top(top), bottom], dim=1)
+        if not self._refine_after:
+            return self.decoder(x)
+        blocks = iter(self.decoder_refine)
+        for index, layer in enumerate(self.decoder):
+            x = layer(x)
+            if index in self._refine_after:
+                x = next(blocks)(x)
+        return x
 
     @torch.no_grad()
     def encode_codes(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -45,6 +45,9 @@ class VQVAETrainConfig:
         max_steps: stop at this global step (tests, smoke runs).
         batch_size: notes per rank per step (paper: 64 on one GPU).
         lr: Adam learning rate (paper: 3e-4).
+        lr_decay_steps: over this many last steps before the run's end (max_steps or epochs, which
+            must be set), the learning rate falls linearly towards 0 (`common.decayed_lr`), as
+            `train priors` does: a run trained at a constant rate can be cooled down on a copy.
         seed: seed of the weights and the epoch orders.
         split_seed: seed of the 80/20 split (must match the one eval uses).
         cache: spectrogram cache folder (None: RUN_DIR/spectrogram_cache). Share one folder between
@@ -65,6 +68,9 @@ class VQVAETrainConfig:
         decoder_from: a trained VQ-VAE (run folder, checkpoint or model folder) to start from and train
             the decoder of only, its encoders and codebooks frozen (None: train everything). Only read
             when RUN_DIR has no checkpoint yet; a run started this way stays decoder-only on resume.
+            `model_overrides["decoder_refine"]` then adds refinement blocks to that decoder
+            (`VQVAE2Config.decoder_refine`; they start as the identity, so the run starts from the
+            decoder's own reconstructions).
         bottom_dropout: the share of each batch's notes whose decoder input has its bottom vectors
             zeroed (`VQVAE2.forward`'s `drop_bottom`), so the decoder learns to rebuild a note from
             its top codes alone and the top codes learn to carry what it needs (0: none, the paper's;
@@ -86,6 +92,7 @@ class VQVAETrainConfig:
     max_steps: int | None = None
     batch_size: int = 16
     lr: float = 3e-4
+    lr_decay_steps: int = 0
     seed: int = 0
     split_seed: int = constants.DEFAULT_SPLIT_SEED
     cache: Path | None = None
@@ -102,14 +109,15 @@ class VQVAETrainConfig:
 
 
 # the modules that turn quantised vectors into an image: the only ones a decoder-only run trains
-DECODER_MODULES = ("upsample_top", "decoder")
+DECODER_MODULES = ("upsample_top", "decoder", "decoder_refine")
 
 
 def freeze_encoding(model) -> list[torch.nn.Parameter]:
     """Freeze what decides a note's codes (encoders, pre-quantisation layers, codebooks); return the
     decoder's parameters, the only ones left to train. The codebooks are frozen by flag, not by eval
     mode, so a later `model.train()` (validation restores the mode) cannot start their EMA again."""
-    trainable = {id(p) for name in DECODER_MODULES for p in getattr(model, name).parameters()}
+    trainable = {id(p) for name in DECODER_MODULES if hasattr(model, name)
+                 for p in getattr(model, name).parameters()}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in trainable)
     model.quantize_top.frozen = True
@@ -185,6 +193,13 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             if codes_of is None:
                 raise ValueError(f"{source}: its description has no weights digest, so the codes a "
                                  f"decoder-only run keeps could not be named")
+            unknown = set(config.model_overrides) - {"decoder_refine"}
+            if unknown:
+                raise ValueError(f"a decoder-only run keeps its VQ-VAE's sizes; only decoder_refine may "
+                                 f"change, not {', '.join(sorted(unknown))}")
+            if config.model_overrides.get("decoder_refine", model_config.decoder_refine) != model_config.decoder_refine:
+                model, model_config = _with_refinement(model, config.model_overrides["decoder_refine"])
+                size = "custom"
         else:
             stats = stats_over_split(train_set, context, batch_size=config.batch_size, workers=config.workers)
             model_config = dataclasses.replace(VQVAE2Config.from_size(config.size), **config.model_overrides)
@@ -223,6 +238,9 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
             total_steps = config.epochs * batches_per_epoch
         if config.max_steps is not None:
             total_steps = config.max_steps if total_steps is None else min(total_steps, config.max_steps)
+        if config.lr_decay_steps < 0 or (config.lr_decay_steps and total_steps is None):
+            raise ValueError(f"lr_decay_steps ({config.lr_decay_steps}) needs a run end to decay towards "
+                             f"(--max-steps or --epochs) and must not be negative")
 
         control = common.StopControl(context, config.minutes, config.checkpoint_minutes, started=invoked)
         control.install_signal_handlers()
@@ -259,6 +277,8 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
                 x = stats.normalize(images)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = common.decayed_lr(config.lr, state.step, total_steps, config.lr_decay_steps)
                 drop = None
                 if config.bottom_dropout:
                     drop = torch.rand(x.shape[0], device=x.device) < config.bottom_dropout
@@ -316,6 +336,24 @@ def train_vqvae(config: VQVAETrainConfig) -> TrainResult:
         return TrainResult(_summary(run_dir, state, last, stopped, context), {"vqvae": model})
     finally:
         common.teardown_distributed(context)
+
+
+def _with_refinement(model, stages: int):
+    """A copy of a VQ-VAE with `stages` decoder refinement blocks (`VQVAE2Config.decoder_refine`),
+    every weight it shares with `model` taken from it: added blocks start as the identity, so the copy
+    decodes as `model` does; fewer blocks than `model` has is refused (it would change the sound)."""
+    from ..models.vqvae import VQVAE2
+
+    if stages < model.config.decoder_refine:
+        raise ValueError(f"the VQ-VAE already has {model.config.decoder_refine} decoder refinement "
+                         f"blocks; a decoder-only run can add blocks, not remove them (asked {stages})")
+    new_config = dataclasses.replace(model.config, decoder_refine=stages)
+    wider = VQVAE2(new_config).to(next(model.parameters()).device)
+    missing, unexpected = wider.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("decoder_refine.") for key in missing):
+        raise RuntimeError(f"refinement blocks changed more than themselves: missing {missing}, "
+                           f"unexpected {unexpected}")
+    return wider, new_config
 
 
 def _summary(run_dir: Path, state: common.TrainingState, last: dict[str, float], reason: str,
