@@ -184,8 +184,8 @@ class VQVAE2(nn.Module):
             nn.ConvTranspose2d(c3, c2, 4, 2, 1), relu(),
             nn.ConvTranspose2d(c2, c1, 4, 2, 1), relu(),
             nn.ConvTranspose2d(c1, IMAGE_CHANNELS, 4, 2, 1))
-        # optional refinement after the first upsampling stages: (index in `decoder` after which it
-        # runs, block); the ReLU closing each stage is where a block sees that stage's features
+        # optional refinement after the first upsampling stages: `_refine_after` holds the index in
+        # `decoder` of the ReLU closing each such stage, after which that stage's block runs
         if not 0 <= config.decoder_refine <= 3:
             raise ValueError(f"decoder_refine must be 0 to 3 stages, got {config.decoder_refine}")
         closing = [i + 1 for i, layer in enumerate(self.decoder) if isinstance(layer, nn.ConvTranspose2d)][:3]

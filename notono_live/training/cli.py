@@ -83,8 +83,9 @@ def register(subparsers) -> None:
                        help="a residual block after each of the decoder's first STAGES upsampling stages (ours; "
                             "0 to 3, default 0). With --decoder-from, added to that decoder as the identity, "
                             "so the run starts from its reconstructions; a new run only, a resumed one keeps "
-                            "its own. Decoding costs more: 2 stages add about 2.5 ms per note on the "
-                            "development CPU (docs/training.md)")
+                            "its own. Decoding costs more: 2 stages add about 3 ms per note on the "
+                            "development CPU, and bought nothing measurable on the shipped decoder "
+                            "(docs/training.md)")
     vqvae.add_argument("--decoder-from", type=Path, default=None, metavar="VQVAE",
                        help="start from this trained VQ-VAE (run or model folder) and train its decoder only: "
                             "encoders and codebooks stay frozen, so codes, and priors trained on them, stay valid")
