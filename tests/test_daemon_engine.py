@@ -257,10 +257,11 @@ def test_pitch_check_runs_after_the_render_and_is_stored(model, tmp_path):
 
     from notono_live.evaluation.pitch import pitch_within_cents
 
-    # one draw each at MIDI 24, where some of the four miss the pitch (the shipped priors' first draws
-    # at C0 land on it about 3 times in 4; 96 % over the eval's grid): the check must tell them apart
+    # one draw each at MIDI 24, where some of the four may miss the pitch (the shipped model's first
+    # draws of a keyboard at C0 missed 7 of 60 over seeds 1-15; 96 % on pitch over the eval's grid): with
+    # this seed one of the four misses, and the check must tell them apart
     engine = Engine(model, SoundStore(tmp_path / "session"), tmp_path / "samples", candidates=1)
-    records = engine.generate(24, "keyboard", variations=4, seed=1)
+    records = engine.generate(24, "keyboard", variations=4, seed=4)
     assert all("pitch_missed" not in [n[0] for n in r.params.get("notices", [])] for r in records)
     on_pitch = {r.sound: pitch_within_cents(engine._decoded(r), 16_000, 24, 50.0) for r in records}
     assert set(on_pitch.values()) == {True, False}, on_pitch   # the seed gives both cases
