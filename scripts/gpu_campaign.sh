@@ -14,13 +14,14 @@
 # R refinement stages, default 0): the shipped priors stay valid. $OUT gets its checkpoint
 # (vqvae.json, vqvae.safetensors, training_state.safetensors) and log; export it here with the priors
 # runs.
-# Budgets in minutes: VQVAE_MINUTES (decoder or VQ-VAE), PRIOR_MINUTES (MODE=all). DEVICE=cpu with
+# Budgets in minutes: VQVAE_MINUTES (decoder or VQ-VAE, 5), PRIOR_MINUTES (MODE=all, 1.5), so that with
+# the render (about 1.5 min) the whole run ends inside 10 minutes. DEVICE=cpu with
 # small budgets runs the same steps on a machine without a GPU (a smoke test; RENDER_ARGS="--pitches
 # 60-62 --programs-per-family 1" renders a few notes only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${MODE:-all}; DEVICE=${DEVICE:-cuda}; PRECISION=${PRECISION:-bf16}; R=${R:-0}
-VQVAE_MINUTES=${VQVAE_MINUTES:-6}; PRIOR_MINUTES=${PRIOR_MINUTES:-2}
+VQVAE_MINUTES=${VQVAE_MINUTES:-5}; PRIOR_MINUTES=${PRIOR_MINUTES:-1.5}
 BATCH=${BATCH:-64}; WORKERS=${WORKERS:-8}; WORK=${WORK:-/tmp/notono-gpu}; RENDER_ARGS=${RENDER_ARGS:-}
 OUT=${OUT:-$WORK/out}
 mkdir -p "$WORK" "$OUT"
