@@ -20,6 +20,7 @@ import torch
 
 from notono_live.constants import BOTTOM_SHAPE, TOP_SHAPE
 from notono_live.models.vqvae import VQVAE2, VQVAE_SIZES, VQVAE2Config
+from notono_live.training.vqvae import DECODER_MODULES
 
 
 def main() -> None:
@@ -34,8 +35,8 @@ def main() -> None:
     for stages in range(4):
         config = dataclasses.replace(VQVAE2Config.from_size(args.size), decoder_refine=stages)
         model = VQVAE2(config).eval().to(memory_format=torch.channels_last)
-        parameters = sum(p.numel() for name in ("upsample_top", "decoder", "decoder_refine")
-                         if hasattr(model, name) for p in getattr(model, name).parameters())
+        parameters = sum(p.numel() for name in DECODER_MODULES if hasattr(model, name)
+                         for p in getattr(model, name).parameters())
         times = []
         for notes in (1, 4):
             top = torch.randint(0, config.codebook_sizes[0], (notes, *TOP_SHAPE))

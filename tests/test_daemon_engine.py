@@ -258,7 +258,7 @@ def test_pitch_check_runs_after_the_render_and_is_stored(model, tmp_path):
     from notono_live.evaluation.pitch import pitch_within_cents
 
     # one draw each at MIDI 24, where some of the four may miss the pitch (the shipped model's first
-    # draws of a keyboard at C0 missed 7 of 60 over seeds 1-15; 96 % on pitch over the eval's grid): with
+    # draws of a keyboard at C0 missed 6 of 60 over seeds 1-15; 96 % on pitch over the eval's grid): with
     # this seed one of the four misses, and the check must tell them apart
     engine = Engine(model, SoundStore(tmp_path / "session"), tmp_path / "samples", candidates=1)
     records = engine.generate(24, "keyboard", variations=4, seed=4)
